@@ -1,0 +1,21 @@
+"""One error family for everything a user can get wrong.
+
+The CLI prints a ``JSAEError`` as one line without a traceback; the app shows it with
+``st.error``. Every message names the problem and what to do about it.
+"""
+
+
+class JSAEError(Exception):
+    """Base class of all errors jsae raises on purpose."""
+
+
+class InputError(JSAEError, ValueError):
+    """A prompt, ε, layer, mode or other argument is unusable."""
+
+
+class SourceError(JSAEError):
+    """A model or SAE source is missing, corrupt or cannot be reached."""
+
+
+class UnsupportedError(JSAEError):
+    """The weights load, but describe something this tool does not handle."""

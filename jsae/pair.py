@@ -1,0 +1,143 @@
+"""A JSAE pair: two sae-lens TopK SAEs around the MLP of one transformer block.
+
+sae-lens's ``TopKSAE.encode`` takes the top k of the pre-activations, applies ReLU to the
+kept values and writes zeros elsewhere: exactly the research code's semantics. The one
+sae-lens option that would change them, ``rescale_acts_by_decoder_norm`` (top-k chosen on
+pre-activations scaled by decoder norms), did not exist in the research code and is refused,
+as is any input normalisation other than ``"none"``. ``topk_encode`` below returns the same
+activations as ``sae.encode`` plus the indices of the k selected features, sorted by
+activation (largest first), which the Jacobian and the ablation engine index by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from sae_lens import TopKSAE
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from jsae.errors import InputError, UnsupportedError
+
+PAIR_KINDS = ("jsae", "plain")
+
+
+def hook_in_name(layer: int) -> str:
+    """The MLP input of block ``layer``: what the input SAE reads."""
+    return f"blocks.{layer}.ln2.hook_normalized"
+
+
+def hook_out_name(layer: int) -> str:
+    """The MLP output of block ``layer``: what the output SAE reads."""
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def check_topk_sae(sae: TopKSAE, what: str) -> None:
+    """Refuse sae-lens settings whose encode differs from the research code's TopK."""
+    if not isinstance(sae, TopKSAE):
+        raise UnsupportedError(
+            f"The {what} SAE is a {type(sae).__name__}; jsae needs sae-lens TopK SAEs "
+            "(architecture 'topk')."
+        )
+    if sae.cfg.normalize_activations != "none":
+        raise UnsupportedError(
+            f"The {what} SAE uses normalize_activations={sae.cfg.normalize_activations!r}; "
+            "only 'none' is supported. Fold the normalisation into the weights first."
+        )
+    if sae.cfg.rescale_acts_by_decoder_norm:
+        raise UnsupportedError(
+            f"The {what} SAE sets rescale_acts_by_decoder_norm; jsae supports plain TopK "
+            "only. Fold the decoder norms into the encoder (sae.fold_W_dec_norm()) first."
+        )
+    if sae.cfg.reshape_activations != "none":
+        raise UnsupportedError(
+            f"The {what} SAE reshapes its input ({sae.cfg.reshape_activations!r}); "
+            "MLP SAEs read d_model vectors."
+        )
+
+
+def sae_pre_activations(sae: TopKSAE, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+    """The encoder's pre-activations, computed as ``TopKSAE.encode`` does."""
+    return sae.process_sae_in(x) @ sae.W_enc + sae.b_enc
+
+
+def topk_encode(
+    sae: TopKSAE, x: Float[Tensor, "... d_in"]
+) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
+    """Activations and indices of the k active features, largest activation first."""
+    pre = sae_pre_activations(sae, x)
+    values, indices = torch.topk(pre, k=sae.cfg.k, dim=-1, sorted=True)
+    return values.relu(), indices
+
+
+@dataclass
+class JSAEPair:
+    """Two TopK SAEs around the MLP of block ``layer``.
+
+    Args:
+        sae_in: reads the MLP input, ``blocks.{layer}.ln2.hook_normalized``.
+        sae_out: reads the MLP output, ``blocks.{layer}.hook_mlp_out``.
+        layer: the transformer block whose MLP the pair surrounds.
+        kind: ``"jsae"`` (trained with the Jacobian penalty) or ``"plain"`` (without).
+    """
+
+    sae_in: TopKSAE
+    sae_out: TopKSAE
+    layer: int
+    kind: str = "jsae"
+
+    def __post_init__(self) -> None:
+        check_topk_sae(self.sae_in, "input")
+        check_topk_sae(self.sae_out, "output")
+        if self.kind not in PAIR_KINDS:
+            raise InputError(f"Pair kind must be one of {PAIR_KINDS}, got {self.kind!r}.")
+        for sae, expected, what in (
+            (self.sae_in, self.hook_in, "input"),
+            (self.sae_out, self.hook_out, "output"),
+        ):
+            hook = sae.cfg.metadata.hook_name
+            if hook is not None and hook != expected:
+                raise InputError(
+                    f"The {what} SAE of layer {self.layer} reads {hook!r}, but a JSAE pair's "
+                    f"{what} SAE must read {expected!r} (this layer's MLP {what})."
+                )
+
+    @property
+    def hook_in(self) -> str:
+        return hook_in_name(self.layer)
+
+    @property
+    def hook_out(self) -> str:
+        return hook_out_name(self.layer)
+
+    @property
+    def k_in(self) -> int:
+        return self.sae_in.cfg.k
+
+    @property
+    def k_out(self) -> int:
+        return self.sae_out.cfg.k
+
+    @property
+    def d_sae_in(self) -> int:
+        return self.sae_in.cfg.d_sae
+
+    @property
+    def d_sae_out(self) -> int:
+        return self.sae_out.cfg.d_sae
+
+    def check_model(self, model: HookedTransformer) -> None:
+        """Refuse a pair that does not fit ``model``."""
+        if not 0 <= self.layer < model.cfg.n_layers:
+            raise InputError(
+                f"The pair is for layer {self.layer}, but the model has layers "
+                f"0..{model.cfg.n_layers - 1}."
+            )
+        for sae, what in ((self.sae_in, "input"), (self.sae_out, "output")):
+            if sae.cfg.d_in != model.cfg.d_model:
+                raise InputError(
+                    f"The {what} SAE of layer {self.layer} has d_in={sae.cfg.d_in}, but the "
+                    f"model's d_model is {model.cfg.d_model}: the SAE belongs to another model."
+                )

@@ -1,0 +1,71 @@
+"""Prompts in, tokens and MLP-input activations out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from jsae.errors import InputError
+from jsae.pair import hook_in_name
+
+
+@dataclass
+class Prompt:
+    """A tokenized prompt.
+
+    Args:
+        tokens: token ids, BOS first when the model's tokenizer prepends one.
+        strings: each token as text, as TransformerLens's ``to_str_tokens`` gives it.
+        dropped: how many tokens were cut off the end to fit the length limit.
+        limit: that limit (the model's context, or a smaller cap).
+    """
+
+    tokens: Int[Tensor, " pos"]
+    strings: list[str]
+    dropped: int
+    limit: int
+
+    @property
+    def notice(self) -> str | None:
+        """A sentence for the user when the prompt was truncated, else None."""
+        if not self.dropped:
+            return None
+        return (
+            f"The prompt was {len(self.tokens) + self.dropped} tokens long; the last "
+            f"{self.dropped} were dropped to fit the limit of {self.limit} tokens."
+        )
+
+
+def check_prompt_text(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The prompt is empty: type some text to analyse.")
+    return text
+
+
+def tokenize(model: HookedTransformer, text: str, max_tokens: int | None = None) -> Prompt:
+    """Tokenize ``text`` (BOS prepended), truncated to the context or ``max_tokens``."""
+    check_prompt_text(text)
+    if model.tokenizer is None:
+        raise InputError("The model has no tokenizer; load it with one to analyse text.")
+    limit = model.cfg.n_ctx if max_tokens is None else min(max_tokens, model.cfg.n_ctx)
+    tokens = model.to_tokens(text, prepend_bos=True, truncate=False)[0]
+    dropped = max(0, len(tokens) - limit)
+    tokens = tokens[:limit]
+    strings = [model.tokenizer.decode([t]) for t in tokens.tolist()]
+    return Prompt(tokens=tokens, strings=strings, dropped=dropped, limit=limit)
+
+
+@torch.no_grad()
+def mlp_inputs(
+    model: HookedTransformer, tokens: Int[Tensor, " pos"], layer: int
+) -> Float[Tensor, "pos d_model"]:
+    """Block ``layer``'s MLP input (``blocks.L.ln2.hook_normalized``) for every position."""
+    hook = hook_in_name(layer)
+    _, cache = model.run_with_cache(
+        tokens[None].to(model.cfg.device), names_filter=[hook], stop_at_layer=layer + 1
+    )
+    return cache[hook][0]

@@ -1,0 +1,181 @@
+"""The MLP sandwich: block L's MLP between a JSAE pair, and its Jacobian.
+
+For one token with MLP input x, input-SAE activations a (active set I) and output-SAE
+pre-activations z (active set O), the Jacobian of z_j with respect to a_i is
+
+    J[j, i] = sum_m (W_dec_in[i] @ W_in)[m] * act_fn'(pre[m]) * (W_out @ W_enc_out[:, j])[m]
+
+where pre = x @ W_in + b_in. Only the k_out x k_in block of active features matters, so
+J is ``[tokens, k_out, k_in]``. The MLP always reads the original x, never the input SAE's
+reconstruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.components.mlps.mlp import MLP
+
+from jsae.errors import UnsupportedError
+from jsae.pair import JSAEPair, sae_pre_activations, topk_encode
+
+# Elementwise activation functions of TransformerLens whose derivative we take by autograd.
+# "solu"/"solu_ln" mix the d_mlp units (softmax, LayerNorm) and are not elementwise.
+ELEMENTWISE_ACTIVATIONS = (
+    "relu",
+    "gelu",
+    "gelu_new",
+    "gelu_fast",
+    "gelu_pytorch_tanh",
+    "silu",
+    "relu2",
+)
+
+
+def get_mlp(model: HookedTransformer, layer: int) -> MLP:
+    """Block ``layer``'s MLP, refused with a clear message if jsae cannot handle it."""
+    mlp = model.blocks[layer].mlp
+    cfg = model.cfg
+    if cfg.gated_mlp or hasattr(mlp, "W_gate"):
+        raise UnsupportedError(
+            f"Layer {layer} has a gated MLP ({type(mlp).__name__}); jsae handles "
+            "ungated MLPs (x -> act_fn(x W_in + b_in) W_out + b_out) only."
+        )
+    if type(mlp) is not MLP:
+        raise UnsupportedError(
+            f"Layer {layer}'s MLP is a {type(mlp).__name__}; jsae handles TransformerLens's "
+            "plain MLP only (no mixture of experts, no quantised weights)."
+        )
+    if cfg.act_fn not in ELEMENTWISE_ACTIVATIONS:
+        raise UnsupportedError(
+            f"The model's activation function {cfg.act_fn!r} is not supported; jsae supports "
+            f"{', '.join(ELEMENTWISE_ACTIVATIONS)}."
+        )
+    return mlp
+
+
+@dataclass
+class MLPWeights:
+    """Block L's MLP as plain tensors: x -> act_fn(x @ W_in + b_in) @ W_out + b_out.
+
+    Args:
+        W_in, b_in, W_out, b_out: the MLP's parameters (TransformerLens layout).
+        act_fn: the model's elementwise activation function.
+    """
+
+    W_in: Float[Tensor, "d_model d_mlp"]
+    b_in: Float[Tensor, " d_mlp"]
+    W_out: Float[Tensor, "d_mlp d_model"]
+    b_out: Float[Tensor, " d_model"]
+    act_fn: object
+
+    @classmethod
+    def from_model(cls, model: HookedTransformer, layer: int) -> MLPWeights:
+        mlp = get_mlp(model, layer)
+        return cls(
+            mlp.W_in.detach(),
+            mlp.b_in.detach(),
+            mlp.W_out.detach(),
+            mlp.b_out.detach(),
+            mlp.act_fn,
+        )
+
+    def pre(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_mlp"]:
+        return x @ self.W_in + self.b_in
+
+    def out_from_pre(self, pre: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_model"]:
+        return self.act_fn(pre) @ self.W_out + self.b_out
+
+    def act_grad(self, pre: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_mlp"]:
+        """act_fn'(pre), elementwise, by autograd through the model's own act_fn."""
+        with torch.enable_grad():
+            p = pre.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.act_fn(p).sum(), p)
+        return grad
+
+    def __call__(
+        self, x: Float[Tensor, "... d_model"]
+    ) -> tuple[Float[Tensor, "... d_model"], Float[Tensor, "... d_mlp"]]:
+        """The sandwich's filling: x -> (mlp_out, act_fn'(pre))."""
+        pre = self.pre(x)
+        return self.out_from_pre(pre), self.act_grad(pre)
+
+
+def active_jacobian(
+    in_rows: Float[Tensor, "tokens k_in d_mlp"],
+    act_grad: Float[Tensor, "tokens d_mlp"],
+    out_rows: Float[Tensor, "tokens k_out d_mlp"],
+) -> Float[Tensor, "tokens k_out k_in"]:
+    """J[t, j, i] = sum_m out_rows[t, j, m] * act_grad[t, m] * in_rows[t, i, m].
+
+    ``in_rows[t, i]`` is W_dec_in[in_idx[t, i]] @ W_in and ``out_rows[t, j]`` is
+    (W_out @ W_enc_out)[:, out_idx[t, j]]. Differentiable in all three arguments.
+    """
+    return einops.einsum(
+        out_rows * act_grad[:, None, :],
+        in_rows,
+        "tokens k_out d_mlp, tokens k_in d_mlp -> tokens k_out k_in",
+    )
+
+
+@dataclass
+class SandwichOutput:
+    """Everything one unperturbed pass through the sandwich gives, per token.
+
+    Args:
+        x: the MLP input.
+        in_act, in_idx: the input SAE's k active features (activation, index), largest first.
+        pre: the MLP pre-activations; act_grad: act_fn'(pre).
+        mlp_out: the MLP output; out_act, out_idx: the output SAE's k active features.
+        jacobian: J[t, j, i] = d out_pre[t, j] / d in_act[t, i].
+    """
+
+    x: Float[Tensor, "tokens d_model"]
+    in_act: Float[Tensor, "tokens k_in"]
+    in_idx: Int[Tensor, "tokens k_in"]
+    pre: Float[Tensor, "tokens d_mlp"]
+    act_grad: Float[Tensor, "tokens d_mlp"]
+    mlp_out: Float[Tensor, "tokens d_model"]
+    out_act: Float[Tensor, "tokens k_out"]
+    out_idx: Int[Tensor, "tokens k_out"]
+    jacobian: Float[Tensor, "tokens k_out k_in"]
+
+
+class Sandwich:
+    """Block L's MLP between a JSAE pair, with the Jacobian's weight products precomputed.
+
+    ``dec_in_W_in = W_dec_in @ W_in`` ([d_sae_in, d_mlp]) and
+    ``enc_out_W_out = (W_out @ W_enc_out).T`` ([d_sae_out, d_mlp], rows gathered per token)
+    are computed once, so a token's Jacobian costs two gathers and one batched matmul.
+    """
+
+    def __init__(self, model: HookedTransformer, pair: JSAEPair):
+        pair.check_model(model)
+        self.pair = pair
+        self.mlp = MLPWeights.from_model(model, pair.layer)
+        with torch.no_grad():
+            self.dec_in_W_in: Float[Tensor, "d_sae_in d_mlp"] = (
+                pair.sae_in.W_dec.detach() @ self.mlp.W_in
+            )
+            self.enc_out_W_out: Float[Tensor, "d_sae_out d_mlp"] = (
+                self.mlp.W_out @ pair.sae_out.W_enc.detach()
+            ).T.contiguous()
+
+    def out_pre(self, mlp_out: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_sae_out"]:
+        """The output SAE's pre-activations of all its features."""
+        return sae_pre_activations(self.pair.sae_out, mlp_out)
+
+    @torch.no_grad()
+    def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:
+        in_act, in_idx = topk_encode(self.pair.sae_in, x)
+        pre = self.mlp.pre(x)
+        act_grad = self.mlp.act_grad(pre)
+        mlp_out = self.mlp.out_from_pre(pre)
+        out_act, out_idx = topk_encode(self.pair.sae_out, mlp_out)
+        jacobian = active_jacobian(self.dec_in_W_in[in_idx], act_grad, self.enc_out_W_out[out_idx])
+        return SandwichOutput(x, in_act, in_idx, pre, act_grad, mlp_out, out_act, out_idx, jacobian)

@@ -1,0 +1,103 @@
+"""Tiny random models, tokenizers and TopK SAE pairs, built from configs. Nothing downloads."""
+
+from __future__ import annotations
+
+import torch
+from sae_lens import TopKSAE, TopKSAEConfig
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
+
+from jsae.pair import JSAEPair, hook_in_name, hook_out_name
+
+BOS = "<|endoftext|>"
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. A sparse autoencoder reads the MLP. "
+    "def f(x):\n    return x + 1\n- apples\n- pears\nAlice: hi!\nBob: hello, Alice.\n"
+)
+
+
+def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with a BOS token, trained on a few sentences."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([TEXT] * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=BOS,
+        add_bos_token=True,
+        name_or_path="tiny",
+    )
+
+
+def tiny_model(
+    act_fn: str = "gelu",
+    n_layers: int = 2,
+    d_model: int = 16,
+    d_mlp: int = 64,
+    n_ctx: int = 64,
+    normalization_type: str | None = "LN",
+    **cfg_kwargs,
+) -> HookedTransformer:
+    tokenizer = tiny_tokenizer()
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        d_mlp=d_mlp,
+        d_head=4,
+        n_heads=d_model // 4,
+        n_ctx=n_ctx,
+        d_vocab=len(tokenizer),
+        act_fn=act_fn,
+        normalization_type=normalization_type,
+        seed=0,
+        **cfg_kwargs,
+    )
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model.eval()
+    with torch.no_grad():  # random biases and LN weights, so nothing is trivially zero
+        for name, p in model.named_parameters():
+            if name.endswith(("b_in", "b_out", ".b", ".w")):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def tiny_sae(
+    d_in: int, d_sae: int, k: int, hook_name: str | None, apply_b_dec_to_input: bool = False
+) -> TopKSAE:
+    cfg = TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, apply_b_dec_to_input=apply_b_dec_to_input)
+    if hook_name is not None:
+        cfg.metadata.hook_name = hook_name
+    sae = TopKSAE(cfg)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae) / d_in**0.5)
+        sae.W_dec.copy_(torch.randn(d_sae, d_in) / d_in**0.5)
+        sae.b_enc.copy_(0.1 * torch.randn(d_sae))
+        sae.b_dec.copy_(0.1 * torch.randn(d_in))
+    return sae
+
+
+def tiny_pair(
+    model: HookedTransformer,
+    layer: int = 1,
+    d_sae: int = 64,
+    k: int = 8,
+    k_out: int | None = None,
+    kind: str = "jsae",
+    apply_b_dec_to_input: bool = False,
+) -> JSAEPair:
+    d = model.cfg.d_model
+    return JSAEPair(
+        sae_in=tiny_sae(d, d_sae, k, hook_in_name(layer), apply_b_dec_to_input),
+        sae_out=tiny_sae(d, d_sae, k_out or k, hook_out_name(layer), apply_b_dec_to_input),
+        layer=layer,
+        kind=kind,
+    )

@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from jsae.errors import UnsupportedError
+from jsae.prompt import mlp_inputs, tokenize
+from jsae.sandwich import ELEMENTWISE_ACTIVATIONS, MLPWeights, Sandwich
+from tests.helpers import tiny_model, tiny_pair
+from tests.reference import token_jacobian_function
+
+PROMPT = "The quick brown fox jumps over the lazy dog."
+
+
+def _inputs(model, layer):
+    return mlp_inputs(model, tokenize(model, PROMPT).tokens, layer)
+
+
+@pytest.mark.parametrize("act_fn", ELEMENTWISE_ACTIVATIONS)
+def test_act_grad_matches_finite_differences(act_fn):
+    model = tiny_model(act_fn=act_fn).double()
+    mlp = MLPWeights.from_model(model, 0)
+    pre = torch.randn(200, dtype=torch.float64) * 3
+    h = 1e-6
+    fd = (mlp.act_fn(pre + h) - mlp.act_fn(pre - h)) / (2 * h)
+    torch.testing.assert_close(mlp.act_grad(pre), fd, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("act_fn", ELEMENTWISE_ACTIVATIONS)
+def test_mlp_weights_reproduce_transformer_lens_mlp(act_fn):
+    model = tiny_model(act_fn=act_fn)
+    x = _inputs(model, 1)
+    out, _ = MLPWeights.from_model(model, 1)(x)
+    torch.testing.assert_close(out, model.blocks[1].mlp(x[None])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "gelu_new", "relu", "silu"])
+@pytest.mark.parametrize("k_out", [6, 10])
+def test_jacobian_matches_autograd(act_fn, k_out):
+    model = tiny_model(act_fn=act_fn)
+    pair = tiny_pair(model, layer=1, d_sae=48, k=6, k_out=k_out)
+    x = _inputs(model, 1)
+    result = Sandwich(model, pair)(x)
+    assert result.jacobian.shape == (len(x), k_out, 6)
+    for t in range(len(x)):
+        f, a0, active_in, active_out = token_jacobian_function(model, pair, x[t])
+        expected = torch.func.jacrev(f)(a0)
+        # rows and columns must line up with the same feature ids
+        assert set(result.in_idx[t].tolist()) == set(active_in.tolist())
+        assert set(result.out_idx[t].tolist()) == set(active_out.tolist())
+        rows = [active_out.tolist().index(j) for j in result.out_idx[t].tolist()]
+        cols = [active_in.tolist().index(i) for i in result.in_idx[t].tolist()]
+        torch.testing.assert_close(
+            result.jacobian[t], expected[rows][:, cols], atol=1e-5, rtol=1e-4
+        )
+
+
+def test_jacobian_matches_finite_differences_in_float64():
+    model = tiny_model(act_fn="gelu_new").double()
+    pair = tiny_pair(model, layer=0, d_sae=40, k=5)
+    pair.sae_in.to(torch.float64)  # sae-lens tracks dtype in .to(), not .double()
+    pair.sae_out.to(torch.float64)
+    x = _inputs(model, 0)
+    result = Sandwich(model, pair)(x)
+    h = 1e-6
+    for t in (1, len(x) - 1):
+        f, a0, active_in, active_out = token_jacobian_function(model, pair, x[t])
+        for c, i in enumerate(result.in_idx[t].tolist()):
+            col = active_in.tolist().index(i)
+            e = torch.zeros_like(a0)
+            e[col] = h
+            fd = (f(a0 + e) - f(a0 - e)) / (2 * h)
+            rows = [active_out.tolist().index(j) for j in result.out_idx[t].tolist()]
+            torch.testing.assert_close(result.jacobian[t, :, c], fd[rows], atol=1e-7, rtol=1e-6)
+
+
+def test_jacobian_entries_are_indexed_by_feature_ids():
+    """J[t, r, c] is the derivative of out feature out_idx[t, r] wrt in feature in_idx[t, c]."""
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=32, k=4)
+    x = _inputs(model, 1)
+    s = Sandwich(model, pair)
+    res = s(x)
+    t, r, c = 3, 2, 1
+    i, j = res.in_idx[t, c].item(), res.out_idx[t, r].item()
+    W_in, W_out = model.blocks[1].mlp.W_in, model.blocks[1].mlp.W_out
+    pre = x[t] @ W_in + model.blocks[1].mlp.b_in
+    manual = (
+        (pair.sae_in.W_dec[i] @ W_in) * s.mlp.act_grad(pre) @ (W_out @ pair.sae_out.W_enc[:, j])
+    )
+    torch.testing.assert_close(res.jacobian[t, r, c], manual, atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_mlps_are_refused():
+    gated = tiny_model(gated_mlp=True)
+    with pytest.raises(UnsupportedError, match="gated MLP"):
+        Sandwich(gated, tiny_pair(gated, layer=0))
+    solu = tiny_model(act_fn="solu_ln")
+    with pytest.raises(UnsupportedError, match="solu_ln"):
+        Sandwich(solu, tiny_pair(solu, layer=0))
