@@ -1,0 +1,211 @@
+import json
+from unittest import mock
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from jsae.ablation import ablate
+from jsae.errors import InputError, SourceError, UnsupportedError
+from jsae.loading import (
+    RESEARCH_CFG,
+    RESEARCH_WEIGHTS,
+    load_model_folder,
+    load_pair_folder,
+    load_research_pair,
+    load_sae_lens_pair,
+    load_source,
+    save_model_folder,
+    save_research_pair,
+    save_sae_lens_pair,
+    save_source,
+)
+from tests.helpers import tiny_model, tiny_pair
+
+PROMPT = "Alice: hi! Bob: hello, Alice."
+
+
+def _same_pair(a, b):
+    for side in ("sae_in", "sae_out"):
+        for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            torch.testing.assert_close(
+                getattr(getattr(a, side), key), getattr(getattr(b, side), key)
+            )
+        assert getattr(a, side).cfg.k == getattr(b, side).cfg.k
+    assert (a.layer, a.kind) == (b.layer, b.kind)
+
+
+def test_model_folder_round_trip(tmp_path):
+    model = tiny_model()
+    save_model_folder(model, tmp_path / "m")
+    loaded = load_model_folder(tmp_path / "m")
+    tokens = model.to_tokens(PROMPT)
+    torch.testing.assert_close(loaded.to_tokens(PROMPT), tokens)
+    torch.testing.assert_close(loaded(tokens), model(tokens))
+    assert loaded.to_str_tokens(PROMPT)[0] == "<|endoftext|>"
+
+
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+def test_research_pair_round_trip_and_format(tmp_path, apply_b_dec):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, apply_b_dec_to_input=apply_b_dec)
+    save_research_pair(pair, tmp_path, model_name="pythia-70m-deduped")
+    weights = load_file(tmp_path / RESEARCH_WEIGHTS)
+    assert set(weights) == {
+        f"_{k}{s}" for k in ("W_enc", "b_enc", "W_dec", "b_dec") for s in ("", "_out")
+    }
+    assert weights["_W_enc"].shape == (16, 64) and weights["_W_dec_out"].shape == (64, 16)
+    cfg = json.loads((tmp_path / RESEARCH_CFG).read_text())
+    assert cfg["hook_name"] == "blocks.1.ln2.hook_normalized" and cfg["activation_fn_kwargs"] == {
+        "k": 8
+    }
+    loaded, _ = load_research_pair(tmp_path)
+    _same_pair(pair, loaded)
+    assert loaded.sae_in.cfg.apply_b_dec_to_input is apply_b_dec
+
+
+def _write_research_folder(path, pair, **cfg_changes):
+    save_research_pair(pair, path, model_name="tiny")
+    cfg = json.loads((path / RESEARCH_CFG).read_text())
+    cfg.update({"extra_key_from_the_future": [1, 2], "neuronpedia_id": None}, **cfg_changes)
+    (path / RESEARCH_CFG).write_text(json.dumps(cfg))
+
+
+def test_research_folder_ignores_extra_keys_and_loads_with_a_model(tmp_path):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=0)
+    _write_research_folder(tmp_path, pair)
+    source = load_source(str(tmp_path), model=model)
+    assert source.kinds == ["jsae"] and source.layers() == [0]
+    pd.testing.assert_frame_equal(
+        ablate(model, pair, PROMPT).table, ablate(source.model, source.pair(0), PROMPT).table
+    )
+
+
+def test_randomized_llm_weights_are_loaded(tmp_path):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=0)
+    _write_research_folder(tmp_path, pair, randomize_llm_weights=True)
+    randomized = {k: torch.randn_like(v) for k, v in model.state_dict().items() if "W_in" in k}
+    save_file(randomized, tmp_path / "randomized_llm_weights.safetensors")
+    fresh = tiny_model()
+    source = load_source(str(tmp_path), model=fresh)
+    torch.testing.assert_close(source.model.blocks[0].mlp.W_in, randomized["blocks.0.mlp.W_in"])
+
+
+def test_sae_lens_pair_round_trip_both_ways(tmp_path):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, kind="plain", k=6, k_out=5)
+    save_sae_lens_pair(pair, tmp_path / "p")
+    loaded, _ = load_sae_lens_pair(tmp_path / "p")
+    _same_pair(pair, loaded)
+    save_sae_lens_pair(loaded, tmp_path / "again")
+    _same_pair(pair, load_pair_folder(tmp_path / "again")[0])
+
+
+def test_source_folder_round_trip(tmp_path):
+    model = tiny_model()
+    pairs = {
+        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
+        "plain": {1: tiny_pair(model, 1, kind="plain")},
+    }
+    save_source(tmp_path, model, pairs, info={"metrics": {"a": 1}})
+    source = load_source(tmp_path)
+    assert source.kinds == ["jsae", "plain"] and source.layers("plain") == [1]
+    assert source.info == {"metrics": {"a": 1}}
+    _same_pair(pairs["plain"][1], source.pair(1, "plain"))
+    with pytest.raises(InputError, match="Layer 0 has no plain pair .* layers with one: 1"):
+        source.pair(0, "plain")
+
+
+def test_wandb_path_downloads_then_reads_the_folder(tmp_path):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1)
+
+    class FakeArtifact:
+        def download(self, root):
+            _write_research_folder(__import__("pathlib").Path(root), pair)
+
+    with mock.patch("wandb.Api") as api:
+        api.return_value.artifact.return_value = FakeArtifact()
+        source = load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
+        api.return_value.artifact.assert_called_once_with("me/jsae/pair_l1:v0")
+        _same_pair(pair, source.pair(1))
+        load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
+        assert api.return_value.artifact.call_count == 1, "the second load uses the cache"
+
+
+def test_wandb_failure_is_one_clear_error(tmp_path):
+    with mock.patch("wandb.Api") as api:
+        api.return_value.artifact.side_effect = ValueError("project not found")
+        with pytest.raises(
+            SourceError, match="Could not download the W&B artifact .*project not found"
+        ):
+            load_source("me/jsae/missing:v3", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            {"normalize_activations": "expected_average_only_in"},
+            UnsupportedError,
+            "normalize_activations",
+        ),
+        ({"activation_fn_str": "relu"}, UnsupportedError, "TopK pairs only"),
+        ({"is_pair": False}, UnsupportedError, "single SAE"),
+        (
+            {"hook_name": "blocks.0.hook_resid_pre"},
+            InputError,
+            "must read 'blocks.0.ln2.hook_normalized'",
+        ),
+        ({"activation_fn_kwargs": {}}, SourceError, "activation_fn_kwargs.k"),
+    ],
+)
+def test_unsupported_research_settings_are_refused(tmp_path, change, error, message):
+    _write_research_folder(tmp_path, tiny_pair(tiny_model(), layer=0), **change)
+    with pytest.raises(error, match=message):
+        load_research_pair(tmp_path)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=0)
+    save_research_pair(pair, tmp_path, model_name="tiny")
+    (tmp_path / RESEARCH_WEIGHTS).write_bytes(b"not a safetensors file")
+    with pytest.raises(SourceError, match="corrupt"):
+        load_research_pair(tmp_path)
+    (tmp_path / RESEARCH_CFG).write_text("{ not json")
+    with pytest.raises(SourceError, match="corrupt"):
+        load_research_pair(tmp_path)
+    (tmp_path / RESEARCH_CFG).unlink()
+    with pytest.raises(SourceError, match="not a pair folder"):
+        load_source(tmp_path, model=model)
+    save_research_pair(pair, tmp_path / "p", model_name="tiny")
+    weights = load_file(tmp_path / "p" / RESEARCH_WEIGHTS)
+    del weights["_b_dec_out"]
+    save_file(weights, tmp_path / "p" / RESEARCH_WEIGHTS)
+    with pytest.raises(SourceError, match="lacks the weight _b_dec_out"):
+        load_research_pair(tmp_path / "p")
+
+
+def test_wrong_width_and_unknown_sources():
+    with pytest.raises(SourceError, match="not a folder on this machine, nor a W&B"):
+        load_source("/no/such/folder")
+    with pytest.raises(InputError, match="No source given"):
+        load_source("   ")
+
+
+def test_pair_for_another_model_is_refused(tmp_path):
+    small = tiny_model(d_model=8, d_mlp=16)
+    _write_research_folder(tmp_path, tiny_pair(tiny_model(), layer=0))
+    with pytest.raises(InputError, match="d_in=16, but the model's d_model is 8"):
+        load_source(tmp_path, model=small)
+
+
+def test_unknown_model_name_is_one_clear_error(tmp_path):
+    # "tiny" is no TransformerLens model name, so this fails before any network access.
+    _write_research_folder(tmp_path, tiny_pair(tiny_model(), layer=0))
+    with pytest.raises(SourceError, match="Could not load the model 'tiny'.*local model folder"):
+        load_source(tmp_path)

@@ -1,0 +1,70 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae.errors import InputError
+from jsae.stats import (
+    Tolerance,
+    format_summary,
+    importance_ratio,
+    jacobian_sparsity,
+    summarize,
+    within_tolerance,
+)
+
+
+def _table(diff, predicted, important):
+    return pd.DataFrame({"diff": diff, "predicted": predicted, "important": important})
+
+
+def test_summarize_against_a_hand_computed_example():
+    table = _table(
+        diff=[0.5, -1.0, 0.01, -0.03, 0.0],
+        predicted=[0.5, -0.5, 0.0, 0.0, 0.0],
+        important=[True, True, False, False, False],
+    )
+    s = summarize(table, Tolerance(atol=0.02, rtol=0.0))
+    assert s.loc["important", "connections"] == 2 and s.loc["unimportant", "connections"] == 3
+    assert s.loc["important", "mean_diff"] == pytest.approx(-0.25)
+    assert s.loc["important", "mean_abs_diff"] == pytest.approx(0.75)
+    assert s.loc["unimportant", "mean_abs_diff"] == pytest.approx(0.04 / 3)
+    assert s.loc["unimportant", "median_abs_diff"] == pytest.approx(0.01)
+    assert s.loc["important", "within_tolerance"] == pytest.approx(0.5)
+    assert s.loc["unimportant", "within_tolerance"] == pytest.approx(2 / 3)
+    assert s.loc["all", "connections"] == 5
+    assert importance_ratio(s) == pytest.approx(0.75 / (0.04 / 3))
+
+
+def test_p99_matches_numpy_and_tolerance_rule():
+    rng = np.random.default_rng(0)
+    diff = rng.normal(size=1000)
+    predicted = diff + rng.normal(scale=0.05, size=1000)
+    table = _table(diff, predicted, np.zeros(1000, dtype=bool))
+    s = summarize(table)
+    assert s.loc["unimportant", "p99_abs_diff"] == pytest.approx(np.quantile(np.abs(diff), 0.99))
+    within = within_tolerance(table, Tolerance(0.01, 0.1))
+    np.testing.assert_array_equal(within, np.isclose(diff, predicted, atol=0.01, rtol=0.1))
+
+
+def test_empty_experiments_give_nan_not_errors():
+    s = summarize(_table([0.1, 0.2], [0.0, 0.0], [True, True]))
+    assert s.loc["unimportant", "connections"] == 0
+    assert math.isnan(s.loc["unimportant", "mean_abs_diff"])
+    assert math.isnan(importance_ratio(s))
+    assert "—" in format_summary(s)
+
+
+def test_format_summary_shows_both_experiments_side_by_side():
+    text = format_summary(summarize(_table([0.5, 0.01], [0.4, 0.0], [True, False])))
+    header = text.splitlines()[0]
+    assert "Important" in header and "Unimportant" in header and "All" in header
+    for label in ("Mean diff", "Mean |diff|", "Connections", "99th pct |diff|"):
+        assert label in text
+
+
+def test_jacobian_sparsity_and_bad_tolerances():
+    assert jacobian_sparsity(np.array([[0.5, 0.001], [0.02, -0.2]]), 0.01) == 0.75
+    with pytest.raises(InputError):
+        Tolerance(atol=-1)
