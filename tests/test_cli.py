@@ -139,3 +139,127 @@ def test_info_lists_layers(source_dir, capsys):
     assert main(["info", "--source", str(source_dir)]) == 0
     out = capsys.readouterr().out
     assert "jsae  layer 0" in out and "plain layer 1" in out
+
+
+# --------------------------------------------------------------------------------------
+# Corpus runs: jsae ablate --dataset, jsae corpus-stats
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "one.txt").write_text(PROMPT * 4, encoding="utf-8")
+    (folder / "two.txt").write_text("def f(x):\n    return x + 1\n" * 3, encoding="utf-8")
+    return folder
+
+
+def corpus_args(source_dir, corpus_dir, out, *extra):
+    return [
+        "ablate",
+        "--source",
+        str(source_dir),
+        "--layer",
+        "1",
+        "--dataset",
+        str(corpus_dir),
+        "--output",
+        str(out),
+        "--window-tokens",
+        "16",
+        "--shard-tokens",
+        "20",
+        "--eps",
+        "0.05",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_ablate_dataset_resumes_and_corpus_stats_resplits(source_dir, corpus_dir, tmp_path, capsys):
+    from jsae.ablation import split
+    from jsae.corpus import read_manifest, read_shards
+
+    out = tmp_path / "out"
+    assert main(corpus_args(source_dir, corpus_dir, out, "--max-windows", "2")) == 0
+    printed = capsys.readouterr().out
+    assert "not finished: rerun the same command to continue" in printed
+    assert read_manifest(out).windows == 2
+    assert main(corpus_args(source_dir, corpus_dir, out)) == 0
+    printed = capsys.readouterr().out
+    assert "not finished" not in printed and "tokens/s" in printed
+    rows = read_shards(out)
+    assert not rows.duplicated(
+        ["document", "window", "position", "in_feature", "out_feature"]
+    ).any()
+    expected = summarize(split(rows, 0.05))
+    assert f"{expected.loc['unimportant', 'connections']:,}" in printed
+    assert "read off a log-spaced histogram" in printed
+
+    assert main(["corpus-stats", str(out), "--eps", "0.2", "--histogram"]) == 0
+    printed = capsys.readouterr().out
+    expected = summarize(split(rows, 0.2))
+    assert "ε = 0.2" in printed and "|diff| histogram" in printed
+    for experiment in ("important", "unimportant"):
+        assert f"{expected.loc[experiment, 'connections']:,}" in printed
+    assert f"{expected.loc['important', 'mean_abs_diff']:.4g}" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eps", "0.1"], "another configuration (eps: 0.05 there, 0.1 now)"),
+        (["--mode", "zero"], "another configuration"),
+    ],
+)
+def test_ablate_dataset_refuses_to_resume_another_run(
+    source_dir, corpus_dir, tmp_path, capsys, args, message
+):
+    out = tmp_path / "out"
+    assert main(corpus_args(source_dir, corpus_dir, out, "--max-windows", "1")) == 0
+    capsys.readouterr()
+    code = main(corpus_args(source_dir, corpus_dir, out, *args))  # the last --eps wins
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "CORPUS"], "--dataset needs --output DIR"),
+        (["--dataset", "CORPUS", "--output", "r.parquet"], "--output is a folder of shards"),
+        (["--dataset", "/no/such/corpus", "--output", "OUT"], "does not exist"),
+        (["--dataset", "CORPUS", "--output", "OUT", "--max-tokens", "0"], "--max-tokens must"),
+        (["--dataset", "CORPUS", "--output", "OUT", "--window-tokens", "0"], "--window-tokens"),
+        (["--prompt", "x", "--window-tokens", "8"], "only apply to corpus runs"),
+        (["--prompt", "x", "--engine", "ray"], "--engine ray only apply to corpus runs"),
+    ],
+)
+def test_corpus_input_errors_are_one_line(source_dir, corpus_dir, tmp_path, capsys, args, message):
+    args = [
+        str(corpus_dir) if a == "CORPUS" else str(tmp_path / "out") if a == "OUT" else a
+        for a in args
+    ]
+    assert main(["ablate", "--source", str(source_dir), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_corpus_stats_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["corpus-stats", str(tmp_path)]) == 2
+    assert "is not a corpus output folder" in capsys.readouterr().err
+
+
+def test_engine_ray_without_ray_says_how_to_install(
+    source_dir, corpus_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code = main(corpus_args(source_dir, corpus_dir, tmp_path / "out", "--engine", "ray"))
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'jsae[ray]'" in err and "Traceback" not in err
+
+
+def test_prompt_max_tokens_truncates(source_dir, capsys):
+    code = main(["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--max-tokens", "4"])
+    assert code == 0
+    assert "were dropped to fit the limit of 4 tokens" in capsys.readouterr().err

@@ -1,0 +1,356 @@
+"""Logging an ablation to Weights & Biases: one function for the app and the CLI.
+
+A run gets
+
+* the configuration (source, layer, pair kind, mode, scale, ε, tolerance, tokens, k's),
+* the summary statistics of both experiments and the important/unimportant ratio (run summary,
+  keys like ``important/mean_abs_diff`` and ``importance_ratio``),
+* the histogram of diff per experiment as a ``wandb.Table`` (``diff_histogram``: bin_left,
+  bin_right, important, unimportant; bins computed with numpy),
+* the per-connection table as an artifact (``connections.parquet``).
+
+The API key is wandb's business: it reads ``WANDB_API_KEY`` or ``~/.netrc`` itself; jsae never
+reads, prints or logs it. In offline mode (``mode="offline"`` or ``WANDB_MODE=offline``) nothing
+leaves the machine; the run is written under ``dir`` and can be uploaded later with
+``wandb sync DIR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import netrc
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from jsae.errors import JSAEError
+from jsae.stats import Tolerance, importance_ratio, summarize
+
+DEFAULT_PROJECT = "jsae-explorer"
+WANDB_MODES = ("online", "offline")
+HISTOGRAM_BINS = 50
+
+
+class WandbLogError(JSAEError):
+    """Logging to W&B failed: no network, no API key, a bad project or mode."""
+
+
+@dataclass(frozen=True)
+class WandbRun:
+    """Where a logged run went.
+
+    Args:
+        mode: ``"online"`` or ``"offline"``.
+        run_id: the W&B run id.
+        url: the run's page (online mode; None offline).
+        dir: the run's local folder (``.../wandb/offline-run-...`` or ``run-...``).
+        artifact: the name of the logged artifact.
+    """
+
+    mode: str
+    run_id: str
+    url: str | None
+    dir: Path
+    artifact: str
+
+    def describe(self) -> str:
+        """One line for the user."""
+        if self.url:
+            return f"logged to W&B: {self.url}"
+        return f"logged to W&B offline in {self.dir} (upload later with `wandb sync {self.dir}`)"
+
+
+def resolve_mode(mode: str | None) -> str:
+    """``mode``, else ``WANDB_MODE``, else ``"online"``; only online and offline are allowed."""
+    chosen = mode or os.environ.get("WANDB_MODE") or "online"
+    if chosen not in WANDB_MODES:
+        raise WandbLogError(
+            f"W&B mode must be online or offline, got {chosen!r}"
+            + (" (from WANDB_MODE)" if not mode else "")
+            + "."
+        )
+    return chosen
+
+
+def histogram(table: pd.DataFrame, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """diff per experiment on ``bins`` equal bins spanning all diffs: columns bin_left,
+    bin_right, important, unimportant (counts)."""
+    diff = table["diff"].to_numpy(dtype=np.float64)
+    important = table["important"].to_numpy(dtype=bool)
+    finite = np.isfinite(diff)
+    if finite.any():
+        lo, hi = float(diff[finite].min()), float(diff[finite].max())
+    else:
+        lo, hi = 0.0, 1.0
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    imp, _ = np.histogram(diff[finite & important], bins=edges)
+    unimp, _ = np.histogram(diff[finite & ~important], bins=edges)
+    return pd.DataFrame(
+        {"bin_left": edges[:-1], "bin_right": edges[1:], "important": imp, "unimportant": unimp}
+    )
+
+
+def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:
+    """The summary as flat W&B summary keys (``important/mean_abs_diff``, ...)."""
+    metrics: dict[str, float] = {}
+    for experiment, row in summary.iterrows():
+        for column, value in row.items():
+            metrics[f"{experiment}/{column}"] = (
+                int(value) if column == "connections" else _finite_or_none(value)
+            )
+    metrics["importance_ratio"] = _finite_or_none(importance_ratio(summary))
+    return metrics
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def log_to_wandb(
+    result,
+    *,
+    source_name: str,
+    layer: int,
+    pair_kind: str,
+    eps: float | None = None,
+    tolerance: Tolerance | None = None,
+    project: str = DEFAULT_PROJECT,
+    entity: str | None = None,
+    mode: str | None = None,
+    dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    timeout: float = 60.0,
+) -> WandbRun:
+    """Log one prompt's ablation (a ``jsae.ablation.AblationResult``) as a W&B run.
+
+    Args:
+        result: what ``jsae.ablate`` returned.
+        source_name, layer, pair_kind: what it was run on (for the configuration).
+        eps: split at this ε (None: the result's own).
+        tolerance: the within-tolerance rule (None: ``Tolerance()``).
+        project, entity: where the run goes (entity None: your default).
+        mode: ``"online"`` or ``"offline"`` (None: ``WANDB_MODE``, else online).
+        dir: where wandb writes its local files (None: wandb's default, ./wandb).
+        name: the run's display name (None: W&B picks one).
+        timeout: seconds to wait for the W&B server when starting the run.
+
+    Raises:
+        WandbLogError: no network, no API key (online), or anything else W&B refuses.
+    """
+    if eps is not None and eps != result.eps:
+        result = result.with_eps(eps)
+    tolerance = tolerance or Tolerance()
+    table = result.table
+    summary = summarize(table, tolerance)
+    config = {
+        "source": str(source_name),
+        "layer": int(layer),
+        "pair": pair_kind,
+        "mode": result.config.mode,
+        "scale": _scale(result.config),
+        "include_bos": result.config.include_bos,
+        "eps": float(result.eps),
+        "atol": tolerance.atol,
+        "rtol": tolerance.rtol,
+        "tokens": int(result.n_tokens),
+        "k_in": _distinct_per_position(table, "in_feature"),
+        "k_out": _distinct_per_position(table, "out_feature"),
+        "connections": len(table),
+        "prompt_tokens": len(result.prompt.tokens),
+        "prompt_dropped": int(result.prompt.dropped),
+    }
+    with tempfile.TemporaryDirectory(prefix="jsae-wandb-") as tmp:
+        parquet = Path(tmp) / "connections.parquet"
+        table.to_parquet(parquet, index=False)
+        return log_run(
+            config=config,
+            metrics=summary_metrics(summary),
+            histogram_table=histogram(table),
+            files={"connections.parquet": parquet},
+            artifact_type="ablation-connections",
+            artifact_prefix="connections",
+            project=project,
+            entity=entity,
+            mode=mode,
+            dir=dir,
+            name=name,
+            job_type="ablate",
+            timeout=timeout,
+        )
+
+
+def log_corpus_to_wandb(
+    output: str | os.PathLike,
+    stats,
+    *,
+    run=None,
+    project: str = DEFAULT_PROJECT,
+    entity: str | None = None,
+    mode: str | None = None,
+    dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    timeout: float = 60.0,
+) -> WandbRun:
+    """Log a corpus run's merged statistics (a ``jsae.mergeable.CorpusStats``): the manifest's
+    configuration, the summary, the |diff| histogram on the log grid, and ``manifest.json`` as
+    an artifact (the shards stay where they are). ``run`` is the ``jsae.corpus.CorpusRun``, if
+    one just finished (adds its throughput)."""
+    from jsae.corpus import read_manifest
+
+    manifest = read_manifest(output)
+    config = {
+        **{k: v for k, v in manifest.config.items() if v is not None},
+        **{f"info/{k}": v for k, v in manifest.info.items()},
+        "stats_eps": stats.eps,
+        "atol": stats.tolerance.atol,
+        "rtol": stats.tolerance.rtol,
+        "tokens": manifest.tokens,
+        "windows": manifest.windows,
+        "connections": manifest.rows,
+        "shards": len(manifest.shards),
+    }
+    metrics = summary_metrics(stats.summary())
+    if run is not None:
+        metrics["tokens_per_second"] = _finite_or_none(run.tokens_per_second)
+    return log_run(
+        config=config,
+        metrics=metrics,
+        histogram_table=stats.histogram("abs"),
+        files={"manifest.json": manifest.path},
+        artifact_type="corpus-manifest",
+        artifact_prefix="corpus",
+        project=project,
+        entity=entity,
+        mode=mode,
+        dir=dir,
+        name=name,
+        job_type="ablate-corpus",
+        timeout=timeout,
+        histogram_key="abs_diff_histogram",
+    )
+
+
+def log_run(
+    *,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    histogram_table: pd.DataFrame,
+    files: dict[str, Path],
+    artifact_type: str,
+    artifact_prefix: str,
+    project: str,
+    entity: str | None,
+    mode: str | None,
+    dir: str | os.PathLike | None,
+    name: str | None,
+    job_type: str,
+    timeout: float,
+    histogram_key: str = "diff_histogram",
+) -> WandbRun:
+    """Start a run, log config, summary, histogram table and an artifact, finish it."""
+    mode = resolve_mode(mode)
+    try:
+        import wandb
+    except ImportError:
+        raise WandbLogError("Logging to W&B needs the wandb package: pip install wandb.") from None
+    if mode == "online" and not has_credentials():
+        raise WandbLogError(
+            "No W&B API key found: run `wandb login` once, or set the WANDB_API_KEY "
+            "environment variable; or log offline (--wandb-mode offline, WANDB_MODE=offline) "
+            "and upload later with `wandb sync`."
+        )
+    if dir is not None:
+        Path(dir).mkdir(parents=True, exist_ok=True)
+    run = None
+    try:
+        run = wandb.init(
+            project=project,
+            entity=entity,
+            mode=mode,
+            dir=str(dir) if dir is not None else None,
+            name=name,
+            job_type=job_type,
+            config=config,
+            reinit="create_new",
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                disable_git=True,
+                x_disable_stats=True,
+                init_timeout=timeout,
+            ),
+        )
+        run.summary.update(metrics)
+        run.log({histogram_key: wandb.Table(dataframe=histogram_table)})
+        artifact = wandb.Artifact(f"{artifact_prefix}-{run.id}", type=artifact_type)
+        for file_name, path in files.items():
+            artifact.add_file(str(path), name=file_name)
+        run.log_artifact(artifact)
+        info = WandbRun(
+            mode=mode,
+            run_id=run.id,
+            url=run.url if mode == "online" else None,
+            dir=Path(run.dir).parent,
+            artifact=artifact.name,
+        )
+        run.finish()
+        run = None
+        return info
+    except (KeyboardInterrupt, JSAEError):
+        raise
+    except Exception as err:  # wandb raises UsageError, CommError, AuthenticationError, ...
+        raise WandbLogError(_explain(err, mode)) from None
+    finally:
+        if run is not None:  # the run is broken; the first error is the one to show
+            with contextlib.suppress(Exception):
+                run.finish(exit_code=1)
+
+
+def has_credentials() -> bool:
+    """Whether wandb will find credentials for the server without prompting: the
+    WANDB_API_KEY or WANDB_IDENTITY_TOKEN_FILE variables, or a ``.netrc`` entry for the server
+    (what ``wandb login`` writes). Only presence is checked; nothing is printed or kept."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except netrc.NetrcParseError:  # a .netrc netrc cannot parse: let wandb judge it
+        return True
+    except OSError:
+        return False
+
+
+def _explain(err: Exception, mode: str) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    hint = (
+        "Check your network, and that an API key is set up (`wandb login`, or the "
+        "WANDB_API_KEY environment variable); or log offline (--wandb-mode offline, "
+        "WANDB_MODE=offline) and upload later with `wandb sync`."
+        if mode == "online"
+        else "Check that the W&B folder is writable."
+    )
+    return f"Could not log to W&B ({mode}): {text}. {hint}"
+
+
+def _scale(config) -> float | None:
+    """s, or None in zero mode (where s = a_i differs per connection)."""
+    return {"unit": 1.0, "scale": float(config.scale)}.get(config.mode)
+
+
+def _distinct_per_position(table: pd.DataFrame, column: str) -> int:
+    if table.empty:
+        return 0
+    first = table["position"].iloc[0]
+    return int(table.loc[table["position"] == first, column].nunique())

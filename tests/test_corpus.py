@@ -1,0 +1,369 @@
+"""Corpus runs: windows, shards, resume, and statistics that merge across shards."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae.ablation import AblationConfig, ablate, split
+from jsae.corpus import (
+    MANIFEST,
+    CorpusError,
+    CorpusJob,
+    DoneSet,
+    corpus_stats,
+    document_windows,
+    open_corpus,
+    read_manifest,
+    read_shards,
+    run_corpus,
+)
+from jsae.errors import InputError
+from jsae.loading import load_source, save_source
+from jsae.mergeable import ABS_EDGES, CorpusStats, ExperimentStats
+from jsae.stats import Tolerance, importance_ratio, summarize
+from tests.helpers import TEXT, tiny_model, tiny_pair
+
+KEYS = ["document", "window", "position", "in_feature", "out_feature"]
+EXACT = ("connections", "mean_diff", "mean_abs_diff", "within_tolerance")
+DOCS = {
+    "a.txt": TEXT * 3,
+    "b.txt": "",  # an empty document has no windows
+    "c.txt": "Alice: hi!\nBob: hello, Alice.\n",  # fits one window
+    "sub/d.txt": TEXT + "The lazy dog sleeps.\n" * 4,
+    "e.txt": "def f(x):\n    return x + 1\n" * 5,
+}
+
+
+def make_source(path):
+    model = tiny_model()
+    return save_source(path, model, {"jsae": {1: tiny_pair(model, 1)}})
+
+
+def make_corpus(path, docs=DOCS):
+    for name, text in docs.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    return make_source(tmp_path_factory.mktemp("source") / "src")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def job_for(source_dir, corpus_dir, output, **kwargs):
+    defaults = {"window_tokens": 24, "shard_tokens": 60, "eps": 0.05}
+    return CorpusJob(
+        dataset=corpus_dir, output=output, source=str(source_dir), **(defaults | kwargs)
+    )
+
+
+def sorted_rows(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.astype({"document": str, "token": str})
+    return out.sort_values(KEYS).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def full_run(source_dir, corpus_dir, tmp_path_factory):
+    """One uninterrupted run: the reference for sharded, resumed and Ray runs."""
+    out = tmp_path_factory.mktemp("full") / "out"
+    run = run_corpus(job_for(source_dir, corpus_dir, out))
+    return run, sorted_rows(read_shards(out))
+
+
+# --------------------------------------------------------------------------------------
+# Windows
+
+
+def test_windows_cut_the_token_stream_into_bos_prefixed_pieces(source_dir):
+    tok = load_source(source_dir).tokenizer
+    text = TEXT * 2
+    stream = tok(text, add_special_tokens=False)["input_ids"]
+    windows = list(
+        document_windows(
+            iter([text]), lambda t: tok(t, add_special_tokens=False)["input_ids"], 10, 0
+        )
+    )
+    assert all(w[0] == 0 and len(w) <= 10 for w, _ in windows)
+    assert [final for _, final in windows] == [False] * (len(windows) - 1) + [True]
+    assert np.concatenate([w[1:] for w, _ in windows]).tolist() == stream
+    assert len(windows) == math.ceil(len(stream) / 9)
+    # blocks split anywhere give the same windows as long as tokenization agrees
+    blocks = [stream[:5], stream[5:23], stream[23:]]
+    again = list(document_windows(iter(range(3)), lambda i: blocks[i], 10, 0))
+    assert [w.tolist() for w, _ in again] == [w.tolist() for w, _ in windows]
+    assert list(document_windows(iter([""]), lambda t: [], 10, 0)) == []
+
+
+def test_done_set_is_the_union_of_shard_ranges():
+    shards = [
+        {"start": [0, "a", 0], "end": [2, "c", 1], "final": False},
+        {"start": [2, "c", 2], "end": [2, "c", 4], "final": True},
+        {"start": [5, "f", 3], "end": [6, "g", 0], "final": False},
+    ]
+    done = DoneSet(shards)
+    assert done.window_done(0, 0) and done.window_done(1, 99) and done.window_done(2, 4)
+    assert not done.window_done(2, 5) and not done.window_done(3, 0)
+    assert not done.window_done(5, 2) and done.window_done(5, 3) and done.window_done(6, 0)
+    assert done.document_done(0) and done.document_done(1)
+    assert done.document_done(2)  # final flag on (2, 4)
+    assert not done.document_done(5) and not done.document_done(6) and not done.document_done(7)
+    assert not DoneSet([]).window_done(0, 0)
+
+
+def test_single_window_documents_match_prompt_ablation(full_run, source_dir):
+    _, rows = full_run
+    source = load_source(source_dir)
+    expected = ablate(source.model, source.pair(1), DOCS["c.txt"], eps=0.05).table
+    got = rows[rows["document"] == "c.txt"].drop(columns=["document", "window"])
+    cols = ["position", "in_feature", "out_feature"]
+    expected = expected.astype({"token": str}).sort_values(cols).reset_index(drop=True)
+    got = got.sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected[got.columns], check_dtype=False)
+
+
+def test_windows_follow_each_documents_tokens(full_run, source_dir, corpus_dir):
+    run, rows = full_run
+    tok = load_source(source_dir).tokenizer
+    assert set(rows["document"]) == {"a.txt", "c.txt", "sub/d.txt", "e.txt"}  # b.txt is empty
+    pair = load_source(source_dir).pair(1)
+    for doc, text in DOCS.items():
+        stream = tok(text, add_special_tokens=False)["input_ids"]
+        mine = rows[rows["document"] == doc]
+        assert mine["window"].nunique() == math.ceil(len(stream) / 23)
+        assert len(mine) == len(stream) * pair.k_in * pair.k_out
+        for w, group in mine.groupby("window"):
+            positions = np.unique(group["position"])
+            tokens = group.drop_duplicates("position").sort_values("position")["token"]
+            assert positions.tolist() == list(range(1, len(positions) + 1))
+            expected = [tok.decode([t]) for t in stream[23 * w : 23 * w + 23]]
+            assert tokens.tolist() == expected
+    assert run.tokens == sum(
+        len(tok(t, add_special_tokens=False)["input_ids"]) for t in DOCS.values()
+    )
+    assert run.finished and run.shards == len(read_manifest(run.output).shards)
+
+
+# --------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_corpus_stats_match_summarize_at_any_eps(full_run):
+    run, rows = full_run
+    for eps, tol in ((0.05, None), (0.2, Tolerance(atol=0.05, rtol=0.0)), (1e-4, None)):
+        stats = corpus_stats(run.output, eps, tol).summary()
+        expected = summarize(split(rows, eps), tol)
+        for column in EXACT:
+            np.testing.assert_allclose(
+                stats[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-12
+            )
+        for column in ("median_abs_diff", "p99_abs_diff"):
+            np.testing.assert_allclose(
+                stats[column].to_numpy(float), expected[column].to_numpy(float), rtol=0.024
+            )
+        assert importance_ratio(stats) == pytest.approx(importance_ratio(expected), rel=1e-12)
+
+
+def test_merged_accumulators_equal_one_accumulator():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    diff = (rng.lognormal(-3, 2, n) * rng.choice([-1, 1], n)).astype(np.float32)
+    diff[:50] = 0.0
+    jac = rng.normal(0, 0.1, n).astype(np.float32)
+    predicted = (-jac).astype(np.float32)
+    whole = CorpusStats.of(jac, predicted, diff, 0.05)
+    cuts = np.sort(rng.choice(np.arange(1, n), 7, replace=False))
+    parts = [
+        CorpusStats.of(j, p, d, 0.05)
+        for j, p, d in zip(*(np.split(a, cuts) for a in (jac, predicted, diff)), strict=True)
+    ]
+    merged = CorpusStats(0.05)
+    for part in reversed(parts):
+        merged = merged.merge(part)
+    for a, b in ((whole.important, merged.important), (whole.unimportant, merged.unimportant)):
+        assert a.count == b.count and a.within == b.within
+        assert (a.hist_abs == b.hist_abs).all() and (a.hist_diff == b.hist_diff).all()
+        assert a.hist_abs.sum() == a.count == a.hist_diff.sum()
+        assert sum(a.sum_diff) == pytest.approx(sum(b.sum_diff), rel=1e-15)
+    s = merged.summary()
+    important = np.abs(jac) > 0.05
+    d = diff.astype(np.float64)
+    assert s.loc["important", "mean_diff"] == pytest.approx(d[important].mean(), rel=1e-12)
+    assert s.loc["all", "mean_abs_diff"] == pytest.approx(np.abs(d).mean(), rel=1e-12)
+    for q, col in ((0.5, "median_abs_diff"), (0.99, "p99_abs_diff")):
+        exact = np.quantile(np.abs(d[~important]), q)
+        assert s.loc["unimportant", col] == pytest.approx(exact, rel=0.024)
+    again = CorpusStats.from_dict(json.loads(json.dumps(merged.to_dict())))
+    pd.testing.assert_frame_equal(again.summary(), s)
+    with pytest.raises(ValueError):
+        merged.merge(CorpusStats(0.1))
+
+
+def test_histogram_bins_hold_their_values():
+    values = np.array([0.0, 5e-10, 1e-9, 0.0123, 0.5, 1.0, 7.5, 2e6, -0.3])
+    stats = ExperimentStats.of(values, np.zeros(len(values), bool))
+    for v in np.abs(values):
+        b = np.searchsorted(ABS_EDGES, v, side="right") - 1
+        assert stats.hist_abs[b] >= 1, v
+    assert stats.hist_abs.sum() == len(values) and stats.hist_diff.sum() == len(values)
+    assert stats.abs_quantile(1.0) == pytest.approx(1e6)  # the overflow bin reads its floor
+    assert math.isnan(ExperimentStats().abs_quantile(0.5))
+
+
+# --------------------------------------------------------------------------------------
+# Resume
+
+
+class Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_without_duplicates(full_run, source_dir, corpus_dir, tmp_path):
+    _, expected = full_run
+    out = tmp_path / "out"
+    job = job_for(source_dir, corpus_dir, out)
+    calls = []
+
+    def crash(done, total):
+        calls.append(done)
+        if len(calls) == 7:  # mid-shard: the shard in flight must leave no trace
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_corpus(job, progress=crash)
+    manifest = read_manifest(out)
+    assert len(manifest.shards) > 0 and sorted(p.name for p in out.iterdir()) == sorted(
+        [MANIFEST] + [s["file"] for s in manifest.shards]
+    )
+    partial = read_shards(out)
+    assert manifest.rows == len(partial) < len(expected)
+
+    second = run_corpus(job, max_windows=3)  # stops again, cleanly
+    assert not second.finished and second.windows == 3
+    third = run_corpus(job)
+    assert third.finished
+    rows = sorted_rows(read_shards(out))
+    pd.testing.assert_frame_equal(rows, expected)
+    assert not rows.duplicated(KEYS).any()
+    assert read_manifest(out).tokens == full_run[0].tokens
+    assert run_corpus(job).tokens == 0  # nothing left
+
+
+def test_files_written_after_the_last_manifest_update_are_dropped(
+    full_run, source_dir, corpus_dir, tmp_path
+):
+    _, expected = full_run
+    out = tmp_path / "out"
+    job = job_for(source_dir, corpus_dir, out)
+    run_corpus(job, max_windows=4)
+    manifest = read_manifest(out)
+    last = out / manifest.shards[-1]["file"]
+    # a crash between renaming a shard and updating the manifest, and one mid-write
+    (out / "shard-00042.parquet").write_bytes(last.read_bytes())
+    (out / "shard-00043.parquet.tmp").write_bytes(b"partial")
+    run_corpus(job)
+    assert not (out / "shard-00043.parquet.tmp").exists()
+    pd.testing.assert_frame_equal(sorted_rows(read_shards(out)), expected)
+
+
+def test_max_tokens_stops_at_a_window_and_a_rerun_extends(
+    full_run, source_dir, corpus_dir, tmp_path
+):
+    run_all, expected = full_run
+    out = tmp_path / "out"
+    first = run_corpus(job_for(source_dir, corpus_dir, out, max_tokens=50))
+    assert first.finished and 50 <= first.tokens < 50 + 23
+    more = run_corpus(job_for(source_dir, corpus_dir, out, max_tokens=10_000))
+    assert first.tokens + more.tokens == run_all.tokens
+    pd.testing.assert_frame_equal(sorted_rows(read_shards(out)), expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"eps": 0.1}, "eps: 0.05 there, 0.1 now"),
+        ({"window_tokens": 16}, "window_tokens"),
+        ({"ablation": AblationConfig(mode="zero")}, "mode: 'unit' there, 'zero' now"),
+    ],
+)
+def test_resume_refuses_another_configuration(source_dir, corpus_dir, tmp_path, change, message):
+    out = tmp_path / "out"
+    run_corpus(job_for(source_dir, corpus_dir, out), max_windows=1)
+    with pytest.raises(CorpusError, match="another configuration") as err:
+        run_corpus(job_for(source_dir, corpus_dir, out, **change))
+    assert message in str(err.value)
+
+
+def test_resume_refuses_a_changed_corpus(source_dir, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", {"a.txt": TEXT})
+    out = tmp_path / "out"
+    run_corpus(job_for(source_dir, corpus, out), max_windows=1)
+    (corpus / "b.txt").write_text("more")
+    with pytest.raises(CorpusError, match="dataset_fingerprint"):
+        run_corpus(job_for(source_dir, corpus, out))
+
+
+def test_refuses_a_folder_that_is_not_a_corpus_run(source_dir, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(CorpusError, match="not empty"):
+        run_corpus(job_for(source_dir, corpus_dir, out))
+    with pytest.raises(CorpusError, match="no manifest.json"):
+        corpus_stats(out)
+
+
+# --------------------------------------------------------------------------------------
+# Corpus formats and bad input
+
+
+def test_hf_dataset_on_disk_gives_the_same_rows(full_run, source_dir, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    _, expected = full_run
+    names = sorted(DOCS)  # the text folder's document order
+    ds = datasets.Dataset.from_dict({"id": names, "body": [DOCS[n] for n in names]})
+    datasets.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(tmp_path / "hf")
+    out = tmp_path / "out"
+    run_corpus(job_for(source_dir, tmp_path / "hf", out, text_column="body"))
+    rows = read_shards(out).astype({"document": str, "token": str})
+    rows["document"] = [names[int(i)] for i in rows["document"]]
+    rows = rows.sort_values(KEYS).reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, expected)
+    with pytest.raises(InputError, match="no column 'text'"):
+        run_corpus(job_for(source_dir, tmp_path / "hf", tmp_path / "o2"))
+    with pytest.raises(InputError, match="no split 'dev'"):
+        run_corpus(job_for(source_dir, tmp_path / "hf", tmp_path / "o3", split="dev"))
+
+
+def test_single_text_file_and_missing_paths(source_dir, tmp_path):
+    file = tmp_path / "one.txt"
+    file.write_text(DOCS["c.txt"])
+    run = run_corpus(job_for(source_dir, file, tmp_path / "out"))
+    assert set(read_shards(tmp_path / "out")["document"].astype(str)) == {"one.txt"}
+    assert run.tokens > 0
+    with pytest.raises(CorpusError, match="does not exist"):
+        open_corpus(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no .txt files"):
+        open_corpus(tmp_path / "empty")
+    with pytest.raises(InputError, match="window-tokens must be between 2"):
+        run_corpus(job_for(source_dir, file, tmp_path / "o", window_tokens=1))
+    with pytest.raises(InputError, match="--window-tokens must be a positive integer, got 0"):
+        job_for(source_dir, file, tmp_path / "o", window_tokens=0)
+
+
+def test_ray_engine_without_ray_says_how_to_install(source_dir, corpus_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    from jsae.ray_runner import RayError
+
+    with pytest.raises(RayError, match=r"pip install 'jsae\[ray\]'"):
+        run_corpus(job_for(source_dir, corpus_dir, tmp_path / "out"), engine="ray")
+    assert not (tmp_path / "out").exists()

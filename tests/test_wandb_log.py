@@ -1,0 +1,229 @@
+"""W&B logging, offline: what lands on disk, and that failures are one clear JSAEError.
+
+Every test points wandb at a closed local port (WANDB_BASE_URL=http://127.0.0.1:9) and keeps
+all of wandb's folders under tmp_path, so nothing can reach the network or the home folder.
+"""
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae.ablation import ablate
+from jsae.cli import main
+from jsae.corpus import corpus_stats, run_corpus
+from jsae.errors import JSAEError
+from jsae.stats import Tolerance, summarize
+from jsae.wandb_log import WandbLogError, histogram, log_corpus_to_wandb, log_to_wandb
+from tests.helpers import tiny_model, tiny_pair
+
+FAKE_KEY = "jsaefakekey" + "0123456789abcdef" * 2  # 43 characters, shaped like a real key
+PROMPT = "The quick brown fox jumps over the lazy dog. def f(x): return x"
+BLOCK = 32 * 1024
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """wandb in offline mode, every folder under tmp_path, a fake key, no reachable server."""
+    env = {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": tmp_path / "wandb-dir",
+        "WANDB_CACHE_DIR": tmp_path / "wandb-cache",
+        "WANDB_DATA_DIR": tmp_path / "wandb-data",
+        "WANDB_CONFIG_DIR": tmp_path / "wandb-config",
+        "WANDB_ARTIFACT_DIR": tmp_path / "wandb-artifacts",
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DISABLE_CODE": "true",
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+        "WANDB_API_KEY": FAKE_KEY,
+        "NETRC": tmp_path / "no-netrc",
+        "HOME": tmp_path / "home",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def result():
+    model = tiny_model()
+    return ablate(model, tiny_pair(model, 1), PROMPT, eps=0.05)
+
+
+def read_records(run_dir):
+    """Decode a run's .wandb transaction log (LevelDB-style 32 KiB blocks of records) with
+    wandb's own protobuf classes; independent of the code under test."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pos, partial = [], 7, b""
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:
+            pos += BLOCK - pos % BLOCK
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            records.append(payload)
+        elif kind in (2, 3):
+            partial += payload
+        elif kind == 4:
+            records.append(partial + payload)
+            partial = b""
+    out = []
+    for payload in records:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        out.append(record)
+    return out
+
+
+def of_kind(records, kind):
+    return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
+
+
+def files_containing(root, needle: bytes):
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_offline_run_holds_config_summary_histogram_and_artifact(offline, result, capfd):
+    tol = Tolerance(atol=0.02, rtol=0.05)
+    info = log_to_wandb(
+        result, source_name="tiny", layer=1, pair_kind="jsae", eps=0.1, tolerance=tol
+    )
+    assert info.mode == "offline" and info.url is None and info.dir.is_dir()
+    assert info.dir.parent == offline / "wandb-dir" / "wandb"
+    records = read_records(info.dir)
+
+    (run,) = of_kind(records, "run")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["layer"] == 1 and config["eps"] == 0.1 and config["source"] == "tiny"
+    assert config["pair"] == "jsae" and config["mode"] == "unit" and config["scale"] == 1.0
+    assert config["tokens"] == result.n_tokens and config["atol"] == 0.02
+    assert (config["k_in"], config["k_out"]) == (8, 8)
+
+    summary = {}
+    for record in of_kind(records, "summary"):
+        summary |= {item.key: json.loads(item.value_json) for item in record.update if item.key}
+    expected = summarize(result.with_eps(0.1).table, tol)
+    for experiment in ("important", "unimportant", "all"):
+        assert summary[f"{experiment}/connections"] == expected.loc[experiment, "connections"]
+        assert summary[f"{experiment}/mean_abs_diff"] == pytest.approx(
+            expected.loc[experiment, "mean_abs_diff"], rel=1e-12
+        )
+    ratio = (
+        expected.loc["important", "mean_abs_diff"] / expected.loc["unimportant", "mean_abs_diff"]
+    )
+    assert summary["importance_ratio"] == pytest.approx(ratio, rel=1e-12)
+
+    # the histogram table, as written to the run's media folder
+    (table_file,) = (info.dir / "files" / "media" / "table").glob("diff_histogram_*.table.json")
+    table = json.loads(table_file.read_text())
+    hist = pd.DataFrame(table["data"], columns=table["columns"])
+    diff = result.table["diff"].to_numpy(float)
+    important = np.abs(result.table["jacobian"].to_numpy()) > 0.1
+    edges = np.linspace(diff.min(), diff.max(), 51)
+    assert hist["important"].tolist() == np.histogram(diff[important], edges)[0].tolist()
+    assert hist["unimportant"].tolist() == np.histogram(diff[~important], edges)[0].tolist()
+
+    # the artifact: its manifest names connections.parquet, staged on disk with the rows
+    (artifact,) = [a for a in of_kind(records, "artifact") if a.type == "ablation-connections"]
+    assert artifact.name == info.artifact
+    (entry,) = artifact.manifest.contents
+    assert entry.path == "connections.parquet"
+    staged = pd.read_parquet(entry.local_path)
+    pd.testing.assert_frame_equal(staged, result.with_eps(0.1).table, check_categorical=False)
+
+    # the API key is never written anywhere, nor printed
+    assert files_containing(offline, FAKE_KEY.encode()) == []
+    out, err = capfd.readouterr()
+    assert FAKE_KEY not in out + err
+
+
+def test_histogram_counts_every_connection(result):
+    hist = histogram(result.table, bins=7)
+    assert len(hist) == 7
+    assert hist["important"].sum() == result.table["important"].sum()
+    assert hist["unimportant"].sum() == (~result.table["important"]).sum()
+    assert (hist["bin_right"] > hist["bin_left"]).all()
+
+
+def test_online_without_a_reachable_server_is_one_clear_error(offline, result, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    with pytest.raises(WandbLogError) as err:
+        log_to_wandb(result, source_name="tiny", layer=1, pair_kind="jsae", timeout=3)
+    message = str(err.value)
+    assert isinstance(err.value, JSAEError)
+    assert message.startswith("Could not log to W&B (online)") and "network" in message
+    assert "127.0.0.1:9" in message  # it did try the (closed) server
+    assert FAKE_KEY not in message
+    assert files_containing(offline, FAKE_KEY.encode()) == []
+
+
+def test_online_without_an_api_key_is_one_clear_error(offline, result, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY")
+    with pytest.raises(WandbLogError, match="No W&B API key found: run `wandb login`"):
+        log_to_wandb(result, source_name="t", layer=1, pair_kind="jsae", mode="online", timeout=3)
+
+
+def test_bad_mode_is_refused(offline, result, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(WandbLogError, match="online or offline.*WANDB_MODE"):
+        log_to_wandb(result, source_name="t", layer=1, pair_kind="jsae")
+
+
+def test_corpus_run_logs_its_summary_and_manifest(offline, tmp_path):
+    from tests.test_corpus import job_for, make_corpus, make_source
+
+    source = make_source(tmp_path / "src")
+    corpus = make_corpus(tmp_path / "corpus", {"a.txt": PROMPT * 3})
+    run = run_corpus(job_for(source, corpus, tmp_path / "out"))
+    stats = corpus_stats(tmp_path / "out")
+    info = log_corpus_to_wandb(tmp_path / "out", stats, run=run)
+    records = read_records(info.dir)
+    (run_record,) = of_kind(records, "run")
+    config = {item.key: json.loads(item.value_json) for item in run_record.config.update}
+    assert config["layer"] == 1 and config["eps"] == 0.05 and config["tokens"] == run.tokens
+    (artifact,) = [a for a in of_kind(records, "artifact") if a.type == "corpus-manifest"]
+    (entry,) = artifact.manifest.contents
+    assert entry.path == "manifest.json"
+    assert json.loads(Path(entry.local_path).read_text())["config"]["layer"] == 1
+    assert files_containing(offline, FAKE_KEY.encode()) == []
+
+
+def test_cli_wandb_flag_logs_offline(offline, tmp_path, capsys):
+    from jsae.loading import save_source
+
+    model = tiny_model()
+    src = save_source(tmp_path / "src", model, {"jsae": {1: tiny_pair(model, 1)}})
+    code = main(
+        [
+            "ablate",
+            "--source",
+            str(src),
+            "--prompt",
+            PROMPT,
+            "--no-progress",
+            "--wandb",
+            "--wandb-mode",
+            "offline",
+            "--wandb-project",
+            "p",
+            "--wandb-dir",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "logged to W&B offline in" in out and "wandb sync" in out
+    (run_dir,) = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    (run,) = of_kind(read_records(run_dir), "run")
+    assert run.project == "p"
+    assert FAKE_KEY not in out
