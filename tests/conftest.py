@@ -14,3 +14,12 @@ def _seed_and_grad_state():
     grad = torch.is_grad_enabled()
     yield
     torch.set_grad_enabled(grad)
+
+
+def pytest_configure(config):
+    """Markers: ``browser`` (a real Chromium against a live server; needs /usr/bin/chromium,
+    see `make browser`) and ``slow``; `make test-fast` leaves both out."""
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium against a live `streamlit run` server"
+    )
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")

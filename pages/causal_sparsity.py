@@ -1,0 +1,172 @@
+"""Causal sparsity: do the connections the Jacobian calls unimportant really not move?"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from jsae import charts, explore
+from jsae.stats import SUMMARY_LABELS, summarize
+from pages.shared import ui
+
+VERDICT_BOX = {"yes": st.success, "partly": st.info, "no": st.warning, "undetermined": st.info}
+HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
+HIST_Y = {"count": "Count", "share": "Share of experiment"}
+
+
+def metrics(summary, ratio: float) -> None:
+    rows = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
+    total = int(summary.loc["all", "connections"])
+    for experiment, label, rule in rows:
+        cols = st.columns(4)
+        n = int(summary.loc[experiment, "connections"])
+        cols[0].metric(
+            f"{label} connections",
+            f"{n:,}",
+            help=f"Connections with {rule}: {n / max(total, 1):.1%} of {total:,}.",
+        )
+        cols[1].metric(
+            f"{label} mean diff",
+            explore.format_number(summary.loc[experiment, "mean_diff"]),
+            help="Mean of out_act after − before.",
+        )
+        cols[2].metric(
+            f"{label} mean |diff|",
+            explore.format_number(summary.loc[experiment, "mean_abs_diff"]),
+        )
+        if experiment == "important":
+            cols[3].metric(
+                "Ratio important/unimportant",
+                explore.format_number(ratio, 3),
+                help="Mean |diff| of important connections over that of unimportant ones.",
+            )
+        else:
+            cols[3].metric(
+                "Share unimportant",
+                f"{n / max(total, 1):.1%}",
+                help="How sparse the Jacobian is at this ε.",
+            )
+
+
+def histogram(table) -> None:
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
+    layout = c1.segmented_control(
+        "View",
+        list(HIST_LAYOUTS),
+        format_func=HIST_LAYOUTS.get,
+        default="overlay",
+        key="hist_layout",
+        persist_state="session",
+    )
+    y = c2.segmented_control(
+        "Height",
+        list(HIST_Y),
+        format_func=HIST_Y.get,
+        default="count",
+        key="hist_y",
+        persist_state="session",
+    )
+    log_count = c3.toggle("Log scale", value=True, key="hist_log", persist_state="session")
+    bins = c4.select_slider(
+        "Bins", [20, 40, 60, 100, 150, 200], value=60, key="hist_bins", persist_state="session"
+    )
+    binned = explore.histogram_bins(explore.diff_groups(table), bins=int(bins))
+    options = {"log_count": bool(log_count), "y": y or "count"}
+    if layout == "facet":
+        for chart in charts.diff_histogram_panels(binned, **options):
+            st.altair_chart(chart, width="stretch")
+    else:
+        st.altair_chart(charts.diff_histogram(binned, **options), width="stretch")
+    lo, hi = binned.attrs["range"]
+    st.caption(
+        f"{len(table):,} connections binned in numpy into {bins} bins on the shared range "
+        f"[{lo:.3g}, {hi:.3g}]; empty bins are not drawn."
+    )
+
+
+def summary_table(summary) -> None:
+    shown = summary.rename(columns=SUMMARY_LABELS)
+    formats = {label: "%.4g" for label in shown.columns}
+    formats[SUMMARY_LABELS["connections"]] = "%d"
+    formats[SUMMARY_LABELS["within_tolerance"]] = "percent"
+    st.dataframe(
+        shown,
+        column_config={
+            label: st.column_config.NumberColumn(label, format=fmt)
+            for label, fmt in formats.items()
+        },
+        width="stretch",
+    )
+
+
+def downloads(table, key: explore.RunKey, eps: float) -> None:
+    stem = f"jsae_connections_layer{key.layer}_{key.kind}_{key.mode}"
+    errors: dict[str, str] = st.session_state.setdefault("_download_errors", {})
+    for fmt, message in list(errors.items()):
+        st.error(f"The {fmt.upper()} download failed: {message}", icon=":material/error:")
+        errors.pop(fmt, None)
+
+    def producer(fmt: str):
+        def produce() -> bytes:
+            try:
+                return explore.table_bytes(table, fmt)
+            except Exception as err:  # shown as st.error on the next rerun
+                errors[fmt] = ui.error_message(err, f"writing the {fmt} file")
+                raise
+
+        return produce
+
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button(
+        "Download CSV",
+        producer("csv"),
+        file_name=f"{stem}.csv",
+        mime=explore.DOWNLOAD_FORMATS["csv"],
+        icon=":material/download:",
+        on_click="ignore",
+        width="stretch",
+    )
+    if explore.parquet_available():
+        c2.download_button(
+            "Download Parquet",
+            producer("parquet"),
+            file_name=f"{stem}.parquet",
+            mime=explore.DOWNLOAD_FORMATS["parquet"],
+            icon=":material/download:",
+            on_click="ignore",
+            width="stretch",
+        )
+    else:
+        st.error(
+            "Parquet download is unavailable: pyarrow is not installed. Install it with "
+            "`pip install pyarrow`, or download the CSV.",
+            icon=":material/error:",
+        )
+    st.caption(
+        f"Every connection ({len(table):,} rows): {', '.join(table.columns)}; "
+        f"`important` is |J| > ε = {eps:g}."
+    )
+
+
+def main() -> None:
+    ctx = ui.context()
+    if ctx is None:
+        return
+    data = ui.require_run(ctx)
+    if data is None:
+        return
+    table = ui.split_table(ctx, data)
+    if table is None:
+        return
+    summary = summarize(table)
+    found = explore.verdict(summary, ctx.eps)
+    VERDICT_BOX[found.level](found.sentence, icon=":material/lightbulb:")
+    ui.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
+    metrics(summary, found.ratio)
+    st.subheader("How much did each connection move?")
+    histogram(table)
+    st.subheader("Summary")
+    summary_table(summary)
+    downloads(table, data.key, ctx.eps)
+
+
+main()

@@ -1,0 +1,171 @@
+"""Token explorer: one token's Jacobian, its top connections and a dose-response curve."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from jsae import charts, explore
+from pages.shared import ui
+
+SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
+
+
+def apply_pending(data: explore.RunData, table) -> bool:
+    """Apply a selection that arrived from a link or the misses table, once; True when it
+    chose the connection."""
+    selection = st.session_state.get(ui.SELECTION)
+    if not selection or not selection.get("pending"):
+        return False
+    selection["pending"] = False
+    position = selection.get("position")
+    if position not in data.positions:
+        st.warning(
+            f"Position {position} was not ablated in this prompt; pick a token below "
+            f"(positions {data.positions[0]}–{data.positions[-1]}).",
+            icon=":material/link_off:",
+        )
+        return False
+    st.session_state["tok_position"] = position
+    wanted = (selection.get("in_feature"), selection.get("out_feature"))
+    if None in wanted:
+        return False
+    rows = explore.token_connections(table, position)
+    pairs = set(zip(rows["in_feature"].tolist(), rows["out_feature"].tolist(), strict=True))
+    if wanted in pairs:
+        st.session_state["tok_connection"] = wanted
+        return True
+    else:
+        st.warning(
+            f"in_feature {wanted[0]} → out_feature {wanted[1]} is not a connection of "
+            f"position {position}; showing its strongest one.",
+            icon=":material/link_off:",
+        )
+        return False
+
+
+def pick_position(data: explore.RunData) -> int:
+    positions = data.positions
+    if st.session_state.get("tok_position") not in positions:
+        st.session_state["tok_position"] = positions[0]
+    position = st.pills(
+        "Token (subscript: position; BOS is not ablated)",
+        positions,
+        format_func=lambda p: explore.token_chip(data.strings[p], p),
+        key="tok_position",
+        required=True,
+        persist_state="session",
+    )
+    return int(position if position is not None else positions[0])
+
+
+def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
+    """The connection to sweep: the strongest one of a newly picked token, else the one
+    chosen before."""
+    ranked = explore.top_connections(rows, n=len(rows))
+    options = [(int(r.in_feature), int(r.out_feature)) for r in ranked.itertuples()]
+    jac = dict(zip(options, ranked["jacobian"].tolist(), strict=True))
+    moved = st.session_state.get("_tok_last_position") != position
+    st.session_state["_tok_last_position"] = position
+    if st.session_state.get("tok_connection") not in jac or (moved and not from_link):
+        st.session_state["tok_connection"] = options[0]
+    in_feature, out_feature = st.selectbox(
+        "Connection (largest |J| first)",
+        options,
+        format_func=lambda c: f"in_feature {c[0]} → out_feature {c[1]}   (J = {jac[c]:.4g})",
+        key="tok_connection",
+        persist_state="session",
+    )
+    return int(in_feature), int(out_feature)
+
+
+def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, out_f) -> None:
+    key = data.key
+    dose = ui.guarded(
+        "sweeping the input feature",
+        ui.get_dose_response,
+        key.source,
+        key.model,
+        key.layer,
+        key.kind,
+        key.text,
+        position,
+        in_f,
+        out_f,
+    )
+    if dose is None:
+        return
+    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
+    SHAPE_BOX[shape.label](
+        f"**{explore.CURVE_LABELS[shape.label]}**: {shape.description}",
+        icon=":material/show_chart:",
+    )
+    left, right = st.columns([3, 1])
+    with left:
+        st.altair_chart(
+            charts.dose_response_chart(dose.curve, dose.actual_in, dose.actual_out, dose.jacobian),
+            width="stretch",
+        )
+    with right:
+        row = rows[(rows["in_feature"] == in_f) & (rows["out_feature"] == out_f)].iloc[0]
+        st.metric("Actual activation a", explore.format_number(dose.actual_in))
+        st.metric("out_act at a", explore.format_number(dose.actual_out))
+        st.metric("J[out, in]", explore.format_number(dose.jacobian))
+        st.metric(f"Ablation diff ({key.mode})", explore.format_number(float(row["diff"])))
+    st.caption(
+        f"a′ swept over [0, {dose.curve['in_act'].max():.3g}] with the rest of the token "
+        "fixed: x(a′) = x + (a′ − a)·W_dec_in[in_feature]; the output SAE re-selects its top "
+        "k at every point (0 when the feature drops out), as in the ablation."
+    )
+
+
+def main() -> None:
+    ctx = ui.context()
+    if ctx is None:
+        return
+    data = ui.require_run(ctx)
+    if data is None:
+        return
+    table = ui.split_table(ctx, data)
+    if table is None:
+        return
+    ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
+    from_link = apply_pending(data, table)
+    position = pick_position(data)
+    rows = ui.guarded("reading the token's connections", explore.token_connections, table, position)
+    if rows is None:
+        return
+    in_f, out_f = pick_connection(rows, position, from_link)
+    st.session_state[ui.SELECTION] = {
+        "position": position,
+        "in_feature": in_f,
+        "out_feature": out_f,
+        "pending": False,
+    }
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader(
+            f"Jacobian of position {position} ({explore.token_label(data.strings[position])})"
+        )
+        st.altair_chart(charts.jacobian_heatmap(rows, selected=(in_f, out_f)), width="stretch")
+    with right:
+        st.subheader("Top connections")
+        top = explore.top_connections(rows, n=25)[
+            ["in_feature", "out_feature", "jacobian", "predicted", "diff", "important"]
+        ]
+        number = st.column_config.NumberColumn
+        st.dataframe(
+            top,
+            hide_index=True,
+            width="stretch",
+            height=420,
+            column_config={
+                "jacobian": number(format="%.4g"),
+                "predicted": number(format="%.4g"),
+                "diff": number(format="%.4g"),
+            },
+        )
+    st.subheader(f"Dose-response: in_feature {in_f} → out_feature {out_f}")
+    dose_section(ctx, data, rows, position, in_f, out_f)
+
+
+main()

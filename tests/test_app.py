@@ -1,0 +1,475 @@
+"""The Streamlit explorer driven headlessly with AppTest, on a tiny source folder.
+
+The app opens on ``$JSAE_DEFAULT_SOURCE`` (set here to a tiny source written with
+``save_source``), so these tests neither need nor touch the bundled default.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from jsae import ablation, explore
+from jsae.ablation import AblationConfig, ablate
+from jsae.loading import load_source, save_source
+from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
+from tests.helpers import tiny_model, tiny_pair
+
+APP = "../streamlit_app.py"
+TIMEOUT = 60
+PAGES = {
+    "sparsity": "pages/causal_sparsity.py",
+    "effect": "pages/jacobian_vs_effect.py",
+    "tokens": "pages/token_explorer.py",
+    "compare": "pages/jsae_vs_plain.py",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory):
+    model = tiny_model()
+    pairs = {
+        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
+        "plain": {1: tiny_pair(model, 1, kind="plain")},
+    }
+    return str(save_source(tmp_path_factory.mktemp("app") / "src", model, pairs))
+
+
+@pytest.fixture(scope="module")
+def jsae_only_source(tmp_path_factory):
+    model = tiny_model()
+    pairs = {"jsae": {1: tiny_pair(model, 1)}}
+    return str(save_source(tmp_path_factory.mktemp("app") / "only", model, pairs))
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_source):
+    return load_source(tiny_source)
+
+
+@pytest.fixture
+def app(tiny_source, monkeypatch):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+@pytest.fixture
+def ablate_calls(monkeypatch):
+    """Count calls to the engine (the app looks ``ablate`` up at call time); start with
+    an empty result cache so a call is really needed."""
+    st.cache_data.clear()
+    calls = []
+    real = ablation.ablate
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation, "ablate", counting)
+    return calls
+
+
+def no_problems(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("vega_lite_chart")]
+
+
+def marks(spec: dict) -> list[str]:
+    found = []
+    for node in [spec, spec.get("spec", {}), *spec.get("layer", [])]:
+        mark = node.get("mark")
+        if mark:
+            found.append(mark["type"] if isinstance(mark, dict) else mark)
+    return found
+
+
+def run(at: AppTest) -> AppTest:
+    at.button(key="run_button").click().run()
+    return at
+
+
+def first_prompt() -> tuple[str, str]:
+    return next(iter(explore.default_prompts().items()))
+
+
+def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit", scale=1.0):
+    text = text or first_prompt()[1]
+    config = AblationConfig(mode=mode, scale=scale)
+    return ablate(loaded.model, loaded.pair(layer, kind), text, eps=eps, config=config).table
+
+
+# --------------------------------------------------------------------------------------
+# Frame: defaults, Run, ε, URL
+
+
+def test_opens_on_the_default_source_and_waits_for_run(app):
+    at = app.run()
+    no_problems(at)
+    assert at.sidebar.radio(key="source_type").value == "folder"
+    assert at.sidebar.selectbox(key="layer").options == ["0", "1"]
+    assert at.sidebar.selectbox(key="layer").value == 0
+    assert at.sidebar.radio(key="kind").options == ["JSAE"]  # layer 0 has only a jsae pair
+    name, text = first_prompt()
+    assert at.selectbox(key="prompt_choice").value == name
+    assert at.text_area(key="prompt_text").value == text
+    assert any("Press **Run**" in i.value for i in at.info)
+    assert not at.metric and not at.get("vega_lite_chart")
+    assert at.query_params == {
+        "layer": "0",
+        "kind": "jsae",
+        "mode": "unit",
+        "eps": "0.01",
+        "prompt": name,
+    }
+
+
+def test_run_shows_the_packages_numbers(app, loaded):
+    at = run(app.run())
+    no_problems(at)
+    table = expected_table(loaded)
+    summary = summarize(table)
+    shown = metrics(at)
+    for experiment, label in (("important", "Important"), ("unimportant", "Unimportant")):
+        row = summary.loc[experiment]
+        assert shown[f"{label} connections"] == f"{int(row['connections']):,}"
+        assert shown[f"{label} mean diff"] == explore.format_number(row["mean_diff"])
+        assert shown[f"{label} mean |diff|"] == explore.format_number(row["mean_abs_diff"])
+    found = explore.verdict(summary, 0.01)
+    assert shown["Ratio important/unimportant"] == explore.format_number(found.ratio, 3)
+    assert any(found.sentence in box.value for box in [*at.success, *at.info, *at.warning])
+    # The histogram, with the two experiments on shared numpy bins.
+    (spec,) = chart_specs(at)
+    assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
+    bins = explore.histogram_bins(explore.diff_groups(table), bins=60)
+    assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
+    # The summary table is summarize()'s.
+    pd.testing.assert_frame_equal(
+        at.dataframe[0].value.reset_index(drop=True),
+        summary.rename(columns=SUMMARY_LABELS).reset_index(drop=True),
+        check_dtype=False,
+    )
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download Parquet"]
+    assert at.query_params["run"] == "1"
+
+
+def test_histogram_views(app):
+    at = run(app.run())
+    at.toggle(key="hist_log").set_value(False).run()
+    at.button_group(key="hist_layout").set_value("facet").run()
+    at.button_group(key="hist_y").set_value("share").run()
+    no_problems(at)
+    important, unimportant = chart_specs(at)  # one panel per experiment
+    for spec in (important, unimportant):
+        assert spec["encoding"]["y"]["field"] == "share"
+        assert spec["encoding"]["y"]["scale"]["type"] == "linear"
+    assert important["encoding"]["x"]["scale"] == unimportant["encoding"]["x"]["scale"]
+
+
+def test_eps_only_resplits(app, loaded, ablate_calls):
+    at = run(app.run())
+    assert len(ablate_calls) == 1
+    at.number_input(key="eps").set_value(0.3).run()
+    no_problems(at)
+    assert len(ablate_calls) == 1  # re-split, not recomputed
+    summary = summarize(expected_table(loaded, eps=0.3))
+    assert (
+        metrics(at)["Unimportant connections"] == f"{summary.loc['unimportant', 'connections']:,}"
+    )
+    assert at.select_slider(key="eps_slider").value == explore.nearest_eps_stop(0.3)
+    at.select_slider(key="eps_slider").set_value(explore.EPS_GRID[0]).run()
+    assert at.number_input(key="eps").value == explore.EPS_GRID[0]
+    assert at.query_params["eps"] == f"{explore.EPS_GRID[0]:g}"
+    for page in PAGES.values():  # every page reuses the cached run (layer 0: jsae only)
+        at.switch_page(page).run()
+        no_problems(at)
+    assert len(ablate_calls) == 1
+    at.switch_page(PAGES["sparsity"]).run()
+    at.sidebar.selectbox(key="layer").set_value(1).run()
+    assert any("settings changed" in i.value for i in at.info)  # stale until Run
+    assert len(ablate_calls) == 1
+    run(at)
+    assert len(ablate_calls) == 2
+
+
+def test_query_params_round_trip(app, loaded):
+    name = list(explore.default_prompts())[1]
+    params = {
+        "layer": "1",
+        "kind": "plain",
+        "mode": "scale",
+        "scale": "0.5",
+        "eps": "0.02",
+        "prompt": name,
+        "run": "1",
+    }
+    app.query_params.update(params)
+    at = app.run()
+    no_problems(at)
+    assert at.sidebar.selectbox(key="layer").value == 1
+    assert at.sidebar.radio(key="kind").value == "plain"
+    assert at.sidebar.radio(key="mode").value == "scale"
+    assert at.sidebar.number_input(key="scale").value == 0.5
+    assert at.number_input(key="eps").value == 0.02
+    assert at.selectbox(key="prompt_choice").value == name
+    assert at.query_params == params
+    # run=1 reproduces the results without pressing Run.
+    table = expected_table(loaded, 1, "plain", 0.02, explore.default_prompts()[name], "scale", 0.5)
+    n = summarize(table).loc["important", "connections"]
+    assert metrics(at)["Important connections"] == f"{n:,}"
+    at.sidebar.radio(key="mode").set_value("zero").run()
+    assert at.query_params["mode"] == "zero" and "scale" not in at.query_params
+    assert "run" not in at.query_params  # the shown results are for the old settings
+
+
+def test_custom_text_from_the_url(app):
+    app.query_params["text"] = "Hello there, Bob."
+    at = app.run()
+    no_problems(at)
+    assert at.text_area(key="prompt_text").value == "Hello there, Bob."
+    assert at.selectbox(key="prompt_choice").value == explore.CUSTOM_PROMPT
+    at.selectbox(key="prompt_choice").set_value(first_prompt()[0]).run()
+    assert at.text_area(key="prompt_text").value == first_prompt()[1]
+    assert "text" not in at.query_params and at.query_params["prompt"] == first_prompt()[0]
+
+
+def test_bad_query_params_warn_and_use_defaults(app):
+    app.query_params.update({"layer": "9", "eps": "abc", "mode": "half", "prompt": "Nope"})
+    at = app.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    for fragment in ("Layer 9", "eps='abc'", "mode='half'", "prompt='Nope'"):
+        assert fragment in warnings
+    assert at.sidebar.selectbox(key="layer").value == 0
+    assert at.number_input(key="eps").value == explore.DEFAULT_EPS
+    assert at.sidebar.radio(key="mode").value == "unit"
+    at.run()
+    assert not at.warning  # said once
+
+
+def test_bad_source_shows_an_error(app, tmp_path):
+    app.query_params["source"] = str(tmp_path / "missing")
+    at = app.run()
+    assert not at.exception
+    assert any("not a folder" in e.value for e in at.error)
+    assert not at.text_area  # no prompt panel without a source
+    at.sidebar.radio(key="source_type").set_value("wandb").run()
+    assert any("W&B artifact path" in i.value for i in at.sidebar.info)
+
+
+def test_a_folder_that_is_no_source_shows_an_error(app, tmp_path):
+    app.query_params["source"] = str(tmp_path)
+    at = app.run()
+    assert not at.exception
+    assert any("not a pair folder" in e.value for e in at.error)
+
+
+def test_empty_prompt_and_bad_eps_show_errors(app):
+    at = app.run()
+    at.text_area(key="prompt_text").set_value("   ").run()
+    assert at.selectbox(key="prompt_choice").value == explore.CUSTOM_PROMPT
+    run(at)
+    assert not at.exception
+    assert any("prompt is empty" in e.value for e in at.error)
+    at.text_area(key="prompt_text").set_value("Some text.").run()
+    run(at)
+    no_problems(at)
+    at.number_input(key="eps").set_value(0.0).run()
+    assert not at.exception
+    assert any("ε must be" in e.value for e in at.error)
+
+
+def test_long_prompt_is_truncated_with_a_notice(app):
+    at = app.run()
+    at.text_area(key="prompt_text").set_value("word " * 300).run()
+    run(at)
+    no_problems(at)
+    assert any("dropped" in w.value for w in at.warning)
+
+
+def test_unexpected_errors_show_briefly(app, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(explore, "histogram_bins", broken)
+    at = run(app.run())
+    assert not at.exception
+    assert any("Unexpected error" in e.value and "boom" in e.value for e in at.error)
+
+
+def test_parquet_unavailable_is_explained(app, monkeypatch):
+    monkeypatch.setattr(explore, "parquet_available", lambda: False)
+    at = run(app.run())
+    assert not at.exception
+    assert any("pyarrow" in e.value for e in at.error)
+    assert [b.label for b in at.get("download_button")] == ["Download CSV"]
+
+
+def test_navigation_lists_exactly_the_four_pages(app):
+    at = app.run()
+    for page in PAGES.values():
+        at.switch_page(page).run()
+        assert not at.exception
+    with pytest.raises(ValueError):  # helpers under pages/ are never pages
+        at.switch_page("pages/shared/ui.py")
+
+
+# --------------------------------------------------------------------------------------
+# Jacobian vs effect
+
+
+def test_jacobian_vs_effect(app, loaded):
+    short = "The quick brown fox jumps."
+    at = app.run()
+    at.text_area(key="prompt_text").set_value(short).run()
+    run(at)
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    table = expected_table(loaded, text=short)
+    within = within_tolerance(table, Tolerance())
+    assert metrics(at)["All connections within tolerance"] == f"{within.mean():.1%}"
+    (spec,) = chart_specs(at)
+    assert marks(spec) == ["circle", "line"]  # few connections: a scatter with y = x
+    at.number_input(key="tol_atol").set_value(0.5).run()
+    within = within_tolerance(table, Tolerance(atol=0.5))
+    assert metrics(at)["All connections within tolerance"] == f"{within.mean():.1%}"
+    misses = at.dataframe[0].value
+    top = explore.largest_misses(table, n=20)
+    assert misses["diff"].tolist() == pytest.approx(top["diff"].tolist())
+    link = misses["open"].iloc[0]
+    assert link.startswith("tokens?") and f"position={top['position'].iloc[0]}" in link
+    assert f"in_feature={top['in_feature'].iloc[0]}" in link and "run=1" in link
+
+
+def test_many_connections_draw_a_density_heatmap(app):
+    at = app.run()
+    at.text_area(key="prompt_text").set_value("word " * 200).run()
+    run(at)
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    (spec,) = chart_specs(at)
+    assert marks(spec) == ["rect", "line"]
+
+
+def test_misses_open_the_token_explorer(app, loaded):
+    at = run(app.run())
+    at.switch_page(PAGES["effect"]).run()
+    at.selectbox(key="miss_pick").set_value(1).run()
+    at.button(key="miss_open").click().run()
+    no_problems(at)
+    top = explore.largest_misses(expected_table(loaded), n=20).iloc[1]
+    assert at.button_group(key="tok_position").value == top["position"]
+    assert at.selectbox(key="tok_connection").value == (top["in_feature"], top["out_feature"])
+    assert at.query_params["position"] == str(top["position"])
+    assert at.query_params["out_feature"] == str(top["out_feature"])
+
+
+# --------------------------------------------------------------------------------------
+# Token explorer
+
+
+def test_token_explorer(app, loaded):
+    at = run(app.run())
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    table = expected_table(loaded)
+    positions = sorted(table["position"].unique())
+    assert at.button_group(key="tok_position").value == positions[0]
+    heat, dose = chart_specs(at)
+    assert marks(heat) == ["rect", "rect"] and marks(dose) == ["line", "line", "rule", "point"]
+    at.button_group(key="tok_position").set_value(positions[2]).run()
+    no_problems(at)
+    rows = explore.token_connections(
+        explore.run_ablation(loaded, _key(loaded)).split(0.01), positions[2]
+    )
+    best = explore.top_connections(rows, 1).iloc[0]
+    assert at.selectbox(key="tok_connection").value == (best["in_feature"], best["out_feature"])
+    # The shown curve and its class are the package's for the same inputs.
+    from jsae.sandwich import Sandwich
+
+    x = explore.token_input(loaded.model, 0, first_prompt()[1], positions[2])
+    dose = explore.dose_response(
+        Sandwich(loaded.model, loaded.pair(0)), x, best["in_feature"], best["out_feature"]
+    )
+    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
+    boxes = " ".join(b.value for b in [*at.success, *at.info, *at.warning])
+    assert explore.CURVE_LABELS[shape.label] in boxes and shape.description in boxes
+    assert metrics(at)["J[out, in]"] == explore.format_number(dose.jacobian)
+    assert at.query_params["position"] == str(positions[2])
+
+
+def _key(loaded, layer=0, kind="jsae"):
+    return explore.RunKey("tiny", None, layer, kind, "unit", 1.0, first_prompt()[1])
+
+
+def test_token_explorer_link_restores_the_selection(app, loaded):
+    table = expected_table(loaded)
+    row = table[table["position"] == 3].iloc[5]
+    app.query_params.update(
+        {
+            "run": "1",
+            "position": "3",
+            "in_feature": str(row["in_feature"]),
+            "out_feature": str(row["out_feature"]),
+        }
+    )
+    at = app.run()
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    assert at.button_group(key="tok_position").value == 3
+    assert at.selectbox(key="tok_connection").value == (row["in_feature"], row["out_feature"])
+
+
+def test_token_explorer_warns_about_a_bad_link(app):
+    app.query_params.update({"run": "1", "position": "999"})
+    at = app.run()
+    at.switch_page(PAGES["tokens"]).run()
+    assert not at.exception
+    assert any("Position 999" in w.value for w in at.warning)
+
+
+# --------------------------------------------------------------------------------------
+# JSAE vs plain
+
+
+def test_jsae_vs_plain(app, loaded):
+    app.query_params["layer"] = "1"
+    at = run(app.run())
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    shown = [m for m in at.metric if m.label == "Fraction |J| > ε"]
+    for metric, kind in zip(shown, ("jsae", "plain"), strict=True):
+        table = expected_table(loaded, 1, kind)
+        assert metric.value == f"{jacobian_sparsity(table['jacobian'].to_numpy(), 0.01):.1%}"
+    (spec,) = chart_specs(at)
+    assert marks(spec) == ["bar", "rule"]
+    assert len(at.dataframe) == 2
+
+
+def test_jsae_vs_plain_at_a_layer_with_one_kind(app, loaded):
+    at = run(app.run())  # layer 0: jsae only
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    assert any("Layer 0 has only a jsae pair" in i.value for i in at.info)
+    at.button(key="cmp_switch_layer").click().run()
+    no_problems(at)
+    assert at.sidebar.selectbox(key="layer").value == 1
+    assert len([m for m in at.metric if m.label == "Fraction |J| > ε"]) == 2
+
+
+def test_jsae_vs_plain_with_a_single_kind_source(jsae_only_source, monkeypatch):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, jsae_only_source)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    assert any("only jsae pairs" in i.value for i in at.info)

@@ -1,0 +1,197 @@
+"""Chart builders, through ``chart.to_dict()``: marks, encodings, data equal to the numpy
+bins, shared domains, log scales."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae import charts, explore
+
+
+def spec_of(chart) -> dict:
+    return chart.to_dict()
+
+
+def values(spec: dict, node: dict | None = None) -> list[dict]:
+    """The inline rows a (sub)spec draws."""
+    node = node or spec
+    return spec["datasets"][node["data"]["name"]]
+
+
+def layers(spec: dict) -> list[dict]:
+    return spec["layer"]
+
+
+@pytest.fixture
+def diff_bins():
+    rng = np.random.default_rng(0)
+    groups = {
+        "important": rng.normal(0, 1, 4000),
+        "unimportant": rng.normal(0, 0.02, 20000),
+    }
+    return groups, explore.histogram_bins(groups, bins=40)
+
+
+def test_diff_histogram_overlay(diff_bins):
+    groups, bins = diff_bins
+    spec = spec_of(charts.diff_histogram(bins))
+    assert spec["mark"]["type"] == "bar" and spec["mark"]["opacity"] < 1
+    enc = spec["encoding"]
+    assert enc["x"]["field"] == "bin_start" and enc["x"]["bin"] == "binned"
+    assert enc["x2"]["field"] == "bin_end"
+    assert enc["y"]["field"] == "count" and enc["y"]["scale"]["type"] == "linear"
+    assert enc["y"]["stack"] is None  # overlaid, not stacked
+    assert enc["color"]["field"] == "experiment"
+    assert enc["color"]["scale"]["domain"] == ["important", "unimportant"]
+    lo, hi = bins.attrs["range"]
+    assert enc["x"]["scale"]["domain"] == [lo, hi]
+    # The chart carries exactly the numpy bins, never the raw values.
+    rows = pd.DataFrame(values(spec))
+    assert len(rows) == len(bins) <= 80
+    edges = np.linspace(lo, hi, 41)
+    for name, data in groups.items():
+        counts, _ = np.histogram(data, bins=edges)
+        part = rows[rows["experiment"] == name]
+        np.testing.assert_array_equal(part["count"], counts[counts > 0])
+        np.testing.assert_allclose(part["bin_start"], edges[:-1][counts > 0])
+
+
+def test_diff_histogram_log_scale_and_share(diff_bins):
+    _, bins = diff_bins
+    spec = spec_of(charts.diff_histogram(bins, log_count=True, y="share"))
+    assert spec["encoding"]["y"]["scale"]["type"] == "log"
+    assert spec["encoding"]["y"]["scale"]["domainMin"] == pytest.approx(bins["share"].min() / 2)
+    assert spec["encoding"]["y"]["field"] == "share"
+    assert "(log)" in spec["encoding"]["y"]["title"]
+    assert min(row["count"] for row in values(spec)) >= 1  # no zero on a log axis
+
+
+def test_diff_histogram_panels_share_the_x_range(diff_bins):
+    groups, bins = diff_bins
+    panels = [spec_of(c) for c in charts.diff_histogram_panels(bins, log_count=True)]
+    assert len(panels) == 2
+    for spec, name in zip(panels, ["important", "unimportant"], strict=True):
+        assert spec["mark"]["type"] == "bar"
+        assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
+        assert spec["encoding"]["y"]["scale"]["type"] == "log"
+        assert spec["encoding"]["color"]["scale"]["domain"] == [name]
+        rows = values(spec)
+        assert {r["experiment"] for r in rows} == {name}
+        assert sum(r["count"] for r in rows) == len(groups[name])
+
+
+def test_diff_histogram_rejects_unknown_options(diff_bins):
+    _, bins = diff_bins
+    with pytest.raises(ValueError):
+        charts.diff_histogram(bins, y="density")
+
+
+def test_effect_density_heatmap_with_diagonal():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=10_000)
+    y = x + rng.normal(0, 0.1, size=10_000)
+    grid = explore.density_grid(x, y, bins=30)
+    spec = spec_of(charts.effect_density(grid))
+    heat, line = layers(spec)
+    assert heat["mark"]["type"] == "rect"
+    enc = heat["encoding"]
+    assert (enc["x"]["field"], enc["x2"]["field"]) == ("x_start", "x_end")
+    assert (enc["y"]["field"], enc["y2"]["field"]) == ("y_start", "y_end")
+    assert enc["color"]["field"] == "count" and enc["color"]["scale"]["type"] == "log"
+    lo, hi = grid.attrs["range"]
+    assert enc["x"]["scale"]["domain"] == enc["y"]["scale"]["domain"] == [lo, hi]
+    rows = pd.DataFrame(values(spec, heat))
+    assert rows["count"].sum() == 10_000 and len(rows) == len(grid)
+    assert line["mark"]["type"] == "line"
+    assert values(spec, line) == [{"predicted": lo, "diff": lo}, {"predicted": hi, "diff": hi}]
+
+
+def test_effect_scatter_draws_every_point():
+    table = pd.DataFrame(
+        {
+            "position": [1, 1, 2],
+            "token": pd.Categorical(["a", "a", "b"]),
+            "in_feature": [3, 4, 5],
+            "out_feature": [6, 7, 8],
+            "jacobian": [0.5, 0.001, -0.2],
+            "predicted": [-0.5, -0.001, 0.2],
+            "diff": [-0.45, 0.02, 0.25],
+            "important": [True, False, True],
+        }
+    )
+    spec = spec_of(charts.effect_scatter(table, (-0.5, 0.25)))
+    dots, line = layers(spec)
+    assert dots["mark"]["type"] == "circle" and line["mark"]["type"] == "line"
+    assert dots["encoding"]["x"]["field"] == "predicted"
+    assert dots["encoding"]["y"]["field"] == "diff"
+    assert dots["encoding"]["x"]["scale"]["domain"] == [-0.5, 0.25]
+    rows = values(spec, dots)
+    assert [r["experiment"] for r in rows] == ["important", "unimportant", "important"]
+    assert [r["diff"] for r in rows] == [-0.45, 0.02, 0.25]
+
+
+def test_jacobian_heatmap():
+    rows = pd.DataFrame(
+        {
+            "in_feature": [10, 10, 20, 20],
+            "out_feature": [7, 9, 7, 9],
+            "in_rank": [0, 0, 1, 1],
+            "out_rank": [0, 1, 0, 1],
+            "in_act": [2.0, 2.0, 1.0, 1.0],
+            "out_act": [3.0, 1.0, 3.0, 1.0],
+            "jacobian": [0.4, -0.1, 0.0, -0.8],
+            "diff": [0.3, 0.0, 0.0, -0.7],
+        }
+    )
+    spec = spec_of(charts.jacobian_heatmap(rows, selected=(20, 9)))
+    cells, outline = layers(spec)
+    assert cells["mark"]["type"] == "rect"
+    enc = cells["encoding"]
+    assert enc["x"]["field"] == "in_feature" and enc["x"]["type"] == "ordinal"
+    assert enc["y"]["field"] == "out_feature" and enc["y"]["type"] == "ordinal"
+    assert enc["x"]["sort"]["field"] == "in_rank"
+    assert enc["color"]["scale"]["domain"] == [-0.8, 0.8]  # symmetric around 0
+    assert len(values(spec, cells)) == 4
+    assert values(spec, outline)[0]["in_feature"] == 20
+    assert values(spec, outline)[0]["out_feature"] == 9
+    assert (
+        "layer" in spec_of(charts.jacobian_heatmap(rows))
+        and len(spec_of(charts.jacobian_heatmap(rows))["layer"]) == 1
+    )
+
+
+def test_dose_response_chart():
+    curve = pd.DataFrame({"in_act": np.linspace(0, 5, 11), "out_act": np.linspace(0, 1, 11)})
+    spec = spec_of(charts.dose_response_chart(curve, 2.0, 0.4, jacobian=0.2))
+    marks = [
+        layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+        for layer in layers(spec)
+    ]
+    assert marks == ["line", "line", "rule", "point"]
+    measured, tangent, rule, point = layers(spec)
+    assert len(values(spec, measured)) == 11
+    t = values(spec, tangent)
+    assert [r["in_act"] for r in t] == [1.0, 3.0]
+    assert [r["out_act"] for r in t] == pytest.approx([0.2, 0.6])
+    assert values(spec, point)[0] == {"in_act": 2.0, "out_act": 0.4, "label": "actual"}
+    no_tangent = spec_of(charts.dose_response_chart(curve, 2.0, 0.4, jacobian=math.nan))
+    assert len(no_tangent["layer"]) == 3
+
+
+def test_jacobian_histogram_marks_eps():
+    rng = np.random.default_rng(3)
+    groups = {
+        "jsae": explore.log_abs_jacobian(rng.normal(0, 0.001, 500)),
+        "plain": explore.log_abs_jacobian(rng.normal(0, 0.1, 500)),
+    }
+    bins = explore.histogram_bins(groups, bins=25, value_range=(-8, 1), group_name="kind")
+    spec = spec_of(charts.jacobian_histogram(bins, 0.01, log_count=True))
+    bars, rule = layers(spec)
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["color"]["field"] == "kind"
+    assert bars["encoding"]["y"]["scale"]["type"] == "log"
+    assert bars["encoding"]["x"]["scale"]["domain"] == [-8, 1]
+    assert rule["mark"]["type"] == "rule"
+    assert values(spec, rule)[0]["log_eps"] == pytest.approx(-2.0)
+    assert sum(r["count"] for r in values(spec, bars)) == 1000

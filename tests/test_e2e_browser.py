@@ -1,0 +1,140 @@
+"""End to end in a real browser: `streamlit run` on loopback, Debian's Chromium driven by
+Playwright, Run on the default prompt, the histogram drawn.
+
+Uses the bundled default when it exists, else a tiny source folder. Leaves a screenshot
+and the measured time from Run to the chart in test-output/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from jsae import explore
+from jsae.loading import DEMO_DIR, SOURCE_MANIFEST, save_source
+from tests.helpers import tiny_model, tiny_pair
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "test-output"
+SERVER_START_S = 90
+RUN_TO_CHART_S = 120
+CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer /_stcore/health in {SERVER_START_S} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium with `make browser`")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    env = {k: v for k, v in os.environ.items() if k != explore.DEFAULT_SOURCE_ENV}
+    if (DEMO_DIR / SOURCE_MANIFEST).is_file():
+        which = "bundled default"
+    else:
+        model = tiny_model()
+        pairs = {"jsae": {0: tiny_pair(model, 0)}, "plain": {0: tiny_pair(model, 0, kind="plain")}}
+        env[explore.DEFAULT_SOURCE_ENV] = str(save_source(tmp_path / "src", model, pairs))
+        which = "tiny source (the bundled default is missing)"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_health(url, proc, log)
+        yield url, which, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def test_run_draws_the_histogram(server):
+    from playwright.sync_api import sync_playwright
+
+    url, which, log = server
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2100})
+            page.set_default_timeout(SERVER_START_S * 1000)
+            page.goto(url)
+            run = page.get_by_role("button", name="Run", exact=True)
+            run.wait_for(state="visible")
+            # The four pages, and nothing auto-discovered from pages/.
+            assert page.locator("[data-testid='stSidebarNavLink']").count() == 4
+            run.click()
+            start = time.perf_counter()
+            page.locator(CHART).first.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            elapsed = time.perf_counter() - start
+            page.get_by_text("Important connections").first.wait_for(state="visible")
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert page.locator("[data-testid='stAlertContentError']").count() == 0
+            assert "run=1" in page.url
+            page.wait_for_timeout(1000)  # let vega finish drawing before the screenshot
+            page.screenshot(path=str(OUTPUT / "e2e_causal_sparsity.png"), full_page=True)
+            (OUTPUT / "e2e_timing.txt").write_text(
+                f"source: {which}\nRun -> histogram visible: {elapsed:.2f} s\n"
+            )
+        finally:
+            browser.close()
+    assert "Traceback" not in log.read_text()

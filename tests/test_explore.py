@@ -1,0 +1,430 @@
+"""The explorer's page logic without Streamlit: URL state, binning, verdicts, misses, the
+dose-response sweep and its classifier."""
+
+import io
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from jsae import ablation, explore
+from jsae.ablation import AblationConfig, ablate
+from jsae.errors import InputError
+from jsae.loading import Source
+from jsae.prompt import mlp_inputs, tokenize
+from jsae.sandwich import Sandwich
+from jsae.stats import summarize
+from tests.helpers import tiny_model, tiny_pair
+
+PROMPT = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def source(model):
+    pairs = {
+        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
+        "plain": {1: tiny_pair(model, 1, kind="plain")},
+    }
+    return Source("tiny", model, pairs)
+
+
+def key(**kw):
+    base = dict(
+        source="tiny", model=None, layer=1, kind="jsae", mode="unit", scale=1.0, text=PROMPT
+    )
+    return explore.RunKey(**(base | kw))
+
+
+# --------------------------------------------------------------------------------------
+# URL state
+
+
+def test_view_state_round_trips_through_query_params():
+    prompts = {"Fox": PROMPT}
+    state = explore.ViewState(
+        source="/data/src",
+        model="gpt2",
+        layer=3,
+        kind="plain",
+        mode="scale",
+        scale=0.25,
+        eps=0.003,
+        prompt="Fox",
+        run=True,
+        position=4,
+        in_feature=12,
+        out_feature=99,
+    )
+    params = explore.to_query_params(state, default_source_name="demo")
+    back, warnings = explore.parse_query_params(params, prompts, explore.ViewState())
+    assert warnings == []
+    assert back == state
+
+
+def test_custom_text_round_trips_and_long_text_is_left_out():
+    state = explore.ViewState(text="Hello there & welcome?")
+    params = explore.to_query_params(state, default_source_name="demo")
+    assert params["text"] == "Hello there & welcome?" and "prompt" not in params
+    back, _ = explore.parse_query_params(params, {"Fox": PROMPT}, explore.ViewState())
+    assert back.text == state.text and back.prompt is None
+    long = explore.ViewState(text="x" * (explore.MAX_URL_TEXT + 1))
+    assert "text" not in explore.to_query_params(long, default_source_name="demo")
+
+
+def test_defaults_are_left_out_of_the_url():
+    params = explore.to_query_params(explore.ViewState(source="demo"), default_source_name="demo")
+    assert "source" not in params and "scale" not in params and "run" not in params
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "expected", "fragment"),
+    [
+        ({"layer": "x"}, "layer", None, "whole number"),
+        ({"layer": "-2"}, "layer", None, "≥ 0"),
+        ({"kind": "fancy"}, "kind", "jsae", "kind"),
+        ({"mode": "half"}, "mode", "unit", "mode"),
+        ({"eps": "abc"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
+        ({"eps": "-1"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
+        ({"eps": "inf"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
+        ({"scale": "nan"}, "scale", 1.0, "finite"),
+        ({"prompt": "Nope"}, "prompt", None, "no such example prompt"),
+        ({"position": "first"}, "position", None, "whole number"),
+    ],
+)
+def test_bad_query_params_warn_and_fall_back(params, field, expected, fragment):
+    state, warnings = explore.parse_query_params(params, {"Fox": PROMPT}, explore.ViewState())
+    assert getattr(state, field) == expected
+    assert len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_query_param_lists_use_the_last_value():
+    state, warnings = explore.parse_query_params(
+        {"layer": ["1", "2"], "run": ["1"]}, {}, explore.ViewState()
+    )
+    assert state.layer == 2 and state.run and warnings == []
+
+
+def test_default_source_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(explore.DEFAULT_SOURCE_ENV, raising=False)
+    assert explore.default_source() == "demo"
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, " /some/folder ")
+    assert explore.default_source() == "/some/folder"
+    state, _ = explore.parse_query_params({}, {})
+    assert state.source == "/some/folder"
+
+
+def test_source_type(tmp_path):
+    assert explore.source_type("demo") == "demo"
+    assert explore.source_type("ent/proj/pairs:v3") == "wandb"
+    assert explore.source_type(str(tmp_path)) == "folder"
+    assert explore.source_type("/pair/folder", "gpt2") == "model"
+
+
+def test_default_prompts_fall_back_when_the_module_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jsae.prompts", None)  # import now raises ImportError
+    assert explore.default_prompts() == explore.FALLBACK_PROMPTS
+
+
+def test_resolve_pair():
+    layers = {"jsae": [0, 1], "plain": [1]}
+    assert explore.resolve_pair(layers, None, "jsae") == (0, "jsae", [])
+    assert explore.resolve_pair(layers, 1, "plain") == (1, "plain", [])
+    layer, kind, warnings = explore.resolve_pair(layers, 7, "jsae")
+    assert (layer, kind) == (0, "jsae") and "Layer 7 has no pair" in warnings[0]
+    layer, kind, warnings = explore.resolve_pair(layers, 0, "plain")
+    assert (layer, kind) == (0, "jsae") and "no plain pair" in warnings[0]
+    assert explore.resolve_pair({"plain": [2]}, None, "jsae") == (2, "plain", [])
+    with pytest.raises(InputError):
+        explore.resolve_pair({}, None, "jsae")
+
+
+def test_eps_grid_and_nearest_stop():
+    grid = np.array(explore.EPS_GRID)
+    assert (np.diff(grid) > 0).all() and 0.01 in explore.EPS_GRID
+    assert grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(10)
+    assert explore.nearest_eps_stop(0.0102) == 0.01
+    assert explore.nearest_eps_stop(3e-7) == explore.EPS_GRID[0]
+    assert explore.nearest_eps_stop(-1) == explore.DEFAULT_EPS
+
+
+def test_view_link():
+    link = explore.view_link("tokens", {"eps": "0.01"}, position=3, in_feature=None)
+    assert link == "tokens?eps=0.01&position=3"
+
+
+# --------------------------------------------------------------------------------------
+# Runs
+
+
+def test_run_ablation_is_the_engines_table_without_the_split(source, monkeypatch):
+    calls = []
+    real = ablation.ablate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("config"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation, "ablate", counting)
+    data = explore.run_ablation(source, key(mode="zero"))
+    assert len(calls) == 1 and calls[0].mode == "zero"
+    expected = real(source.model, source.pair(1), PROMPT, config=AblationConfig(mode="zero"))
+    assert "important" not in data.table.columns
+    pd.testing.assert_frame_equal(data.table, expected.table.drop(columns=["important"]))
+    assert data.positions == sorted(set(expected.table["position"]))
+    assert data.strings == expected.prompt.strings and data.notice is None
+    split = data.split(0.05)
+    assert (split["important"] == (split["jacobian"].abs() > 0.05)).all()
+
+
+def test_run_ablation_reports_truncation(source):
+    data = explore.run_ablation(source, key(text="word " * 200))
+    assert data.notice is not None and "dropped" in data.notice
+
+
+# --------------------------------------------------------------------------------------
+# Binning, verdicts, downloads
+
+
+def test_histogram_bins_match_numpy():
+    rng = np.random.default_rng(1)
+    groups = {"important": rng.normal(size=500), "unimportant": rng.normal(0, 0.05, size=2000)}
+    bins = explore.histogram_bins(groups, bins=30)
+    lo, hi = bins.attrs["range"]
+    m = max(np.abs(v).max() for v in groups.values())
+    assert (lo, hi) == pytest.approx((-m, m))
+    edges = np.linspace(lo, hi, 31)
+    for name, values in groups.items():
+        counts, _ = np.histogram(values, bins=edges)
+        part = bins[bins["experiment"] == name]
+        keep = counts > 0
+        np.testing.assert_array_equal(part["count"], counts[keep])
+        np.testing.assert_allclose(part["bin_start"], edges[:-1][keep])
+        np.testing.assert_allclose(part["bin_end"], edges[1:][keep])
+        np.testing.assert_allclose(part["share"], counts[keep] / len(values))
+        assert part["count"].sum() == len(values)
+
+
+def test_histogram_bins_of_a_million_values_is_small_and_fast():
+    values = np.random.default_rng(0).normal(size=1_000_000)
+    bins = explore.histogram_bins({"important": values, "unimportant": values[:10]}, bins=60)
+    assert len(bins) <= 120 and bins["count"].sum() == 1_000_010
+
+
+def test_histogram_bins_edge_cases():
+    bins = explore.histogram_bins({"important": np.zeros(5), "unimportant": np.array([])})
+    assert bins.attrs["range"] == (-1.0, 1.0) and bins["count"].sum() == 5
+    with pytest.raises(InputError):
+        explore.histogram_bins({"a": np.ones(3)}, bins=0)
+    assert (
+        explore.data_range(np.array([2.0, 2.0]))[0] < 2.0 < explore.data_range(np.array([2.0]))[1]
+    )
+    assert explore.data_range(np.array([])) == (0.0, 1.0)
+
+
+def _summary(imp, unimp):
+    table = pd.DataFrame(
+        {
+            "diff": np.concatenate([imp, unimp]),
+            "predicted": 0.0,
+            "important": np.r_[np.ones(len(imp), bool), np.zeros(len(unimp), bool)],
+        }
+    )
+    return summarize(table)
+
+
+@pytest.mark.parametrize(
+    ("imp", "unimp", "level"),
+    [
+        ([1.0, -1.0], [0.01, -0.01], "yes"),
+        ([1.0, -1.0], [0.0, 0.0], "yes"),
+        ([1.0], [0.3], "partly"),
+        ([1.0], [0.9], "no"),
+        ([], [0.1], "undetermined"),
+        ([0.1], [], "undetermined"),
+    ],
+)
+def test_verdict_levels(imp, unimp, level):
+    found = explore.verdict(_summary(np.array(imp), np.array(unimp)), 0.01)
+    assert found.level == level
+    assert found.sentence
+
+
+def test_format_number():
+    assert explore.format_number(math.nan) == "—"
+    assert explore.format_number(math.inf) == "∞"
+    assert explore.format_number(0.123456) == "0.1235"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_bytes_round_trip(fmt):
+    table = pd.DataFrame({"position": [1, 2], "diff": [0.5, -0.25], "important": [True, False]})
+    data = explore.table_bytes(table, fmt)
+    back = pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_parquet(io.BytesIO(data))
+    pd.testing.assert_frame_equal(back, table)
+
+
+def test_table_bytes_rejects_unknown_formats():
+    with pytest.raises(InputError, match="Unknown download format"):
+        explore.table_bytes(pd.DataFrame({"a": [1]}), "xlsx")
+
+
+# --------------------------------------------------------------------------------------
+# Jacobian vs effect
+
+
+def test_density_grid_matches_numpy():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=5000), rng.normal(size=5000)
+    grid = explore.density_grid(x, y, bins=20)
+    lo, hi = grid.attrs["range"]
+    assert lo == pytest.approx(min(x.min(), y.min())) and hi == pytest.approx(max(x.max(), y.max()))
+    edges = np.linspace(lo, hi, 21)
+    counts, _, _ = np.histogram2d(x, y, bins=[edges, edges])
+    assert grid["count"].sum() == 5000 and len(grid) == (counts > 0).sum()
+    for row in grid.sample(20, random_state=0).itertuples():
+        i = int(np.argmin(np.abs(edges[:-1] - row.x_start)))
+        j = int(np.argmin(np.abs(edges[:-1] - row.y_start)))
+        assert counts[i, j] == row.count
+
+
+def test_largest_misses_are_unimportant_and_sorted(source):
+    table = explore.run_ablation(source, key()).split(0.3)
+    top = explore.largest_misses(table, n=5)
+    assert list(top.columns) == list(explore.MISS_COLUMNS)
+    unimportant = table[~table["important"]]
+    expected = np.sort(np.abs(unimportant["diff"].to_numpy()))[::-1][:5]
+    np.testing.assert_allclose(np.abs(top["diff"]), expected)
+    assert (np.abs(top["jacobian"]) <= 0.3).all()
+    np.testing.assert_allclose(top["miss"], np.abs(top["diff"] - top["predicted"]))
+    assert explore.largest_misses(table.assign(important=True)).empty
+
+
+# --------------------------------------------------------------------------------------
+# Token explorer
+
+
+def test_token_connections_and_top(source):
+    data = explore.run_ablation(source, key())
+    table = data.split(0.01)
+    pos = data.positions[2]
+    rows = explore.token_connections(table, pos)
+    pair = source.pair(1)
+    assert len(rows) == pair.k_in * pair.k_out
+    assert sorted(rows["in_rank"].unique()) == list(range(pair.k_in))
+    # The Jacobian in the table is the sandwich's, feature by feature.
+    x = mlp_inputs(source.model, tokenize(source.model, PROMPT).tokens, 1)[pos]
+    out = Sandwich(source.model, pair)(x[None])
+    assert rows.drop_duplicates("in_feature")["in_feature"].tolist() == out.in_idx[0].tolist()
+    for r in rows.sample(10, random_state=0).itertuples():
+        j = out.out_idx[0].tolist().index(r.out_feature)
+        i = out.in_idx[0].tolist().index(r.in_feature)
+        assert r.jacobian == pytest.approx(float(out.jacobian[0, j, i]), abs=1e-5)
+    top = explore.top_connections(rows, n=5)
+    assert top["abs_jacobian"].is_monotonic_decreasing and len(top) == 5
+    with pytest.raises(InputError):
+        explore.token_connections(table, 0)  # BOS is not ablated
+
+
+def test_token_label_and_markdown_escape():
+    assert explore.token_label(" the\n") == "·the⏎"
+    assert explore.token_label("") == "∅"
+    assert explore.escape_markdown("*a_b*") == "\\*a\\_b\\*"
+    assert explore.token_chip(" *", 12) == "·\\*₁₂"
+
+
+# --------------------------------------------------------------------------------------
+# Dose-response
+
+
+def test_dose_response_on_a_real_tiny_pair(source, model):
+    pair = source.pair(1)
+    sandwich = Sandwich(model, pair)
+    prompt = tokenize(model, PROMPT)
+    pos = 3
+    x = mlp_inputs(model, prompt.tokens, 1)[pos]
+    base = sandwich(x[None])
+    in_f, out_f = int(base.in_idx[0, 1]), int(base.out_idx[0, 0])
+    dose = explore.dose_response(sandwich, x, in_f, out_f, points=81)
+    a = float(base.in_act[0, 1])
+    assert dose.actual_in == pytest.approx(a)
+    assert dose.curve["in_act"].min() == 0 and dose.curve["in_act"].max() == pytest.approx(
+        max(5, a + 1)
+    )
+    assert a in dose.curve["in_act"].to_numpy()
+    assert dose.actual_out == pytest.approx(float(base.out_act[0, 0]), abs=1e-5)
+    assert dose.jacobian == pytest.approx(float(base.jacobian[0, 0, 1]), abs=1e-6)
+    # a' = 0 is the zero-mode ablation of this connection (top-k re-selection included).
+    zero = ablate(model, pair, PROMPT, config=AblationConfig(mode="zero")).table
+    row = zero[(zero.position == pos) & (zero.in_feature == in_f) & (zero.out_feature == out_f)]
+    after = float(row["out_act"].iloc[0] + row["diff"].iloc[0])
+    assert float(dose.curve["out_act"].iloc[0]) == pytest.approx(after, abs=1e-5)
+    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
+    assert shape.label in explore.CURVE_LABELS
+
+
+def test_dose_response_of_an_inactive_input_feature_starts_at_zero(source, model):
+    pair = source.pair(1)
+    sandwich = Sandwich(model, pair)
+    x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[2]
+    base = sandwich(x[None])
+    inactive = next(f for f in range(pair.d_sae_in) if f not in base.in_idx[0].tolist())
+    dose = explore.dose_response(sandwich, x, inactive, int(base.out_idx[0, 0]), a_max=2.0)
+    assert dose.actual_in == 0.0 and math.isnan(dose.jacobian)
+    assert dose.curve["in_act"].max() == 2.0
+    with pytest.raises(InputError):
+        explore.dose_response(sandwich, x, pair.d_sae_in, 0)
+
+
+A = np.linspace(0, 5, 101)
+
+
+@pytest.mark.parametrize(
+    ("y", "label"),
+    [
+        (2 * A + 1, "linear"),
+        (-0.5 * A + 3, "linear"),
+        (np.full_like(A, 0.7), "linear"),
+        (np.zeros_like(A), "linear"),
+        (np.where(A < 1.5, 0.0, 3 * A - 2), "jumprelu"),  # jump at the threshold
+        (np.maximum(A - 1, 0), "jumprelu"),  # a plain ReLU kink
+        (np.maximum(2 - 0.8 * A, 0), "jumprelu"),  # linear, then switched off
+        (np.sin(2 * A), "other"),
+        (A**2, "other"),
+        (np.where((A > 1) & (A < 3), A, 0.0), "other"),  # on, then off again
+    ],
+)
+def test_classify_constructed_curves(y, label):
+    assert explore.classify_curve(A, y).label == label
+
+
+def test_classify_reports_the_threshold_and_slope():
+    shape = explore.classify_curve(A, np.where(A < 1.5, 0.0, 3 * A - 2))
+    assert shape.threshold == pytest.approx(1.5, abs=0.05)
+    assert shape.slope == pytest.approx(3.0)
+    assert shape.jump == pytest.approx(2.5, abs=0.2)
+    assert "Zero below" in shape.description
+    shuffled = np.random.default_rng(0).permutation(len(A))
+    assert explore.classify_curve(A[shuffled], (2 * A + 1)[shuffled]).label == "linear"
+    with pytest.raises(InputError):
+        explore.classify_curve(np.array([1.0]), np.array([1.0]))
+
+
+def test_log_abs_jacobian():
+    np.testing.assert_allclose(
+        explore.log_abs_jacobian(np.array([0.0, -0.01, 10.0])), [-12.0, -2.0, 1.0]
+    )
+
+
+def test_token_input_matches_mlp_inputs(model):
+    x = explore.token_input(model, 1, PROMPT, 2)
+    torch.testing.assert_close(x, mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[2])
+    with pytest.raises(InputError):
+        explore.token_input(model, 1, PROMPT, 999)
