@@ -58,6 +58,7 @@ if source is None:
             "'Bundled default').",
             icon=":material/arrow_back:",
         )
+        ui.sync_source_in_url(*spec)
 else:
     text, eps, eps_error, pressed = ui.prompt_panel()
     current = explore.RunKey(spec[0], spec[1], layer, kind, mode, scale, text)

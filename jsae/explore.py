@@ -265,11 +265,10 @@ def _parse_scale(raw: str | None, default: float, warnings: list[str]) -> float:
     return value
 
 
-def to_query_params(state: ViewState, default_source_name: str | None = None) -> dict[str, str]:
-    """The URL query parameters of a view (defaults left out to keep links short)."""
-    params: dict[str, str] = {}
-    if state.source != (default_source_name or default_source()):
-        params["source"] = state.source
+def to_query_params(state: ViewState) -> dict[str, str]:
+    """The URL query parameters of a view. The source is always named (a server's default
+    source can differ); other defaults are left out to keep links short."""
+    params: dict[str, str] = {"source": state.source}
     if state.model:
         params["model"] = state.model
     if state.layer is not None:
@@ -690,6 +689,9 @@ def escape_markdown(text: str) -> str:
     """``text`` with Markdown's special characters backslash-escaped (for widget labels)."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
+
+MAX_TOKEN_CHIPS = 240
+"""Prompts with more ablated tokens pick one with a slider instead of a strip of chips."""
 
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 

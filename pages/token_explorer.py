@@ -34,27 +34,33 @@ def apply_pending(data: explore.RunData, table) -> bool:
     if wanted in pairs:
         st.session_state["tok_connection"] = wanted
         return True
-    else:
-        st.warning(
-            f"in_feature {wanted[0]} → out_feature {wanted[1]} is not a connection of "
-            f"position {position}; showing its strongest one.",
-            icon=":material/link_off:",
-        )
-        return False
+    st.warning(
+        f"in_feature {wanted[0]} → out_feature {wanted[1]} is not a connection of "
+        f"position {position}; showing its strongest one.",
+        icon=":material/link_off:",
+    )
+    return False
 
 
 def pick_position(data: explore.RunData) -> int:
     positions = data.positions
     if st.session_state.get("tok_position") not in positions:
         st.session_state["tok_position"] = positions[0]
-    position = st.pills(
-        "Token (subscript: position; BOS is not ablated)",
-        positions,
-        format_func=lambda p: explore.token_chip(data.strings[p], p),
-        key="tok_position",
-        required=True,
-        persist_state="session",
-    )
+    label = "Token (subscript: position; BOS is not ablated)"
+    chip = lambda p: explore.token_chip(data.strings[p], p)  # noqa: E731
+    if len(positions) > explore.MAX_TOKEN_CHIPS:  # a wall of chips helps nobody: slide instead
+        position = st.select_slider(
+            label, positions, format_func=chip, key="tok_position", persist_state="session"
+        )
+    else:
+        position = st.pills(
+            label,
+            positions,
+            format_func=chip,
+            key="tok_position",
+            required=True,
+            persist_state="session",
+        )
     return int(position if position is not None else positions[0])
 
 

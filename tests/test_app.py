@@ -112,7 +112,7 @@ def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit
 # Frame: defaults, Run, ε, URL
 
 
-def test_opens_on_the_default_source_and_waits_for_run(app):
+def test_opens_on_the_default_source_and_waits_for_run(app, tiny_source):
     at = app.run()
     no_problems(at)
     assert at.sidebar.radio(key="source_type").value == "folder"
@@ -125,6 +125,7 @@ def test_opens_on_the_default_source_and_waits_for_run(app):
     assert any("Press **Run**" in i.value for i in at.info)
     assert not at.metric and not at.get("vega_lite_chart")
     assert at.query_params == {
+        "source": tiny_source,
         "layer": "0",
         "kind": "jsae",
         "mode": "unit",
@@ -202,7 +203,7 @@ def test_eps_only_resplits(app, loaded, ablate_calls):
     assert len(ablate_calls) == 2
 
 
-def test_query_params_round_trip(app, loaded):
+def test_query_params_round_trip(app, loaded, tiny_source):
     name = list(explore.default_prompts())[1]
     params = {
         "layer": "1",
@@ -222,7 +223,7 @@ def test_query_params_round_trip(app, loaded):
     assert at.sidebar.number_input(key="scale").value == 0.5
     assert at.number_input(key="eps").value == 0.02
     assert at.selectbox(key="prompt_choice").value == name
-    assert at.query_params == params
+    assert at.query_params == {"source": tiny_source, **params}
     # run=1 reproduces the results without pressing Run.
     table = expected_table(loaded, 1, "plain", 0.02, explore.default_prompts()[name], "scale", 0.5)
     n = summarize(table).loc["important", "connections"]
@@ -265,6 +266,35 @@ def test_bad_source_shows_an_error(app, tmp_path):
     assert not at.text_area  # no prompt panel without a source
     at.sidebar.radio(key="source_type").set_value("wandb").run()
     assert any("W&B artifact path" in i.value for i in at.sidebar.info)
+
+
+def test_wandb_failure_shows_an_error(app, monkeypatch):
+    from jsae import loading
+    from jsae.errors import SourceError
+
+    def offline(path, cache_dir=None):
+        raise SourceError(f"Could not download the W&B artifact {path!r}: offline.")
+
+    monkeypatch.setattr(loading, "download_wandb_artifact", offline)
+    at = app.run()
+    at.sidebar.radio(key="source_type").set_value("wandb").run()
+    at.sidebar.text_input(key="source_wandb").input("me/proj/pairs:v0").run()
+    assert not at.exception
+    assert any("Could not download the W&B artifact" in e.value for e in at.error)
+    assert at.query_params["source"] == "me/proj/pairs:v0"  # a link reproduces the error
+
+
+def test_model_plus_pair_folder(app, tiny_source):
+    at = app.run()
+    at.sidebar.radio(key="source_type").set_value("model").run()
+    at.sidebar.text_input(key="source_model").input(f"{tiny_source}/model").run()
+    at.sidebar.text_input(key="source_pair").input(f"{tiny_source}/pairs/jsae/layer_1").run()
+    no_problems(at)
+    assert at.sidebar.selectbox(key="layer").options == ["1"]
+    run(at)
+    no_problems(at)
+    assert at.metric
+    assert at.query_params["model"] == f"{tiny_source}/model"
 
 
 def test_a_folder_that_is_no_source_shows_an_error(app, tmp_path):
@@ -410,6 +440,17 @@ def test_token_explorer(app, loaded):
 
 def _key(loaded, layer=0, kind="jsae"):
     return explore.RunKey("tiny", None, layer, kind, "unit", 1.0, first_prompt()[1])
+
+
+def test_long_prompts_pick_the_token_with_a_slider(app, monkeypatch):
+    monkeypatch.setattr(explore, "MAX_TOKEN_CHIPS", 10)
+    at = run(app.run())
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    slider = at.select_slider(key="tok_position")
+    slider.set_value(slider.value + 4).run()
+    no_problems(at)
+    assert at.query_params["position"] == str(slider.value)
 
 
 def test_token_explorer_link_restores_the_selection(app, loaded):

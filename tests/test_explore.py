@@ -63,7 +63,7 @@ def test_view_state_round_trips_through_query_params():
         in_feature=12,
         out_feature=99,
     )
-    params = explore.to_query_params(state, default_source_name="demo")
+    params = explore.to_query_params(state)
     back, warnings = explore.parse_query_params(params, prompts, explore.ViewState())
     assert warnings == []
     assert back == state
@@ -71,17 +71,18 @@ def test_view_state_round_trips_through_query_params():
 
 def test_custom_text_round_trips_and_long_text_is_left_out():
     state = explore.ViewState(text="Hello there & welcome?")
-    params = explore.to_query_params(state, default_source_name="demo")
+    params = explore.to_query_params(state)
     assert params["text"] == "Hello there & welcome?" and "prompt" not in params
     back, _ = explore.parse_query_params(params, {"Fox": PROMPT}, explore.ViewState())
     assert back.text == state.text and back.prompt is None
     long = explore.ViewState(text="x" * (explore.MAX_URL_TEXT + 1))
-    assert "text" not in explore.to_query_params(long, default_source_name="demo")
+    assert "text" not in explore.to_query_params(long)
 
 
 def test_defaults_are_left_out_of_the_url():
-    params = explore.to_query_params(explore.ViewState(source="demo"), default_source_name="demo")
-    assert "source" not in params and "scale" not in params and "run" not in params
+    params = explore.to_query_params(explore.ViewState(source="demo"))
+    assert params["source"] == "demo"
+    assert "scale" not in params and "run" not in params and "model" not in params
 
 
 @pytest.mark.parametrize(

@@ -544,6 +544,17 @@ def sync_url(view: explore.ViewState) -> None:
         st.query_params.from_dict(params)
 
 
+def sync_source_in_url(source: str, model: str | None) -> None:
+    """Name the chosen source in the URL even when it failed to load (so the link
+    reproduces the problem), keeping the other parameters."""
+    params = st.query_params.to_dict()
+    wanted = {k: v for k, v in params.items() if k != "model"} | {"source": source}
+    if model:
+        wanted["model"] = model
+    if wanted != params:
+        st.query_params.from_dict(wanted)
+
+
 # --------------------------------------------------------------------------------------
 # What pages share
 
