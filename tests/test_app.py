@@ -5,6 +5,7 @@ The app opens on ``$JSAE_DEFAULT_SOURCE`` (set here to a tiny source written wit
 """
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -343,6 +344,14 @@ def test_parquet_unavailable_is_explained(app, monkeypatch):
     assert not at.exception
     assert any("pyarrow" in e.value for e in at.error)
     assert [b.label for b in at.get("download_button")] == ["Download CSV"]
+
+
+def test_secrets_reach_the_environment(app, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "placeholder")  # restored after the test
+    monkeypatch.delenv("WANDB_API_KEY")
+    app.secrets["WANDB_API_KEY"] = "from-secrets"
+    app.run()
+    assert os.environ["WANDB_API_KEY"] == "from-secrets"
 
 
 def test_navigation_lists_exactly_the_four_pages(app):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -225,7 +226,8 @@ def init_session() -> None:
     elif kind == "model":
         st.session_state["source_pair"] = view.source
         st.session_state["source_model"] = view.model or ""
-    st.session_state[PAIR_REQUEST] = (view.layer, view.kind, "layer" in st.query_params)
+    from_url = bool({"layer", "kind"} & set(st.query_params.keys()))
+    st.session_state[PAIR_REQUEST] = (view.layer, view.kind, from_url)
     st.session_state["mode"] = view.mode
     st.session_state["scale"] = float(view.scale)
     st.session_state["eps"] = float(view.eps)
@@ -250,8 +252,6 @@ def init_session() -> None:
 def apply_secrets() -> None:
     """Export ``WANDB_API_KEY`` (and ``JSAE_CACHE``) from ``.streamlit/secrets.toml`` to the
     environment, where wandb and the loaders read them; nothing when there is no file."""
-    import os
-
     try:
         if not st.secrets.load_if_toml_exists():
             return
