@@ -702,6 +702,21 @@ def token_chip(text: str, position: int) -> str:
     return f"{escape_markdown(token_label(text))}{str(position).translate(_SUBSCRIPTS)}"
 
 
+def token_context(strings: Sequence[str], position: int, width: int = 8) -> str:
+    """Markdown for the text around ``position``, that token in bold (BOS left out)."""
+    lo, hi = max(1, position - width), min(len(strings), position + width + 1)
+    before = "".join(strings[lo:position])
+    after = "".join(strings[position + 1 : hi])
+    token = strings[position] if 0 <= position < len(strings) else ""
+    return (
+        ("… " if lo > 1 else "")
+        + escape_markdown(before.replace("\n", "⏎ "))
+        + f"**{escape_markdown(token_label(token))}**"
+        + escape_markdown(after.replace("\n", "⏎ "))
+        + (" …" if hi < len(strings) else "")
+    )
+
+
 @torch.no_grad()
 def token_input(model: Any, layer: int, text: str, position: int) -> Float[Tensor, " d_model"]:
     """The MLP input of block ``layer`` at ``position`` of the tokenized ``text``."""

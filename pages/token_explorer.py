@@ -61,7 +61,9 @@ def pick_position(data: explore.RunData) -> int:
             required=True,
             persist_state="session",
         )
-    return int(position if position is not None else positions[0])
+    position = int(position if position is not None else positions[0])
+    st.caption(f"In context: {explore.token_context(data.strings, position)}")
+    return position
 
 
 def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:

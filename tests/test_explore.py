@@ -334,6 +334,12 @@ def test_token_connections_and_top(source):
         explore.token_connections(table, 0)  # BOS is not ablated
 
 
+def test_token_context():
+    strings = ["<bos>", "The", " cat", " sat", "\n", "on"]
+    assert explore.token_context(strings, 2, width=1) == "The**·cat** sat …"
+    assert explore.token_context(strings, 5, width=2) == "…  sat⏎ **on**"
+
+
 def test_token_label_and_markdown_escape():
     assert explore.token_label(" the\n") == "·the⏎"
     assert explore.token_label("") == "∅"
