@@ -6,11 +6,13 @@ all of wandb's folders under tmp_path, so nothing can reach the network or the h
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import wandb
 
 from jsae.ablation import ablate
 from jsae.cli import main
@@ -46,7 +48,11 @@ def offline(tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     (tmp_path / "home").mkdir()
-    return tmp_path
+    # wandb keeps its settings and credentials per process from its first use: start from,
+    # and leave behind, a clean slate so these variables (and nothing earlier) apply
+    wandb.teardown()
+    yield tmp_path
+    wandb.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +62,18 @@ def result():
 
 
 def read_records(run_dir):
+    """The run's records, once wandb has flushed them: its service writes the .wandb file
+    asynchronously, so shut it down (which flushes) and wait for the exit record."""
+    wandb.teardown()
+    deadline = time.monotonic() + 30
+    while True:
+        records = parse_records(run_dir)
+        if of_kind(records, "exit") or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def parse_records(run_dir):
     """Decode a run's .wandb transaction log (LevelDB-style 32 KiB blocks of records) with
     wandb's own protobuf classes; independent of the code under test."""
     from wandb.proto import wandb_internal_pb2 as pb
