@@ -181,6 +181,14 @@ def wandb_options(args: argparse.Namespace) -> dict:
     }
 
 
+def check_wandb(args: argparse.Namespace) -> None:
+    """With --wandb, fail before the work when logging could not start (no key online)."""
+    if args.wandb:
+        from jsae.wandb_log import preflight
+
+        preflight(args.wandb_mode)
+
+
 def resolve_mode(mode: str | None, scale: float | None) -> tuple[str, float]:
     if scale is None:
         if mode == "scale":
@@ -235,6 +243,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         memory_budget=int(args.memory_budget_mb * 2**20),
     )
     tolerance = Tolerance(atol=args.atol, rtol=args.rtol)
+    check_wandb(args)
     check_positive(args.max_tokens, "--max-tokens")
     check_positive(args.threads, "--threads")
     if args.threads is not None:
@@ -426,6 +435,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
     from jsae.corpus import corpus_stats, read_manifest
     from jsae.stats import Tolerance
 
+    check_wandb(args)
     manifest = read_manifest(args.output)
     cfg = manifest.config
     eps = check_eps(cfg["eps"] if args.eps is None else args.eps)

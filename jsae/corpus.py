@@ -558,7 +558,9 @@ class WindowEngine:
             "document": pa.DictionaryArray.from_arrays(
                 pa.array(data["document"], pa.int32()), pa.array(list(documents), pa.string())
             ),
-            "token": self._token_column(data["token"]),
+            "token": self._token_column(
+                data["token"], np.concatenate([w.tokens for w in unit.windows])
+            ),
         }
         for name in SHARD_COLUMNS:
             if name == "important":
@@ -568,14 +570,16 @@ class WindowEngine:
         table = pa.Table.from_arrays([arrays[n] for n in SHARD_COLUMNS], schema=SHARD_SCHEMA)
         return table, tokens_done
 
-    def _token_column(self, ids: np.ndarray) -> pa.DictionaryArray:
-        unique, inverse = np.unique(ids, return_inverse=True)
+    def _token_column(self, ids: np.ndarray, vocab: np.ndarray) -> pa.DictionaryArray:
+        """Token strings per row, dictionary-encoded; ``vocab``: the unit's token ids."""
+        unique = np.unique(vocab)
         strings = [self._string(int(t)) for t in unique]
-        categories = list(dict.fromkeys(strings))
+        categories = list(dict.fromkeys(strings))  # distinct ids may decode alike
         code_of = {s: i for i, s in enumerate(categories)}
-        codes = np.array([code_of[s] for s in strings], dtype=np.int32)[inverse]
+        lookup = np.zeros(int(unique[-1]) + 1 if len(unique) else 1, dtype=np.int32)
+        lookup[unique] = [code_of[s] for s in strings]
         return pa.DictionaryArray.from_arrays(
-            pa.array(codes.reshape(-1), pa.int32()), pa.array(categories, pa.string())
+            pa.array(lookup[ids], pa.int32()), pa.array(categories, pa.string())
         )
 
 

@@ -258,17 +258,9 @@ def log_run(
     histogram_key: str = "diff_histogram",
 ) -> WandbRun:
     """Start a run, log config, summary, histogram table and an artifact, finish it."""
-    mode = resolve_mode(mode)
-    try:
-        import wandb
-    except ImportError:
-        raise WandbLogError("Logging to W&B needs the wandb package: pip install wandb.") from None
-    if mode == "online" and not has_credentials():
-        raise WandbLogError(
-            "No W&B API key found: run `wandb login` once, or set the WANDB_API_KEY "
-            "environment variable; or log offline (--wandb-mode offline, WANDB_MODE=offline) "
-            "and upload later with `wandb sync`."
-        )
+    mode = preflight(mode)
+    import wandb
+
     if dir is not None:
         Path(dir).mkdir(parents=True, exist_ok=True)
     run = None
@@ -314,6 +306,23 @@ def log_run(
         if run is not None:  # the run is broken; the first error is the one to show
             with contextlib.suppress(Exception):
                 run.finish(exit_code=1)
+
+
+def preflight(mode: str | None = None) -> str:
+    """Check before any work that logging can start: a valid mode, wandb installed, and in
+    online mode an API key wandb will find. Returns the resolved mode."""
+    mode = resolve_mode(mode)
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise WandbLogError("Logging to W&B needs the wandb package: pip install wandb.") from None
+    if mode == "online" and not has_credentials():
+        raise WandbLogError(
+            "No W&B API key found: run `wandb login` once, or set the WANDB_API_KEY "
+            "environment variable; or log offline (--wandb-mode offline, WANDB_MODE=offline) "
+            "and upload later with `wandb sync`."
+        )
+    return mode
 
 
 def has_credentials() -> bool:

@@ -245,3 +245,12 @@ def test_cli_wandb_flag_logs_offline(offline, tmp_path, capsys):
     (run,) = of_kind(read_records(run_dir), "run")
     assert run.project == "p"
     assert FAKE_KEY not in out
+
+
+def test_cli_checks_for_a_key_before_the_work(offline, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY")
+    out = tmp_path / "out"
+    args = ["ablate", "--source", "nowhere", "--dataset", str(tmp_path), "--output", str(out)]
+    assert main([*args, "--wandb", "--wandb-mode", "online", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No W&B API key found") and not out.exists()
