@@ -1,7 +1,5 @@
 """The corpus run on a local single-node Ray cluster gives the same rows as the local engine."""
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,18 +24,20 @@ pytestmark = pytest.mark.slow  # a Ray cluster and its workers start in tens of 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A small local cluster: 2 CPUs, no dashboard, a small object store."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        ignore_reinit_error=True,
-        object_store_memory=80 * 2**20,
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
-    yield
-    ray.shutdown()
+    """A small local cluster: 2 CPUs, no dashboard, a small object store, and no auth token
+    written to the home folder (a throwaway cluster needs none)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            object_store_memory=80 * 2**20,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
