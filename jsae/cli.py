@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream every finished shard of a `jsae ablate --dataset` output folder "
         "and print the merged summary. Count, means, within-tolerance and the ratio are exact; "
         "the median and 99th percentile of |diff| come from a fixed log-spaced histogram "
-        "(within about 2.3%% of the exact value).",
+        "(within about 2.3% of the exact value).",
     )
     cs.add_argument("output", type=Path, help="the folder `jsae ablate --dataset` wrote")
     cs.add_argument("--eps", type=float, help="|J| threshold (default: the run's)")
