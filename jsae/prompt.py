@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -59,13 +61,33 @@ def tokenize(model: HookedTransformer, text: str, max_tokens: int | None = None)
     return Prompt(tokens=tokens, strings=strings, dropped=dropped, limit=limit)
 
 
+# TransformerLens's run_with_cache adds hooks to the model's modules for the duration of the
+# forward pass. On a model shared between threads (the app's sessions share one through
+# st.cache_resource) a concurrent forward would run the other thread's hooks too and
+# overwrite its cache, so hooked forwards on one model take turns.
+_HOOK_LOCKS: weakref.WeakKeyDictionary[HookedTransformer, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_HOOK_LOCKS_GUARD = threading.Lock()
+
+
+def hook_lock(model: HookedTransformer) -> threading.Lock:
+    """The lock that serialises hooked forward passes on ``model``."""
+    with _HOOK_LOCKS_GUARD:
+        lock = _HOOK_LOCKS.get(model)
+        if lock is None:
+            lock = _HOOK_LOCKS[model] = threading.Lock()
+        return lock
+
+
 @torch.no_grad()
 def mlp_inputs(
     model: HookedTransformer, tokens: Int[Tensor, " pos"], layer: int
 ) -> Float[Tensor, "pos d_model"]:
     """Block ``layer``'s MLP input (``blocks.L.ln2.hook_normalized``) for every position."""
     hook = hook_in_name(layer)
-    _, cache = model.run_with_cache(
-        tokens[None].to(model.cfg.device), names_filter=[hook], stop_at_layer=layer + 1
-    )
+    with hook_lock(model):
+        _, cache = model.run_with_cache(
+            tokens[None].to(model.cfg.device), names_filter=[hook], stop_at_layer=layer + 1
+        )
     return cache[hook][0]
