@@ -22,9 +22,9 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 
-# url_path differs from each file's name on purpose: see docs/architecture.md.
+# Each page's url_path is its file's name (see docs/architecture.md).
 pages = {
-    url: st.Page(script, title=title, icon=icon, url_path=url, default=(url == "sparsity"))
+    url: st.Page(script, title=title, icon=icon, url_path=url, default=url == ui.DEFAULT_PAGE)
     for url, (script, title, icon, _) in ui.PAGES.items()
 }
 page = st.navigation(list(pages.values()))
@@ -75,6 +75,7 @@ else:
     )
     st.session_state[ui.CONTEXT] = ctx
     try:
-        ui.guarded(f"drawing the {title} page", page.run)
+        with ui.frame_active():
+            ui.guarded(f"drawing the {title} page", page.run)
     finally:
         ui.sync_url(ui.view_state(current, eps, page_key))

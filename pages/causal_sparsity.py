@@ -169,4 +169,4 @@ def main() -> None:
     downloads(table, data.key, ctx.eps)
 
 
-main()
+ui.run_page(main)

@@ -153,4 +153,4 @@ def main() -> None:
     misses(ctx, table)
 
 
-main()
+ui.run_page(main)

@@ -145,4 +145,4 @@ def main() -> None:
             )
 
 
-main()
+ui.run_page(main)

@@ -176,4 +176,4 @@ def main() -> None:
     dose_section(ctx, data, rows, position, in_f, out_f)
 
 
-main()
+ui.run_page(main)

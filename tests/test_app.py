@@ -386,7 +386,7 @@ def test_jacobian_vs_effect(app, loaded):
     top = explore.largest_misses(table, n=20)
     assert misses["diff"].tolist() == pytest.approx(top["diff"].tolist())
     link = misses["open"].iloc[0]
-    assert link.startswith("tokens?") and f"position={top['position'].iloc[0]}" in link
+    assert link.startswith("token_explorer?") and f"position={top['position'].iloc[0]}" in link
     assert f"in_feature={top['in_feature'].iloc[0]}" in link and "run=1" in link
 
 

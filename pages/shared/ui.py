@@ -7,11 +7,15 @@ only lists ``pages/*.py``, so these helpers can never show up as pages.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable
+import runpy
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -25,8 +29,8 @@ log = logging.getLogger("jsae.app")
 T = TypeVar("T")
 
 PAGES = {
-    # url path: (script, title, icon, one-line description)
-    "sparsity": (
+    # url path (= the file's name, see docs/architecture.md): (script, title, icon, description)
+    "causal_sparsity": (
         "pages/causal_sparsity.py",
         "Causal sparsity",
         ":material/bar_chart:",
@@ -34,20 +38,20 @@ PAGES = {
         "feature moves. Do the connections the Jacobian calls unimportant (|J| ≤ ε) really "
         "not move?",
     ),
-    "effect": (
+    "jacobian_vs_effect": (
         "pages/jacobian_vs_effect.py",
         "Jacobian vs effect",
         ":material/scatter_plot:",
         "How well does the first-order prediction −s·J match the measured change of every "
         "connection, and which unimportant connections moved most?",
     ),
-    "tokens": (
+    "token_explorer": (
         "pages/token_explorer.py",
         "Token explorer",
         ":material/grid_on:",
         "One token's Jacobian, its strongest connections, and a connection's dose-response curve.",
     ),
-    "compare": (
+    "jsae_vs_plain": (
         "pages/jsae_vs_plain.py",
         "JSAE vs plain",
         ":material/compare_arrows:",
@@ -55,7 +59,9 @@ PAGES = {
         "Jacobian penalty) of the same layer.",
     ),
 }
-TOKEN_PAGE = "tokens"
+DEFAULT_PAGE = "causal_sparsity"
+TOKEN_PAGE = "token_explorer"
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
 # Session-state keys that are not widgets.
 RUN = "_run"  # the RunKey of the last Run
@@ -65,6 +71,43 @@ INITIALISED = "_initialised"
 URL_WARNINGS = "_url_warnings"
 AUTORUN = "_autorun"
 PAIR_REQUEST = "_pair_request"
+
+
+# --------------------------------------------------------------------------------------
+# The frame
+
+
+_FRAME = threading.local()
+
+
+@contextlib.contextmanager
+def frame_active() -> Iterator[None]:
+    """Mark this script run as inside the frame while the page runs."""
+    depth = getattr(_FRAME, "depth", 0)
+    _FRAME.depth = depth + 1
+    try:
+        yield
+    finally:
+        _FRAME.depth = depth
+
+
+def in_frame() -> bool:
+    return getattr(_FRAME, "depth", 0) > 0
+
+
+def run_page(main: Callable[[], None]) -> None:
+    """A page's body, always inside the frame.
+
+    Until the first ``st.navigation`` call of a server process (and in every AppTest run),
+    Streamlit runs apps with a ``pages/`` folder in its legacy mode, which executes a
+    requested ``pages/<name>.py`` directly. A page run that way runs the frame
+    (``streamlit_app.py``) instead, which switches to ``st.navigation`` and runs the page
+    again, inside it.
+    """
+    if in_frame():
+        main()
+    else:
+        runpy.run_path(str(ENTRYPOINT), run_name="__main__")
 
 
 # --------------------------------------------------------------------------------------
@@ -190,7 +233,7 @@ class Context:
     eps: float | None
     eps_error: str | None
     view: explore.ViewState
-    page: str = "sparsity"
+    page: str = DEFAULT_PAGE
 
     @property
     def stale(self) -> bool:
