@@ -276,13 +276,16 @@ def to_query_params(state: ViewState) -> dict[str, str]:
     params["kind"] = state.kind
     params["mode"] = state.mode
     if state.mode == "scale":
-        params["scale"] = f"{state.scale:g}"
-    params["eps"] = f"{state.eps:g}"
+        params["scale"] = repr(float(state.scale))
+    params["eps"] = repr(float(state.eps))
+    prompt_in_url = True
     if state.prompt is not None:
         params["prompt"] = state.prompt
-    elif state.text is not None and len(state.text) <= MAX_URL_TEXT:
-        params["text"] = state.text
-    if state.run:
+    elif state.text is not None:
+        prompt_in_url = len(state.text) <= MAX_URL_TEXT
+        if prompt_in_url:
+            params["text"] = state.text
+    if state.run and prompt_in_url:  # a link without its prompt cannot claim the results
         params["run"] = "1"
     for key in ("position", "in_feature", "out_feature"):
         value = getattr(state, key)

@@ -69,14 +69,21 @@ def test_view_state_round_trips_through_query_params():
     assert back == state
 
 
+def test_numbers_keep_their_precision_in_the_url():
+    state = explore.ViewState(mode="scale", scale=0.123456789, eps=1.23456789e-4)
+    back, _ = explore.parse_query_params(explore.to_query_params(state), {})
+    assert back.scale == state.scale and back.eps == state.eps
+
+
 def test_custom_text_round_trips_and_long_text_is_left_out():
     state = explore.ViewState(text="Hello there & welcome?")
     params = explore.to_query_params(state)
     assert params["text"] == "Hello there & welcome?" and "prompt" not in params
     back, _ = explore.parse_query_params(params, {"Fox": PROMPT}, explore.ViewState())
     assert back.text == state.text and back.prompt is None
-    long = explore.ViewState(text="x" * (explore.MAX_URL_TEXT + 1))
-    assert "text" not in explore.to_query_params(long)
+    long = explore.ViewState(text="x" * (explore.MAX_URL_TEXT + 1), run=True)
+    params = explore.to_query_params(long)
+    assert "text" not in params and "run" not in params
 
 
 def test_defaults_are_left_out_of_the_url():
