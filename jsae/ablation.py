@@ -12,9 +12,12 @@ feature that leaves the top k reads 0, as in the notebook), and diff = out_act' 
 is taken for every output feature j active on the unperturbed token. The first-order
 prediction of that diff is -s * J[j, i].
 
-All k_in perturbations of a chunk of tokens run through the MLP and the output SAE as one
-batch. Since pre(x') = pre(x) - s * (W_dec_in @ W_in)[i], the perturbed MLP pre-activations
-come from the sandwich's precomputed product instead of a second W_in matmul. ε plays no
+The unperturbed pass runs once per chunk of tokens; the k_in perturbed rows of each token then
+run through the MLP and the output SAE in blocks of rows sized by the memory budget, each
+block's [rows, d_sae] output-SAE pre-activations written by one fused addmm into a buffer
+every block reuses, scanned once by ``torch.topk``, and reduced to the k_out values kept.
+Since pre(x') = pre(x) - s * (W_dec_in @ W_in)[i], the perturbed MLP pre-activations come
+from the sandwich's precomputed product instead of a second W_in matmul. ε plays no
 part here: ``split`` divides the connections into important (|J| > ε) and unimportant
 (|J| <= ε) afterwards, so changing ε never recomputes.
 """
@@ -22,7 +25,7 @@ part here: ``split`` divides the connections into important (|J| > ε) and unimp
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +38,7 @@ from transformer_lens import HookedTransformer
 from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.prompt import Prompt, mlp_inputs, tokenize
-from jsae.sandwich import Sandwich
+from jsae.sandwich import Sandwich, SandwichOutput
 
 MODES = ("unit", "zero", "scale")
 COLUMNS = (
@@ -112,19 +115,56 @@ class Connections:
     diff: Float[Tensor, " n"]
 
 
+ROW_BLOCK_BYTES = 128 << 20
+"""Working memory of one block of perturbed rows, at most (the memory budget caps it too).
+
+At the research shapes (d_sae 16384) that is about 1500 rows, some 18 blocks for 858 tokens:
+enough rows for the matmuls to run at full speed and few enough blocks that the per-operation
+cost stays small (each operation is a parallel region, and on a busy machine each one waits
+for its slowest thread), while the block's output-SAE pre-activations, one buffer that every
+block reuses, stay far below the budget."""
+
+CHUNK_TOKENS = 256
+"""Tokens whose unperturbed pass (input and output SAE encodes, Jacobian) runs as one batch:
+enough rows for the encoder matmuls to run at full speed."""
+
+
+def _row_bytes(pair: JSAEPair, d_model: int, d_mlp: int) -> int:
+    """Bytes one perturbed row takes in flight: MLP pre-activations and activations, MLP
+    output, the output SAE's pre-activations of all d_sae features, top-k values, indices and
+    the k_out gathered results."""
+    return 4 * (2 * d_mlp + d_model + pair.d_sae_out) + 4 * 8 * pair.k_out
+
+
+def _token_bytes(pair: JSAEPair, d_model: int, d_mlp: int) -> int:
+    """Bytes one token of a chunk holds: both SAEs' pre-activations while encoding, the MLP's
+    pre-activations, act_fn' and output, and the token's k_in x k_out results."""
+    return 4 * (
+        pair.d_sae_in + pair.d_sae_out + 4 * d_mlp + 3 * d_model + 6 * pair.k_in * pair.k_out
+    )
+
+
+def rows_per_block(pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int) -> int:
+    """How many perturbed rows (token, active input feature) one block computes at once:
+    half the memory budget at most, and whole tokens' k_in rows where one token fits."""
+    budget = min(memory_budget // 2, ROW_BLOCK_BYTES)
+    rows = max(1, budget // _row_bytes(pair, d_model, d_mlp))
+    return rows - rows % pair.k_in if rows >= pair.k_in else rows
+
+
 def tokens_per_chunk(pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int) -> int:
-    """How many tokens' perturbations fit into ``memory_budget`` bytes of float32 work."""
-    # per perturbed row: output-SAE pre-activations, the top-k indices, and the MLP's
-    # pre/post activations and output; the k x k membership mask is per (row, k_out).
-    per_row = 4 * (pair.d_sae_out + 2 * pair.k_out + 3 * d_mlp + 2 * d_model)
-    per_row += pair.k_out * pair.k_out
-    return max(1, memory_budget // (per_row * pair.k_in))
+    """How many tokens' perturbations fit into ``memory_budget`` bytes of float32 work.
+
+    A chunk's unperturbed pass runs as one batch in what the block of rows leaves of the
+    budget, then its tokens' k_in perturbations each run in blocks of ``rows_per_block``
+    rows; at least one token, at most CHUNK_TOKENS.
+    """
+    rows = rows_per_block(pair, d_model, d_mlp, memory_budget)
+    left = memory_budget - rows * _row_bytes(pair, d_model, d_mlp)
+    return max(1, min(CHUNK_TOKENS, left // _token_bytes(pair, d_model, d_mlp)))
 
 
-@torch.no_grad()
-def ablate_chunk(
-    sandwich: Sandwich, x: Float[Tensor, "tokens d_model"], config: AblationConfig
-) -> tuple[
+Chunk = tuple[
     Int[Tensor, "tokens k_in"],
     Int[Tensor, "tokens k_out"],
     Float[Tensor, "tokens k_in"],
@@ -132,26 +172,91 @@ def ablate_chunk(
     Float[Tensor, "tokens k_in k_out"],
     Float[Tensor, "tokens k_in k_out"],
     Float[Tensor, "tokens k_in k_out"],
-]:
-    """One batched pass: the diffs of all k_in x k_out connections of every token in x."""
+]
+
+
+@torch.no_grad()
+def ablate_chunk(
+    sandwich: Sandwich, x: Float[Tensor, "tokens d_model"], config: AblationConfig
+) -> Chunk:
+    """One batched pass: the diffs of all k_in x k_out connections of every token in x.
+
+    Returns (in_idx, out_idx, in_act, out_act, jacobian, predicted, diff), the last three
+    ``[tokens, k_in, k_out]``. The perturbed rows run in blocks of ``rows_per_block``.
+    """
+    return _ablate_chunk(sandwich, x, config)
+
+
+@torch.no_grad()
+def _ablate_chunk(
+    sandwich: Sandwich,
+    x: Float[Tensor, "tokens d_model"],
+    config: AblationConfig,
+    tokens_done: Callable[[int], None] | None = None,
+) -> Chunk:
     base = sandwich(x)
     s = config.perturbation(base.in_act)
-    # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]
-    pre = base.pre[:, None, :] - s[:, :, None] * sandwich.dec_in_W_in[base.in_idx]
-    out_pre = sandwich.out_pre(sandwich.mlp.out_from_pre(pre))  # tokens k_in d_sae_out
-    k_out = sandwich.pair.k_out
-    top_idx = torch.topk(out_pre, k=k_out, dim=-1, sorted=False).indices
-    del pre
-    out_idx = base.out_idx[:, None, :].expand(-1, top_idx.shape[1], -1)
-    new_pre = out_pre.gather(-1, out_idx)  # tokens k_in k_out
-    del out_pre
-    # An output feature that left the top k after the perturbation reads 0.
-    still_active = (top_idx[..., :, None] == out_idx[..., None, :]).any(dim=-2)
-    new_act = torch.where(still_active, new_pre.relu(), torch.zeros_like(new_pre))
-    diff = new_act - base.out_act[:, None, :]
+    diff = _perturbed_out_acts(sandwich, base, s, config.memory_budget, tokens_done)
+    diff.sub_(base.out_act[:, None, :])
     jacobian = base.jacobian.transpose(1, 2)  # tokens k_in k_out
     predicted = -s[:, :, None] * jacobian
     return base.in_idx, base.out_idx, base.in_act, base.out_act, jacobian, predicted, diff
+
+
+def _blocks(tokens: int, k_in: int, rows: int) -> Iterator[tuple[int, int, int, int]]:
+    """Blocks of perturbed rows as (first token, end token, first rank, end rank): whole
+    tokens when one token's k_in rows fit into a block, else pieces of one token."""
+    if rows >= k_in:
+        step = rows // k_in
+        for t0 in range(0, tokens, step):
+            yield t0, min(tokens, t0 + step), 0, k_in
+    else:
+        for t in range(tokens):
+            for i0 in range(0, k_in, rows):
+                yield t, t + 1, i0, min(k_in, i0 + rows)
+
+
+def _perturbed_out_acts(
+    sandwich: Sandwich,
+    base: SandwichOutput,
+    s: Float[Tensor, "tokens k_in"],
+    memory_budget: int,
+    tokens_done: Callable[[int], None] | None = None,
+) -> Float[Tensor, "tokens k_in k_out"]:
+    """The output SAE's activations of each token's k_out active features after each of its
+    k_in perturbations, with top-k re-selection (a feature that left the top k reads 0).
+
+    Runs in blocks of rows; a block keeps only its rows' k_out values, and its output-SAE
+    pre-activations go into one [block, d_sae_out] buffer that every block reuses. Few,
+    large operations per block: each is a parallel region, and on a busy machine every one
+    of them waits for its slowest thread."""
+    pair = sandwich.pair
+    n, k_in = base.in_idx.shape
+    k_out = pair.k_out
+    d_model, d_mlp = sandwich.mlp.W_in.shape
+    block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget))
+    neg_s = s.neg()[:, :, None]
+    out = base.out_act.new_empty(n, k_in, k_out)
+    sae_pre = base.out_act.new_empty(block, pair.d_sae_out)
+    zero = base.out_act.new_zeros(())
+    for t0, t1, i0, i1 in _blocks(n, k_in, block):
+        t, i = t1 - t0, i1 - i0
+        # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
+        rows = sandwich.dec_in_W_in.index_select(0, base.in_idx[t0:t1, i0:i1].reshape(-1))
+        pre = rows.view(t, i, d_mlp)
+        torch.addcmul(base.pre[t0:t1, None, :], pre, neg_s[t0:t1, i0:i1], out=pre)
+        block_pre = sandwich.out_pre_from_pre(rows, out=sae_pre[: t * i])
+        del rows, pre
+        # Membership of the new top k by its k-th largest value (ties have measure zero);
+        # a feature that left the top k reads 0, and max(kth, 0) also applies the ReLU.
+        kth = torch.topk(block_pre, k=k_out, dim=-1, sorted=False).values.amin(-1)
+        threshold = kth.clamp_min_(0).view(t, i, 1)
+        out_idx = base.out_idx[t0:t1, None, :].expand(t, i, k_out)
+        new_pre = block_pre.view(t, i, -1).gather(-1, out_idx)
+        torch.where(new_pre >= threshold, new_pre, zero, out=out[t0:t1, i0:i1])
+        if tokens_done is not None and i1 == k_in:
+            tokens_done(t1)
+    return out
 
 
 def ablate_activations(
@@ -161,34 +266,47 @@ def ablate_activations(
     positions: Int[Tensor, " pos"] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Connections:
-    """Run the engine over MLP inputs ``x`` in memory-bounded chunks of tokens."""
+    """Run the engine over MLP inputs ``x`` in memory-bounded chunks of tokens.
+
+    ``progress`` hears of every block of rows that completes tokens. The connections come
+    back on the CPU, whatever device the sandwich runs on.
+    """
     if positions is None:
         positions = torch.arange(len(x))
-    pair = sandwich.pair
-    chunk = tokens_per_chunk(pair, x.shape[-1], sandwich.mlp.W_in.shape[-1], config.memory_budget)
-    parts: dict[str, list[Tensor]] = {name: [] for name in Connections.__dataclass_fields__}
+    d_model, d_mlp = sandwich.mlp.W_in.shape
+    chunk = tokens_per_chunk(sandwich.pair, d_model, d_mlp, config.memory_budget)
     total = len(x)
+    chunks = []
     for start in range(0, total, chunk):
-        xs = x[start : start + chunk]
-        in_idx, out_idx, in_act, out_act, jac, predicted, diff = ablate_chunk(sandwich, xs, config)
-        n, k_in, k_out = diff.shape
-        grid = (n, k_in, k_out)
-        pos = positions[start : start + chunk]
-        parts["position"].append(pos[:, None, None].expand(grid).reshape(-1))
-        parts["in_feature"].append(in_idx[:, :, None].expand(grid).reshape(-1))
-        parts["out_feature"].append(out_idx[:, None, :].expand(grid).reshape(-1))
-        parts["in_act"].append(in_act[:, :, None].expand(grid).reshape(-1))
-        parts["out_act"].append(out_act[:, None, :].expand(grid).reshape(-1))
-        parts["jacobian"].append(jac.reshape(-1))
-        parts["predicted"].append(predicted.reshape(-1))
-        parts["diff"].append(diff.reshape(-1))
+        report = None
         if progress is not None:
-            progress(min(start + chunk, total), total)
-    return Connections(**{name: _cat(p) for name, p in parts.items()})
+
+            def report(done: int, start: int = start) -> None:
+                progress(start + done, total)
+
+        chunks.append(_ablate_chunk(sandwich, x[start : start + chunk], config, report))
+    return _connections(chunks, positions, sandwich.pair.k_in, sandwich.pair.k_out)
 
 
-def _cat(parts: list[Tensor]) -> Tensor:
-    return torch.cat(parts) if parts else torch.empty(0)
+def _connections(chunks: list[Chunk], positions: Tensor, k_in: int, k_out: int) -> Connections:
+    """The chunks' results as flat CPU tensors, one row per (position, in rank, out rank)."""
+    if not chunks:
+        empty = torch.empty(0)
+        return Connections(*([empty] * len(Connections.__dataclass_fields__)))
+    in_idx, out_idx, in_act, out_act, jac, predicted, diff = (
+        torch.cat(part).cpu() for part in zip(*chunks, strict=True)
+    )
+    grid = (len(in_idx), k_in, k_out)
+    return Connections(
+        position=positions.cpu()[:, None, None].expand(grid).reshape(-1),
+        in_feature=in_idx[:, :, None].expand(grid).reshape(-1),
+        out_feature=out_idx[:, None, :].expand(grid).reshape(-1),
+        in_act=in_act[:, :, None].expand(grid).reshape(-1),
+        out_act=out_act[:, None, :].expand(grid).reshape(-1),
+        jacobian=jac.reshape(-1),
+        predicted=predicted.reshape(-1),
+        diff=diff.reshape(-1),
+    )
 
 
 @dataclass

@@ -22,7 +22,7 @@ from transformer_lens import HookedTransformer
 from transformer_lens.components.mlps.mlp import MLP
 
 from jsae.errors import UnsupportedError
-from jsae.pair import JSAEPair, sae_pre_activations, topk_encode
+from jsae.pair import JSAEPair, topk_encode
 
 # Elementwise activation functions of TransformerLens whose derivative we take by autograd.
 # "solu"/"solu_ln" mix the d_mlp units (softmax, LayerNorm) and are not elementwise.
@@ -59,6 +59,19 @@ def get_mlp(model: HookedTransformer, layer: int) -> MLP:
     return mlp
 
 
+def _addmm(
+    bias: Float[Tensor, " n"],
+    x: Float[Tensor, "... m"],
+    weight: Float[Tensor, "m n"],
+    out: Float[Tensor, "rows n"] | None = None,
+) -> Float[Tensor, "... n"]:
+    """x @ weight + bias as one fused matmul (as TransformerLens's MLP computes it), with no
+    separate [..., n] product before the bias is added."""
+    rows = x.reshape(-1, x.shape[-1])
+    result = torch.addmm(bias, rows, weight, out=out)
+    return result.view(*x.shape[:-1], weight.shape[-1])
+
+
 @dataclass
 class MLPWeights:
     """Block L's MLP as plain tensors: x -> act_fn(x @ W_in + b_in) @ W_out + b_out.
@@ -86,10 +99,10 @@ class MLPWeights:
         )
 
     def pre(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_mlp"]:
-        return x @ self.W_in + self.b_in
+        return _addmm(self.b_in, x, self.W_in)
 
     def out_from_pre(self, pre: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_model"]:
-        return self.act_fn(pre) @ self.W_out + self.b_out
+        return _addmm(self.b_out, self.act_fn(pre), self.W_out)
 
     def act_grad(self, pre: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_mlp"]:
         """act_fn'(pre), elementwise, by autograd through the model's own act_fn."""
@@ -121,6 +134,11 @@ def active_jacobian(
         in_rows,
         "tokens k_out d_mlp, tokens k_in d_mlp -> tokens k_out k_in",
     )
+
+
+JACOBIAN_BLOCK_BYTES = 64 << 20
+"""The Jacobian's gathered weight rows are built for this many bytes of tokens at a time
+(about 85 tokens at the research shapes): a bounded footprint in few, large operations."""
 
 
 @dataclass
@@ -162,13 +180,40 @@ class Sandwich:
             self.dec_in_W_in: Float[Tensor, "d_sae_in d_mlp"] = (
                 pair.sae_in.W_dec.detach() @ self.mlp.W_in
             )
+            # (W_out @ W_enc_out).T, computed in that layout: no transposed copy to make
             self.enc_out_W_out: Float[Tensor, "d_sae_out d_mlp"] = (
-                self.mlp.W_out @ pair.sae_out.W_enc.detach()
-            ).T.contiguous()
+                pair.sae_out.W_enc.detach().T @ self.mlp.W_out.T
+            )
+            # The output SAE reads mlp_out - b_dec (sae-lens's apply_b_dec_to_input): folded
+            # into b_out once, so that out_pre_from_pre is two fused matmuls and nothing else.
+            sae_out = pair.sae_out
+            self.b_out_centered: Float[Tensor, " d_model"] = (
+                self.mlp.b_out - sae_out.b_dec.detach() * sae_out.cfg.apply_b_dec_to_input
+            )
 
-    def out_pre(self, mlp_out: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_sae_out"]:
-        """The output SAE's pre-activations of all its features."""
-        return sae_pre_activations(self.pair.sae_out, mlp_out)
+    def out_pre(
+        self,
+        mlp_out: Float[Tensor, "... d_model"],
+        out: Float[Tensor, "rows d_sae_out"] | None = None,
+    ) -> Float[Tensor, "... d_sae_out"]:
+        """The output SAE's pre-activations of all its features, as ``TopKSAE.encode``
+        computes them, written into ``out`` (rows of mlp_out x d_sae_out) when given.
+
+        One fused addmm: no second [..., d_sae_out] tensor for the bias add."""
+        sae = self.pair.sae_out
+        sae_in = sae.process_sae_in(mlp_out)
+        return _addmm(sae.b_enc.detach(), sae_in, sae.W_enc.detach(), out=out)
+
+    def out_pre_from_pre(
+        self,
+        pre: Float[Tensor, "rows d_mlp"],
+        out: Float[Tensor, "rows d_sae_out"] | None = None,
+    ) -> Float[Tensor, "rows d_sae_out"]:
+        """``out_pre(mlp.out_from_pre(pre))``: from MLP pre-activations straight to the
+        output SAE's pre-activations of all features, written into ``out`` when given."""
+        sae = self.pair.sae_out
+        sae_in = _addmm(self.b_out_centered, self.mlp.act_fn(pre), self.mlp.W_out)
+        return _addmm(sae.b_enc.detach(), sae_in.to(sae.dtype), sae.W_enc.detach(), out=out)
 
     @torch.no_grad()
     def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:
@@ -177,5 +222,28 @@ class Sandwich:
         act_grad = self.mlp.act_grad(pre)
         mlp_out = self.mlp.out_from_pre(pre)
         out_act, out_idx = topk_encode(self.pair.sae_out, mlp_out)
-        jacobian = active_jacobian(self.dec_in_W_in[in_idx], act_grad, self.enc_out_W_out[out_idx])
+        jacobian = self.jacobian(in_idx, act_grad, out_idx)
         return SandwichOutput(x, in_act, in_idx, pre, act_grad, mlp_out, out_act, out_idx, jacobian)
+
+    def jacobian(
+        self,
+        in_idx: Int[Tensor, "tokens k_in"],
+        act_grad: Float[Tensor, "tokens d_mlp"],
+        out_idx: Int[Tensor, "tokens k_out"],
+    ) -> Float[Tensor, "tokens k_out k_in"]:
+        """``active_jacobian`` over blocks of tokens, so that the gathered weight rows
+        ((k_in + k_out) x d_mlp floats per token) never take more than JACOBIAN_BLOCK_BYTES."""
+        n, k_in = in_idx.shape
+        k_out, d_mlp = out_idx.shape[1], act_grad.shape[-1]
+        per_token = 4 * (k_in + 2 * k_out) * d_mlp
+        step = max(1, JACOBIAN_BLOCK_BYTES // per_token)
+        jacobian = act_grad.new_empty(n, k_out, k_in)
+        for t0 in range(0, n, step):
+            t = slice(t0, t0 + step)
+            in_rows = self.dec_in_W_in.index_select(0, in_idx[t].reshape(-1))
+            out_rows = self.enc_out_W_out.index_select(0, out_idx[t].reshape(-1))
+            rows = len(in_idx[t])
+            jacobian[t] = active_jacobian(
+                in_rows.view(rows, k_in, d_mlp), act_grad[t], out_rows.view(rows, k_out, d_mlp)
+            )
+        return jacobian

@@ -129,3 +129,22 @@ def test_long_prompts_are_truncated_with_a_notice():
     assert f"the last {prompt.dropped} were dropped" in prompt.notice
     capped = ablate(model, tiny_pair(model), PROMPT, max_tokens=5)
     assert len(capped.prompt.tokens) == 5 and capped.n_tokens == 4
+
+
+@pytest.mark.parametrize("budget", [1, 7000, 17920, 1 << 30])
+def test_row_blocks_do_not_change_results(budget):
+    """Blocks of rows: pieces of one token, two whole tokens, or all tokens of a chunk at once."""
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=40, k=5)
+    x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)
+    sandwich = Sandwich(model, pair)
+    whole = ablate_activations(sandwich, x, AblationConfig(memory_budget=1 << 34))
+    calls = []
+    blocked = ablate_activations(
+        sandwich, x, AblationConfig(memory_budget=budget), progress=lambda d, t: calls.append(d)
+    )
+    for name in ("position", "in_feature", "out_feature"):
+        torch.testing.assert_close(getattr(whole, name), getattr(blocked, name), atol=0, rtol=0)
+    for name in ("in_act", "out_act", "diff", "jacobian", "predicted"):
+        torch.testing.assert_close(getattr(whole, name), getattr(blocked, name), atol=1e-6, rtol=0)
+    assert calls == sorted(set(calls)) and calls[-1] == len(x), "progress only moves forward"
