@@ -22,6 +22,7 @@ import streamlit as st
 
 from jsae import explore
 from jsae.errors import JSAEError
+from jsae.hosting import HostedConfig, SlotLimiter, clean_prompt
 from jsae.loading import load_source
 from jsae.sandwich import Sandwich
 
@@ -146,10 +147,45 @@ def guarded(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | N
 # Caches: heavy objects once per process, results keyed by everything they depend on
 
 
+def _secrets() -> dict[str, Any]:
+    try:
+        if st.secrets.load_if_toml_exists():
+            return st.secrets.to_dict()
+    except Exception:  # a broken secrets file is reported by apply_secrets
+        pass
+    return {}
+
+
+def hosted() -> HostedConfig:
+    """The hosted-mode settings (environment first, then ``[hosted]`` in secrets.toml)."""
+    return _hosted_config(
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("JSAE_")))
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def _hosted_config(env: tuple[tuple[str, str], ...]) -> HostedConfig:
+    return HostedConfig.from_settings(dict(env), _secrets())
+
+
+@st.cache_resource(show_spinner=False)
+def slot_limiter(capacity: int) -> SlotLimiter:
+    """One limiter per process: at most ``capacity`` experiments compute at once."""
+    return SlotLimiter(capacity)
+
+
 @st.cache_resource(show_spinner="Loading the model and its JSAE pairs…", max_entries=4)
+def _load_source(source: str, model: str | None):
+    src = load_source(source, model=model or None)
+    for p in src.model.parameters():  # shared by every session: read-only
+        p.requires_grad_(False)
+    return src
+
+
 def get_source(source: str, model: str | None):
-    """The loaded source, shared by all sessions."""
-    return load_source(source, model=model or None)
+    """The loaded source, shared by all sessions (only allowed sources when hosted)."""
+    hosted().check_source(source, model)
+    return _load_source(source, model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -167,14 +203,33 @@ def get_run(
     key = explore.RunKey(source, model, layer, kind, mode, scale, text)
     src = get_source(source, model)
     sandwich = get_sandwich(source, model, layer, kind)
+    config = hosted()
+    notice = st.empty()
     bar = st.progress(0.0, text=f"Ablating every connection ({kind} pair, layer {layer})…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Ablating: {done:,} of {total:,} tokens done")
 
+    def waiting() -> None:
+        notice.info(
+            f"Waiting for a free slot: {config.max_concurrent} experiments are already "
+            "running on this demo. Yours starts as soon as one finishes.",
+            icon=":material/hourglass_top:",
+        )
+
     try:
-        return explore.run_ablation(src, key, progress=progress, sandwich=sandwich)
+        limiter = slot_limiter(config.max_concurrent if config.enabled else 1 << 30)
+        with limiter.slot(timeout=config.slot_timeout if config.enabled else None, on_wait=waiting):
+            notice.empty()
+            return explore.run_ablation(
+                src,
+                key,
+                progress=progress,
+                sandwich=sandwich,
+                max_tokens=config.prompt_token_limit,
+            )
     finally:
+        notice.empty()
         bar.empty()
 
 
@@ -312,6 +367,9 @@ def apply_secrets() -> None:
 def source_picker() -> tuple[str, str | None] | None:
     """The sidebar's source choice as (source, model), or None when incomplete."""
     st.subheader("Source")
+    config = hosted()
+    if config.enabled:
+        return _hosted_source_picker(config)
     choice = st.radio(
         "Source",
         explore.SOURCE_TYPES,
@@ -372,6 +430,34 @@ def source_picker() -> tuple[str, str | None] | None:
         st.info("Give both a model and a pair folder.")
         return None
     return pair, model
+
+
+def _hosted_source_picker(config: HostedConfig) -> tuple[str, None]:
+    """Hosted mode: only the configured sources, whatever the URL says."""
+    wanted = st.query_params.get("source")
+    if "hosted_source" not in st.session_state:
+        if wanted is not None and wanted not in config.sources:
+            st.session_state[URL_WARNINGS] = [
+                *st.session_state.get(URL_WARNINGS, []),
+                "This hosted demo only serves its configured sources; the link's source was "
+                f"replaced by {config.sources[0]!r}.",
+            ]
+        st.session_state["hosted_source"] = (
+            wanted if wanted in config.sources else config.sources[0]
+        )
+    choice = st.selectbox(
+        "Source",
+        config.sources,
+        key="hosted_source",
+        format_func=lambda s: "Bundled default" if s == "demo" else s,
+        label_visibility="collapsed",
+        help="This is a hosted demo: it serves these sources only.",
+    )
+    st.caption(
+        f"Hosted demo: prompts are cut to {config.max_prompt_tokens} tokens and at most "
+        f"{config.max_concurrent} experiments run at once."
+    )
+    return choice, None
 
 
 def pair_picker(source: Any) -> tuple[int, str]:
@@ -548,7 +634,10 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
         eps = explore.check_eps(eps)
     except JSAEError as err:
         eps, eps_error = None, f"{err} Type a positive ε, or pick one on the log slider."
-    return text or "", eps, eps_error, pressed
+    text, removed = clean_prompt(text or "")
+    if removed:
+        st.caption(f"{removed} control character(s) were removed from the prompt.")
+    return text, eps, eps_error, pressed
 
 
 # --------------------------------------------------------------------------------------
