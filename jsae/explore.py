@@ -370,6 +370,12 @@ class RunData:
         """The table with ``important`` = |J| > ε."""
         return _ablation.split(self.table, eps)
 
+    def result(self, eps: float) -> _ablation.AblationResult:
+        """This run as the ``AblationResult`` ``ablate`` returned, split at ε."""
+        return _ablation.AblationResult(
+            self.split(eps), self.meta["prompt"], self.meta["n_tokens"], eps, self.meta["config"]
+        )
+
 
 def run_ablation(
     source: Any,
@@ -402,7 +408,13 @@ def run_ablation(
         positions=positions,
         notice=result.prompt.notice,
         key=key,
-        meta={"n_tokens": result.n_tokens, "k_in": pair.k_in, "k_out": pair.k_out},
+        meta={
+            "n_tokens": result.n_tokens,
+            "k_in": pair.k_in,
+            "k_out": pair.k_out,
+            "prompt": result.prompt,
+            "config": config,
+        },
     )
 
 

@@ -147,6 +147,26 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
     )
 
 
+def log_to_wandb(data: explore.RunData, eps: float) -> None:
+    """Log this run (configuration, summary, histogram table, connections artifact) to W&B."""
+    if not st.button("Log to W&B", key="wandb_log", icon=":material/cloud_upload:"):
+        return
+    from jsae.wandb_log import log_to_wandb as log
+
+    key = data.key
+    with st.spinner("Logging to W&B…"):
+        run = ui.guarded(
+            "logging to W&B",
+            log,
+            data.result(eps),
+            source_name=key.source,
+            layer=key.layer,
+            pair_kind=key.kind,
+        )
+    if run is not None:
+        st.success(run.describe(), icon=":material/cloud_done:")
+
+
 def main() -> None:
     ctx = ui.context()
     if ctx is None:
@@ -167,6 +187,7 @@ def main() -> None:
     st.subheader("Summary")
     summary_table(summary)
     downloads(table, data.key, ctx.eps)
+    log_to_wandb(data, ctx.eps)
 
 
 ui.run_page(main)
