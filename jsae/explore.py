@@ -733,9 +733,12 @@ def token_context(strings: Sequence[str], position: int, width: int = 8) -> str:
 
 
 @torch.no_grad()
-def token_input(model: Any, layer: int, text: str, position: int) -> Float[Tensor, " d_model"]:
-    """The MLP input of block ``layer`` at ``position`` of the tokenized ``text``."""
-    prompt = tokenize(model, text)
+def token_input(
+    model: Any, layer: int, text: str, position: int, max_tokens: int | None = None
+) -> Float[Tensor, " d_model"]:
+    """The MLP input of block ``layer`` at ``position`` of the tokenized ``text`` (cut to
+    ``max_tokens`` as the ablation cut it)."""
+    prompt = tokenize(model, text, max_tokens=max_tokens)
     if not 0 <= position < len(prompt.tokens):
         raise InputError(
             f"Position {position} is outside the prompt (0..{len(prompt.tokens) - 1})."

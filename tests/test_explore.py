@@ -442,3 +442,5 @@ def test_token_input_matches_mlp_inputs(model):
     torch.testing.assert_close(x, mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[2])
     with pytest.raises(InputError):
         explore.token_input(model, 1, PROMPT, 999)
+    with pytest.raises(InputError, match="outside the prompt"):
+        explore.token_input(model, 1, PROMPT, 4, max_tokens=4)

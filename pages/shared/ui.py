@@ -246,7 +246,9 @@ def get_dose_response(
 ) -> explore.DoseResponse:
     src = get_source(source, model)
     sandwich = get_sandwich(source, model, layer, kind)
-    x = explore.token_input(src.model, layer, text, position)
+    x = explore.token_input(
+        src.model, layer, text, position, max_tokens=hosted().prompt_token_limit
+    )
     return explore.dose_response(sandwich, x, in_feature, out_feature)
 
 
@@ -451,6 +453,7 @@ def _hosted_source_picker(config: HostedConfig) -> tuple[str, None]:
         key="hosted_source",
         format_func=lambda s: "Bundled default" if s == "demo" else s,
         label_visibility="collapsed",
+        persist_state="session",  # st.switch_page would clear it otherwise
         help="This is a hosted demo: it serves these sources only.",
     )
     st.caption(
