@@ -7,6 +7,7 @@ and the measured time from Run to the chart in test-output/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -59,6 +60,40 @@ def wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"streamlit did not answer /_stcore/health in {SERVER_START_S} s")
 
 
+@contextlib.contextmanager
+def streamlit_server(env: dict[str, str], tmp_path: Path):
+    """``streamlit run streamlit_app.py`` on a free loopback port, healthy before it yields
+    (url, process, log path); always stopped afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_health(url, proc, log)
+        yield url, proc, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
 @pytest.fixture
 def server(tmp_path):
     if not os.path.exists(CHROMIUM):
@@ -72,39 +107,8 @@ def server(tmp_path):
         pairs = {"jsae": {0: tiny_pair(model, 0)}, "plain": {0: tiny_pair(model, 0, kind="plain")}}
         env[explore.DEFAULT_SOURCE_ENV] = str(save_source(tmp_path / "src", model, pairs))
         which = "tiny source (the bundled default is missing)"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_health(url, proc, log)
+    with streamlit_server(env, tmp_path) as (url, _proc, log):
         yield url, which, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def test_run_draws_the_histogram(server):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -28,7 +26,7 @@ from jsae.ablation import split
 from jsae.loading import load_source, save_source
 from jsae.stats import summarize
 from tests.helpers import tiny_model, tiny_pair
-from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_health
+from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -91,39 +89,8 @@ def hosted_server(tmp_path):
         "JSAE_MAX_CONCURRENT": "2",
         explore.DEFAULT_SOURCE_ENV: source,
     }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_health(url, proc, log)
+    with streamlit_server(env, tmp_path) as (url, proc, log):
         yield url, source, proc, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def expected_metrics(source_dir: str, text: str) -> dict[str, str]:
