@@ -43,10 +43,13 @@ def _binned_bars(
     y: str,
     height: int,
     value_range: tuple[float, float] | None = None,
-    opacity: float = 0.6,
+    opacity: float = 0.85,
 ) -> alt.Chart:
-    """Bars from precomputed bins (x = [bin_start, bin_end)), one colour per group,
-    overlaid (not stacked) on a fixed x domain."""
+    """Bars from precomputed bins, one colour per group, on a fixed x domain.
+
+    Groups are dodged: in every bin, group g of n draws over the g-th n-th of the bin's
+    width (``bar_start`` to ``bar_end``), so no group hides another.
+    """
     if y not in ("count", "share"):
         raise ValueError(f"y must be 'count' or 'share', got {y!r}")
     lo, hi = value_range or bins.attrs.get(
@@ -55,17 +58,24 @@ def _binned_bars(
     y_title = "connections" if y == "count" else "share of the group"
     if log_count:
         y_title += " (log)"
+    present = [name for name in order if name in set(bins[group])] if len(bins) else order
+    slot = bins[group].map({name: i for i, name in enumerate(present)}).fillna(0).to_numpy()
+    width = (bins["bin_end"] - bins["bin_start"]).to_numpy() / max(len(present), 1)
+    data = bins.assign(
+        bar_start=bins["bin_start"].to_numpy() + slot * width,
+        bar_end=bins["bin_start"].to_numpy() + (slot + 1) * width,
+    )
     return (
-        alt.Chart(bins)
+        alt.Chart(data)
         .mark_bar(opacity=opacity, binSpacing=0)
         .encode(
             x=alt.X(
-                "bin_start:Q",
-                bin="binned",
+                "bar_start:Q",
+                bin="binned",  # pre-binned: vertical bars from the baseline
                 scale=alt.Scale(domain=[lo, hi], nice=False),
                 title=x_title,
             ),
-            x2=alt.X2("bin_end:Q"),
+            x2=alt.X2("bar_end:Q"),
             y=alt.Y(
                 f"{y}:Q",
                 scale=_y_scale(log_count, bins.get(y)),
@@ -97,7 +107,8 @@ def diff_histogram(
     y: str = "count",
     height: int = 360,
 ) -> alt.Chart:
-    """The two experiments' diff histograms overlaid on one shared x range.
+    """The two experiments' diff histograms in one chart on one shared x range (each bin
+    split between them, so neither hides the other).
 
     Args:
         bins: ``explore.histogram_bins`` output (``experiment``, ``bin_start``,
@@ -140,7 +151,6 @@ def diff_histogram_panels(
             y=y,
             height=height,
             value_range=value_range,
-            opacity=0.9,
         )
         for name, color in zip(EXPERIMENT_ORDER, EXPERIMENT_COLORS, strict=True)
     ]
@@ -154,8 +164,8 @@ def jacobian_histogram(
     y: str = "share",
     height: int = 300,
 ) -> alt.LayerChart:
-    """log10 |J| histograms per pair kind, overlaid (``explore.histogram_bins`` with group
-    ``kind``), with a dashed rule at ε."""
+    """log10 |J| histograms per pair kind in one chart (``explore.histogram_bins`` with
+    group ``kind``; each bin split between the kinds), with a dashed rule at ε."""
     bars = _binned_bars(
         bins,
         group="kind",

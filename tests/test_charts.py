@@ -37,10 +37,10 @@ def diff_bins():
 def test_diff_histogram_overlay(diff_bins):
     groups, bins = diff_bins
     spec = spec_of(charts.diff_histogram(bins))
-    assert spec["mark"]["type"] == "bar" and spec["mark"]["opacity"] < 1
+    assert spec["mark"]["type"] == "bar"
     enc = spec["encoding"]
-    assert enc["x"]["field"] == "bin_start" and enc["x"]["bin"] == "binned"
-    assert enc["x2"]["field"] == "bin_end"
+    assert enc["x"]["field"] == "bar_start" and enc["x2"]["field"] == "bar_end"
+    assert enc["x"]["bin"] == "binned"  # vertical bars from the baseline
     assert enc["y"]["field"] == "count" and enc["y"]["scale"]["type"] == "linear"
     assert enc["y"]["stack"] is None  # overlaid, not stacked
     assert enc["color"]["field"] == "experiment"
@@ -56,6 +56,13 @@ def test_diff_histogram_overlay(diff_bins):
         part = rows[rows["experiment"] == name]
         np.testing.assert_array_equal(part["count"], counts[counts > 0])
         np.testing.assert_allclose(part["bin_start"], edges[:-1][counts > 0])
+    # Dodged: important takes the left half of each bin, unimportant the right half.
+    half = (rows["bin_end"] - rows["bin_start"]) / 2
+    left = rows["experiment"] == "important"
+    np.testing.assert_allclose(rows["bar_start"][left], rows["bin_start"][left])
+    np.testing.assert_allclose(rows["bar_end"][left], (rows["bin_start"] + half)[left])
+    np.testing.assert_allclose(rows["bar_start"][~left], (rows["bin_start"] + half)[~left])
+    np.testing.assert_allclose(rows["bar_end"][~left], rows["bin_end"][~left])
 
 
 def test_diff_histogram_log_scale_and_share(diff_bins):
@@ -80,6 +87,7 @@ def test_diff_histogram_panels_share_the_x_range(diff_bins):
         rows = values(spec)
         assert {r["experiment"] for r in rows} == {name}
         assert sum(r["count"] for r in rows) == len(groups[name])
+        assert all(r["bar_start"] == r["bin_start"] and r["bar_end"] == r["bin_end"] for r in rows)
 
 
 def test_diff_histogram_rejects_unknown_options(diff_bins):
