@@ -1,0 +1,88 @@
+"""The shipped bundle (jsae/assets/demo): loads offline, is complete, small, and its
+metrics.json is what its held-out sample gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from jsae.demo import HELDOUT_FILE, METRICS_FILE, check_targets, measure_bundle
+from jsae.loading import DEMO_DIR, load_source
+
+MAX_BYTES = 30 * 1024 * 1024
+# Recomputing on another machine changes float32 sums in the last bits only.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        mp.setenv("WANDB_MODE", "disabled")
+        return load_source("demo")
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    return json.loads((DEMO_DIR / METRICS_FILE).read_text())
+
+
+@pytest.fixture(scope="module")
+def remeasured(demo):
+    return measure_bundle(demo, DEMO_DIR / HELDOUT_FILE)
+
+
+def test_bundle_is_at_most_30_mb():
+    size = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
+    assert size <= MAX_BYTES, f"{size / 2**20:.1f} MiB"
+
+
+def test_bundle_has_a_jsae_and_a_plain_pair_for_every_layer(demo):
+    layers = list(range(demo.model.cfg.n_layers))
+    assert demo.kinds == ["jsae", "plain"]
+    for kind in ("jsae", "plain"):
+        assert demo.layers(kind) == layers
+        for layer in layers:
+            pair = demo.pair(layer, kind)
+            assert pair.kind == kind and pair.layer == layer
+            assert pair.sae_in.cfg.d_in == demo.model.cfg.d_model
+    assert demo.model.tokenizer is not None
+    assert demo.model.tokenizer.bos_token == "<|endoftext|>"
+    assert demo.info["metrics"] == METRICS_FILE
+
+
+def test_metrics_recompute_on_the_heldout_sample(demo, metrics, remeasured):
+    stored = metrics["measured"]
+    assert remeasured["tokens"] == stored["tokens"]
+    assert remeasured["lm_loss"] == pytest.approx(stored["lm_loss"], abs=TOLERANCE)
+    for kind in ("jsae", "plain"):
+        for layer in map(str, range(demo.model.cfg.n_layers)):
+            got, want = remeasured["pairs"][kind][layer], stored["pairs"][kind][layer]
+            for key in ("ev_in", "ev_out", "frac_abs_j_gt_eps", "mean_abs_j"):
+                assert got[key] == pytest.approx(want[key], abs=TOLERANCE), (kind, layer, key)
+            for key in ("unfired_in", "unfired_out"):  # counts of 1/d_sae
+                assert got[key] == pytest.approx(want[key], abs=2 / demo.pair(0).d_sae_in)
+            for key in ("important_mean_abs_diff", "unimportant_mean_abs_diff"):
+                assert got["ablation"][key] == pytest.approx(
+                    want["ablation"][key], abs=TOLERANCE
+                ), (kind, layer, key)
+
+
+def test_metrics_report_targets_honestly(metrics):
+    assert metrics["targets"] == check_targets(metrics["measured"])
+    assert metrics["all_targets_met"] == all(t["met"] for t in metrics["targets"])
+    lm = metrics["language_model"]
+    assert lm["heldout_loss"] < lm["unigram_loss"]
+
+
+def test_heldout_sample_is_small_token_ids(demo):
+    from jsae.demo import load_heldout_sample
+
+    tokens = load_heldout_sample(DEMO_DIR / HELDOUT_FILE)
+    assert tokens.dtype == torch.long and tokens.ndim == 2
+    assert tokens.shape[1] == demo.model.cfg.n_ctx
+    assert 2000 <= tokens[:, 1:].numel() <= 20000
+    assert (tokens[:, 0] == demo.model.tokenizer.bos_token_id).all()
