@@ -168,15 +168,10 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
 
 
 def main() -> None:
-    ctx = ui.context()
-    if ctx is None:
+    inputs = ui.page_run()
+    if inputs is None:
         return
-    data = ui.require_run(ctx)
-    if data is None:
-        return
-    table = ui.split_table(ctx, data)
-    if table is None:
-        return
+    ctx, data, table = inputs
     summary = summarize(table)
     found = explore.verdict(summary, ctx.eps)
     VERDICT_BOX[found.level](found.sentence, icon=":material/lightbulb:")

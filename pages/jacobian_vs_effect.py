@@ -136,15 +136,10 @@ def misses(ctx: ui.Context, table) -> None:
 
 
 def main() -> None:
-    ctx = ui.context()
-    if ctx is None:
+    inputs = ui.page_run()
+    if inputs is None:
         return
-    data = ui.require_run(ctx)
-    if data is None:
-        return
-    table = ui.split_table(ctx, data)
-    if table is None:
-        return
+    ctx, data, table = inputs
     ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
     tolerance = tolerance_inputs()
     if tolerance is not None:

@@ -127,15 +127,10 @@ def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, o
 
 
 def main() -> None:
-    ctx = ui.context()
-    if ctx is None:
+    inputs = ui.page_run()
+    if inputs is None:
         return
-    data = ui.require_run(ctx)
-    if data is None:
-        return
-    table = ui.split_table(ctx, data)
-    if table is None:
-        return
+    ctx, data, table = inputs
     ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
     from_link = apply_pending(data, table)
     position = pick_position(data)

@@ -727,6 +727,21 @@ def require_run(ctx: Context) -> explore.RunData | None:
     return data
 
 
+def page_run() -> tuple[Context, explore.RunData, Any] | None:
+    """What a results page draws from: the frame's context, the last run and its table
+    split at ε; or None, after saying why there is nothing to draw."""
+    ctx = context()
+    if ctx is None:
+        return None
+    data = require_run(ctx)
+    if data is None:
+        return None
+    table = split_table(ctx, data)
+    if table is None:
+        return None
+    return ctx, data, table
+
+
 def split_table(ctx: Context, data: explore.RunData):
     """The run's table split at ε, or None after showing why ε is unusable."""
     if ctx.eps is None:
