@@ -637,18 +637,8 @@ def density_grid(
     return out
 
 
-MISS_COLUMNS = (
-    "position",
-    "token",
-    "in_feature",
-    "out_feature",
-    "in_act",
-    "out_act",
-    "jacobian",
-    "predicted",
-    "diff",
-    "miss",
-)
+# The engine's columns, with ``miss`` in place of ``important`` (misses are all unimportant).
+MISS_COLUMNS = (*(c for c in _ablation.COLUMNS if c != "important"), "miss")
 
 
 def largest_misses(table: pd.DataFrame, n: int = 20) -> pd.DataFrame:
