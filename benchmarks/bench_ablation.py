@@ -60,10 +60,11 @@ import torch.nn.functional as F  # noqa: E402
 from sae_lens import TopKSAE, TopKSAEConfig  # noqa: E402
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
-from jsae.ablation import AblationConfig, ablate_activations, connections_table  # noqa: E402
+from jsae.ablation import AblationConfig, ablate_activations  # noqa: E402
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name  # noqa: E402
 from jsae.prompt import Prompt  # noqa: E402
 from jsae.sandwich import Sandwich  # noqa: E402
+from jsae.table import connections_table  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # HookedTransformer's notice
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -191,7 +192,7 @@ def engine_run(setup: Setup, config: AblationConfig | None = None):
     """What the app does after tokenizing: every connection, then the tidy table."""
     config = config or AblationConfig()
     connections = ablate_activations(setup.sandwich, setup.x, config, setup.positions)
-    table = connections_table(connections, setup.prompt, EPS)
+    table = connections_table(connections, setup.prompt.strings, EPS)
     return connections, table
 
 

@@ -1,9 +1,10 @@
 """jsae: do the sparse Jacobians of Jacobian sparse autoencoders reflect causal sparsity?"""
 
-from jsae.ablation import AblationConfig, AblationResult, ablate, split
+from jsae.ablation import AblationConfig, AblationResult, ablate
 from jsae.errors import InputError, JSAEError, SourceError, UnsupportedError
 from jsae.pair import JSAEPair
 from jsae.sandwich import Sandwich
+from jsae.table import split
 
 __all__ = [
     "AblationConfig",

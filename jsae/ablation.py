@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
@@ -37,22 +36,11 @@ from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
 from jsae.pair import JSAEPair
-from jsae.prompt import Prompt, mlp_inputs, tokenize
+from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
 from jsae.sandwich import Sandwich, SandwichOutput
+from jsae.table import check_eps, connections_table, split
 
 MODES = ("unit", "zero", "scale")
-COLUMNS = (
-    "position",
-    "token",
-    "in_feature",
-    "out_feature",
-    "in_act",
-    "out_act",
-    "jacobian",
-    "predicted",
-    "diff",
-    "important",
-)
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(tokens_done, tokens_total)`` after each chunk."""
@@ -173,18 +161,6 @@ Chunk = tuple[
     Float[Tensor, "tokens k_in k_out"],
     Float[Tensor, "tokens k_in k_out"],
 ]
-
-
-@torch.no_grad()
-def ablate_chunk(
-    sandwich: Sandwich, x: Float[Tensor, "tokens d_model"], config: AblationConfig
-) -> Chunk:
-    """One batched pass: the diffs of all k_in x k_out connections of every token in x.
-
-    Returns (in_idx, out_idx, in_act, out_act, jacobian, predicted, diff), the last three
-    ``[tokens, k_in, k_out]``. The perturbed rows run in blocks of ``rows_per_block``.
-    """
-    return _ablate_chunk(sandwich, x, config)
 
 
 @torch.no_grad()
@@ -311,14 +287,18 @@ def _connections(chunks: list[Chunk], positions: Tensor, k_in: int, k_out: int) 
 
 @dataclass
 class AblationResult:
-    """One prompt's connections as a tidy table, plus what was measured on.
+    """One prompt's connections as a tidy table, plus what they were measured on.
 
     Args:
-        table: one row per connection, columns ``COLUMNS`` (``important`` at ``eps``).
+        table: one row per connection, columns ``jsae.table.COLUMNS`` (``important`` at
+            ``eps``).
         prompt: the tokenized prompt (with how many tokens were dropped).
         n_tokens: how many positions were ablated (BOS excluded unless asked).
         eps: the ε that ``important`` was split at.
         config: the ablation settings used.
+        layer: the block whose MLP the pair reads.
+        kind: the pair's kind (``"jsae"`` or ``"plain"``).
+        k_in, k_out: active input and output features per token.
     """
 
     table: pd.DataFrame
@@ -326,54 +306,14 @@ class AblationResult:
     n_tokens: int
     eps: float
     config: AblationConfig
+    layer: int
+    kind: str
+    k_in: int
+    k_out: int
 
     def with_eps(self, eps: float) -> AblationResult:
         """The same result re-split at another ε; nothing is recomputed."""
-        return AblationResult(split(self.table, eps), self.prompt, self.n_tokens, eps, self.config)
-
-
-def check_eps(eps: object) -> float:
-    """ε must be a finite number greater than 0."""
-    if isinstance(eps, bool):
-        raise InputError(f"ε must be a number, got {eps!r}.")
-    try:
-        value = float(eps)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"ε must be a number, got {eps!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"ε must be a finite number greater than 0, got {eps!r}.")
-    return value
-
-
-def split(table: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """Set ``important`` = |J| > ε (so |J| <= ε is unimportant). Returns a new frame."""
-    eps = check_eps(eps)
-    out = table.copy(deep=False)
-    out["important"] = np.abs(table["jacobian"].to_numpy()) > eps
-    return out
-
-
-def connections_table(connections: Connections, prompt: Prompt, eps: float) -> pd.DataFrame:
-    """The tidy per-connection DataFrame (tokens as a categorical column)."""
-    position = connections.position.numpy().astype(np.int32)
-    categories = list(dict.fromkeys(prompt.strings))
-    code_of = {text: code for code, text in enumerate(categories)}
-    codes = np.array([code_of[text] for text in prompt.strings], dtype=np.int32)
-    token = pd.Categorical.from_codes(codes[position], categories=categories)
-    table = pd.DataFrame(
-        {
-            "position": position,
-            "token": token,
-            "in_feature": connections.in_feature.numpy().astype(np.int32),
-            "out_feature": connections.out_feature.numpy().astype(np.int32),
-            "in_act": connections.in_act.float().numpy(),
-            "out_act": connections.out_act.float().numpy(),
-            "jacobian": connections.jacobian.float().numpy(),
-            "predicted": connections.predicted.float().numpy(),
-            "diff": connections.diff.float().numpy(),
-        }
-    )
-    return split(table, eps)
+        return replace(self, table=split(self.table, eps), eps=check_eps(eps))
 
 
 def ablate(
@@ -393,10 +333,11 @@ def ablate(
     prompt = tokenize(model, text, max_tokens=max_tokens)
     sandwich = sandwich or Sandwich(model, pair)
     x = mlp_inputs(model, prompt.tokens, pair.layer).to(sandwich.mlp.W_in.dtype)
-    positions = torch.arange(len(prompt.tokens))
     bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
-    if not config.include_bos and len(positions) and prompt.tokens[0].item() == bos:
-        x, positions = x[1:], positions[1:]
-    connections = ablate_activations(sandwich, x, config, positions, progress)
-    table = connections_table(connections, prompt, eps)
-    return AblationResult(table, prompt, len(positions), eps, config)
+    first = first_ablated(prompt.tokens, bos, config.include_bos)
+    positions = torch.arange(first, len(prompt.tokens))
+    connections = ablate_activations(sandwich, x[first:], config, positions, progress)
+    table = connections_table(connections, prompt.strings, eps)
+    return AblationResult(
+        table, prompt, len(positions), eps, config, pair.layer, pair.kind, pair.k_in, pair.k_out
+    )

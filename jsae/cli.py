@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from jsae.errors import InputError, JSAEError
-
-OUTPUT_FORMATS = (".parquet", ".csv")
+from jsae.table import TABLE_FORMATS, check_eps, table_format, write_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,11 +212,8 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def check_output(path: Path | None) -> None:
-    if path is not None and path.suffix.lower() not in OUTPUT_FORMATS:
-        raise InputError(
-            f"--output must end in .parquet or .csv, got {path.name!r}; "
-            "the extension picks the format."
-        )
+    if path is not None:
+        table_format(path, what="--output")
 
 
 def check_positive(value: int | None, flag: str) -> None:
@@ -228,7 +224,7 @@ def check_positive(value: int | None, flag: str) -> None:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from jsae.ablation import AblationConfig, ablate, check_eps
+    from jsae.ablation import AblationConfig, ablate
     from jsae.loading import load_source
     from jsae.stats import Tolerance, format_summary, importance_ratio, summarize
 
@@ -306,7 +302,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     print(f"\nmean |diff| important / unimportant: {ratio:.3g}")
     print(f"within tolerance: |diff − (−s·J)| <= {tolerance.atol:g} + {tolerance.rtol:g}·|s·J|")
     if args.output is not None:
-        write_table(result.table, args.output)
+        write_table(result.table, args.output, table_format(args.output))
         print(f"wrote {len(result.table):,} connections to {args.output}")
     if args.wandb:
         from jsae.wandb_log import log_to_wandb
@@ -314,8 +310,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         logged = log_to_wandb(
             result,
             source_name=args.source,
-            layer=layer,
-            pair_kind=args.pair,
             tolerance=tolerance,
             **wandb_options(args),
         )
@@ -330,7 +324,7 @@ def ablate_corpus(args: argparse.Namespace, eps: float, config, tolerance) -> in
 
     if args.output is None:
         raise InputError("--dataset needs --output DIR: the folder for the Parquet shards.")
-    if args.output.suffix.lower() in OUTPUT_FORMATS:
+    if args.output.suffix.lower().lstrip(".") in TABLE_FORMATS:
         raise InputError(
             f"With --dataset, --output is a folder of shards, not a {args.output.suffix} file."
         )
@@ -431,7 +425,6 @@ def print_corpus_summary(stats) -> None:
 
 
 def cmd_corpus_stats(args: argparse.Namespace) -> int:
-    from jsae.ablation import check_eps
     from jsae.corpus import corpus_stats, read_manifest
     from jsae.stats import Tolerance
 
@@ -455,17 +448,6 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
 
         print(log_corpus_to_wandb(args.output, stats, **wandb_options(args)).describe())
     return 0
-
-
-def write_table(table, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".csv":
-            table.to_csv(path, index=False)
-        else:
-            table.to_parquet(path, index=False)
-    except OSError as err:
-        raise InputError(f"Could not write {path}: {err.strerror or err}.") from None
 
 
 def cmd_info(args: argparse.Namespace) -> int:

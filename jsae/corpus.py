@@ -40,10 +40,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from jsae.ablation import COLUMNS, AblationConfig, ablate_activations, check_eps
+from jsae.ablation import AblationConfig, ablate_activations
 from jsae.errors import InputError, JSAEError
 from jsae.mergeable import CorpusStats
+from jsae.prompt import first_ablated, mlp_inputs
 from jsae.stats import Tolerance
+from jsae.table import COLUMNS, check_eps, connection_columns, is_important
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -494,12 +496,12 @@ class WindowEngine:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def skip_first(self, tokens: np.ndarray) -> bool:
-        return not self.job.config.include_bos and len(tokens) > 0 and tokens[0] == self.bos
+    def first_ablated(self, tokens: np.ndarray) -> int:
+        return first_ablated(tokens, self.bos, self.job.config.include_bos)
 
     def ablated(self, tokens: np.ndarray) -> int:
         """How many positions of a window are ablated (BOS excluded unless asked)."""
-        return len(tokens) - self.skip_first(tokens)
+        return len(tokens) - self.first_ablated(tokens)
 
     def plan(self, corpus: Corpus, done: DoneSet, **kwargs) -> Iterator[Unit]:
         return plan_units(
@@ -524,8 +526,6 @@ class WindowEngine:
         self, unit: Unit, progress: Callable[[int], None] | None = None
     ) -> tuple[pa.Table, int]:
         """Ablate every window of a unit: the shard's table and how many tokens it ablated."""
-        from jsae.prompt import mlp_inputs
-
         cfg = self.job.config
         dtype = self.sandwich.mlp.W_in.dtype
         columns: dict[str, list] = {name: [] for name in SHARD_COLUMNS if name != "important"}
@@ -534,22 +534,17 @@ class WindowEngine:
         for w in unit.windows:
             tokens = torch.from_numpy(w.tokens)
             x = mlp_inputs(self.model, tokens, self.layer).to(dtype)
-            positions = torch.arange(len(tokens))
-            if self.skip_first(w.tokens):
-                x, positions = x[1:], positions[1:]
-            c = ablate_activations(self.sandwich, x, cfg, positions)
-            n = len(c.diff)
-            position = c.position.numpy().astype(np.int32)
+            first = self.first_ablated(w.tokens)
+            positions = torch.arange(first, len(tokens))
+            c = connection_columns(ablate_activations(self.sandwich, x[first:], cfg, positions))
+            n = len(c["diff"])
             columns["document"].append(
                 np.full(n, documents.setdefault(w.document, len(documents)), np.int32)
             )
             columns["window"].append(np.full(n, w.index, np.int32))
-            columns["position"].append(position)
-            columns["token"].append(w.tokens[position])
-            for name in ("in_feature", "out_feature"):
-                columns[name].append(getattr(c, name).numpy().astype(np.int32))
-            for name in ("in_act", "out_act", "jacobian", "predicted", "diff"):
-                columns[name].append(getattr(c, name).float().numpy())
+            columns["token"].append(w.tokens[c["position"]])
+            for name, values in c.items():
+                columns[name].append(values)
             tokens_done += len(positions)
             if progress is not None:
                 progress(len(positions))
@@ -564,7 +559,7 @@ class WindowEngine:
         }
         for name in SHARD_COLUMNS:
             if name == "important":
-                arrays[name] = pa.array(np.abs(data["jacobian"]) > self.job.eps)
+                arrays[name] = pa.array(is_important(data["jacobian"], self.job.eps))
             elif name not in arrays:
                 arrays[name] = pa.array(data[name])
         table = pa.Table.from_arrays([arrays[n] for n in SHARD_COLUMNS], schema=SHARD_SCHEMA)

@@ -52,6 +52,7 @@ from jsae.errors import InputError
 from jsae.loading import DEMO_DIR, Source, load_source, save_source
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name, topk_encode
 from jsae.sandwich import Sandwich
+from jsae.table import is_important
 from jsae.train import PairTrainingConfig, explained_variance, tokenize_documents, train_pair
 
 BOS = "<|endoftext|>"
@@ -465,11 +466,11 @@ def measure_pair(
         stats[f"unfired_{side}"] = float((~fired).float().mean())
     sandwich = Sandwich(model, pair)
     jacobian = sandwich(x).jacobian.abs()
-    stats["frac_abs_j_gt_eps"] = float((jacobian > eps).double().mean())
+    stats["frac_abs_j_gt_eps"] = float(is_important(jacobian, eps).double().mean())
     stats["mean_abs_j"] = float(jacobian.double().mean())
     if ablation:
         connections = ablate_activations(sandwich, x, AblationConfig(mode="unit"))
-        important = connections.jacobian.abs() > eps
+        important = is_important(connections.jacobian, eps)
         diff = connections.diff.abs().double()
         stats["ablation"] = {
             "mode": "unit",

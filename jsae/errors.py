@@ -19,3 +19,10 @@ class SourceError(JSAEError):
 
 class UnsupportedError(JSAEError):
     """The weights load, but describe something this tool does not handle."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, or its type's name when the message is empty:
+    how a foreign error (torch, wandb, Ray, ...) is quoted inside one of ours."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -8,11 +8,11 @@ without a browser.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from jsae import ablation as _ablation
+from jsae import table as _table
 from jsae.errors import InputError
 from jsae.loading import WANDB_ARTIFACT
 from jsae.pair import PAIR_KINDS
@@ -66,7 +67,7 @@ MODE_LABELS = {
 }
 EXPERIMENTS = ("important", "unimportant")
 MODES = _ablation.MODES
-check_eps = _ablation.check_eps
+check_eps = _table.check_eps
 
 
 # --------------------------------------------------------------------------------------
@@ -349,32 +350,44 @@ class RunKey:
 
 @dataclass
 class RunData:
-    """One prompt's ablation, ε-free: the per-connection table without ``important``.
+    """One prompt's ablation, read ε-free: ε only re-splits it.
 
     Args:
-        table: ``COLUMNS`` minus ``important``.
-        strings: the prompt's tokens as text (BOS first).
-        positions: the token positions that were ablated (BOS excluded).
-        notice: the truncation notice (``Prompt.notice``) or ``None``.
+        ablation: what ``jsae.ablation.ablate`` returned (split at ``DEFAULT_EPS``; it knows
+            its prompt, settings, layer, pair kind, k_in and k_out).
         key: what it was computed from.
     """
 
-    table: pd.DataFrame
-    strings: list[str]
-    positions: list[int]
-    notice: str | None
+    ablation: _ablation.AblationResult
     key: RunKey
-    meta: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """``jsae.table.COLUMNS`` minus ``important``."""
+        return self.ablation.table.drop(columns=["important"])
+
+    @property
+    def strings(self) -> list[str]:
+        """The prompt's tokens as text (BOS first)."""
+        return list(self.ablation.prompt.strings)
+
+    @cached_property
+    def positions(self) -> list[int]:
+        """The token positions that were ablated (BOS excluded)."""
+        return sorted(set(self.table["position"].tolist())) if len(self.table) else []
+
+    @property
+    def notice(self) -> str | None:
+        """The truncation notice (``Prompt.notice``) or ``None``."""
+        return self.ablation.prompt.notice
 
     def split(self, eps: float) -> pd.DataFrame:
         """The table with ``important`` = |J| > ε."""
-        return _ablation.split(self.table, eps)
+        return _table.split(self.table, eps)
 
     def result(self, eps: float) -> _ablation.AblationResult:
         """This run as the ``AblationResult`` ``ablate`` returned, split at ε."""
-        return _ablation.AblationResult(
-            self.split(eps), self.meta["prompt"], self.meta["n_tokens"], eps, self.meta["config"]
-        )
+        return self.ablation.with_eps(eps)
 
 
 def run_ablation(
@@ -388,11 +401,10 @@ def run_ablation(
 
     Calls ``jsae.ablation.ablate`` (looked up at call time) and drops the ε split.
     """
-    pair = source.pair(key.layer, key.kind)
     config = _ablation.AblationConfig(mode=key.mode, scale=float(key.scale))
     result = _ablation.ablate(
         source.model,
-        pair,
+        source.pair(key.layer, key.kind),
         key.text,
         eps=DEFAULT_EPS,
         config=config,
@@ -400,22 +412,7 @@ def run_ablation(
         max_tokens=max_tokens,
         sandwich=sandwich,
     )
-    table = result.table.drop(columns=["important"])
-    positions = sorted(set(table["position"].tolist())) if len(table) else []
-    return RunData(
-        table=table,
-        strings=list(result.prompt.strings),
-        positions=positions,
-        notice=result.prompt.notice,
-        key=key,
-        meta={
-            "n_tokens": result.n_tokens,
-            "k_in": pair.k_in,
-            "k_out": pair.k_out,
-            "prompt": result.prompt,
-            "config": config,
-        },
-    )
+    return RunData(result, key)
 
 
 # --------------------------------------------------------------------------------------
@@ -571,24 +568,8 @@ def format_number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-DOWNLOAD_FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
-
-
-def table_bytes(table: pd.DataFrame, fmt: str) -> bytes:
-    """The per-connection table as CSV or Parquet bytes."""
-    if fmt == "csv":
-        return table.to_csv(index=False).encode("utf-8")
-    if fmt == "parquet":
-        buffer = io.BytesIO()
-        try:
-            table.to_parquet(buffer, index=False)
-        except ImportError as err:
-            raise InputError(
-                f"Parquet export needs pyarrow ({err}); install it with `pip install pyarrow`, "
-                "or download the CSV."
-            ) from None
-        return buffer.getvalue()
-    raise InputError(f"Unknown download format {fmt!r}; use one of {', '.join(DOWNLOAD_FORMATS)}.")
+DOWNLOAD_FORMATS = _table.TABLE_FORMATS
+table_bytes = _table.table_bytes
 
 
 def parquet_available() -> bool:
@@ -638,7 +619,7 @@ def density_grid(
 
 
 # The engine's columns, with ``miss`` in place of ``important`` (misses are all unimportant).
-MISS_COLUMNS = (*(c for c in _ablation.COLUMNS if c != "important"), "miss")
+MISS_COLUMNS = (*(c for c in _table.COLUMNS if c != "important"), "miss")
 
 
 def largest_misses(table: pd.DataFrame, n: int = 20) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
-from jsae.errors import InputError, SourceError, UnsupportedError
+from jsae.errors import InputError, SourceError, UnsupportedError, first_line
 from jsae.pair import PAIR_KINDS, JSAEPair, hook_in_name, hook_out_name
 
 DEMO_DIR = Path(__file__).parent / "assets" / "demo"
@@ -338,9 +338,7 @@ def load_randomized_weights(model: HookedTransformer, path: Path) -> None:
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as err:
-        raise SourceError(
-            f"{candidates[0]} does not fit the model: {str(err).splitlines()[0]}"
-        ) from None
+        raise SourceError(f"{candidates[0]} does not fit the model: {first_line(err)}") from None
 
 
 def _topk_sae(
@@ -437,7 +435,7 @@ def load_model(
         return HookedTransformer.from_pretrained(name, device=device)
     except Exception as err:  # the hub raises many types: unknown name, no network, ...
         raise SourceError(
-            f"Could not load the model {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}. "
+            f"Could not load the model {name!r}: {first_line(err)}. "
             "It must be a TransformerLens model name reachable on the model hub (or in the "
             "local HF cache), or a local model folder (config.json, model.safetensors, "
             "tokenizer.json)."
@@ -513,7 +511,7 @@ def download_wandb_artifact(artifact_path: str, cache_dir: str | os.PathLike | N
     except Exception as err:  # wandb raises CommError, requests errors, ValueError, ...
         raise SourceError(
             f"Could not download the W&B artifact {artifact_path!r}: "
-            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}. Check the path, "
+            f"{first_line(err)}. Check the path, "
             "your network and WANDB_API_KEY, or download it yourself and pass the folder."
         ) from None
     return folder

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from jsae.stats import SUMMARY_COLUMNS, Tolerance
+from jsae.stats import SUMMARY_COLUMNS, Tolerance, summary_frame
+from jsae.table import is_important
 
 LOW = 1e-9
 HIGH = 1e6
@@ -213,8 +214,8 @@ class CorpusStats:
         predicted = np.asarray(predicted, dtype=np.float64)
         keep = ~np.isnan(diff)
         diff, predicted, jacobian = diff[keep], predicted[keep], np.asarray(jacobian)[keep]
-        within = np.abs(diff - predicted) <= tol.atol + tol.rtol * np.abs(predicted)
-        important = np.abs(jacobian) > eps
+        within = tol.within(diff, predicted)
+        important = is_important(jacobian, eps)
         return cls(
             eps,
             tol,
@@ -245,15 +246,9 @@ class CorpusStats:
     def summary(self) -> pd.DataFrame:
         """Like ``jsae.stats.summarize``: rows important, unimportant, all (median and p99 of
         |diff| from the histogram, everything else exact)."""
-        rows = {
-            "important": self.important.describe(),
-            "unimportant": self.unimportant.describe(),
-            "all": self.all.describe(),
-        }
-        summary = pd.DataFrame.from_dict(rows, orient="index")[list(SUMMARY_COLUMNS)]
-        summary["connections"] = summary["connections"].astype(int)
-        summary.index.name = "experiment"
-        return summary
+        return summary_frame(
+            self.important.describe(), self.unimportant.describe(), self.all.describe()
+        )
 
     def histogram(self, of: str = "abs") -> pd.DataFrame:
         """The non-empty bins of the |diff| (``of="abs"``) or diff (``of="diff"``) grid:

@@ -6,6 +6,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -59,6 +60,14 @@ def tokenize(model: HookedTransformer, text: str, max_tokens: int | None = None)
     tokens = tokens[:limit]
     strings = [model.tokenizer.decode([t]) for t in tokens.tolist()]
     return Prompt(tokens=tokens, strings=strings, dropped=dropped, limit=limit)
+
+
+def first_ablated(
+    tokens: Int[Tensor, " pos"] | np.ndarray, bos: int | None, include_bos: bool
+) -> int:
+    """The first position the engine ablates: 1 when position 0 is the BOS token and BOS is
+    left out (the notebook's choice: BOS is an outlier in most models), else 0."""
+    return int(not include_bos and bos is not None and len(tokens) > 0 and int(tokens[0]) == bos)
 
 
 # TransformerLens's run_with_cache adds hooks to the model's modules for the duration of the

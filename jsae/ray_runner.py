@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from jsae.errors import JSAEError
+from jsae.errors import JSAEError, first_line
 
 INSTALL_HINT = "pip install 'jsae[ray]'  (or: pip install -r requirements-ray.txt)"
 
@@ -117,9 +117,7 @@ def _init(ray, config: RayConfig) -> bool:
         ray.init(address=address, **kwargs)
     except Exception as err:  # ConnectionError, RuntimeError, ValueError, ...
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise RayError(
-            f"Could not start or reach {where}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-        ) from None
+        raise RayError(f"Could not start or reach {where}: {first_line(err)}") from None
     return True
 
 
@@ -168,29 +166,29 @@ def run_units_on_ray(
             except JSAEError:
                 raise
             except Exception as err:  # a worker's error arrives wrapped by Ray
-                cause = _jsae_cause(err)
-                if cause is not None:
+                cause = _root_cause(err)
+                if isinstance(cause, JSAEError):
                     raise cause from None
-                raise RayError(f"The Ray job failed: {_first_line(err)}") from err
+                raise RayError(f"The Ray job failed: {first_line(cause)}") from err
     finally:
         if started:
             ray.shutdown()
 
 
-def _jsae_cause(err: BaseException) -> JSAEError | None:
-    """A JSAEError a worker raised, unwrapped from Ray's exception chain."""
+def _root_cause(err: BaseException) -> BaseException:
+    """What a worker raised, unwrapped from Ray's exception chain: the first JSAEError on the
+    way down, else the innermost exception (Ray's own wrapper carries a traceback, not the
+    message)."""
     seen = set()
-    while err is not None and id(err) not in seen:
+    while id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, JSAEError):
             return err
         inner = getattr(err, "cause", None)
         if isinstance(inner, JSAEError):
             return inner
-        err = err.__cause__ or err.__context__ or inner
-    return None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[-1] if text else type(err).__name__
+        nxt = err.__cause__ or err.__context__ or inner
+        if nxt is None:
+            return err
+        err = nxt
+    return err

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.errors import InputError
+from jsae.table import is_important
 
 EXPERIMENTS = ("important", "unimportant")
 SUMMARY_COLUMNS = (
@@ -50,13 +51,16 @@ class Tolerance:
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InputError(f"Tolerance {name} must be a finite number >= 0, got {value!r}.")
 
+    def within(self, diff: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """Per connection: |diff − predicted| <= atol + rtol · |predicted| (in float64)."""
+        diff = np.asarray(diff, dtype=np.float64)
+        predicted = np.asarray(predicted, dtype=np.float64)
+        return np.abs(diff - predicted) <= self.atol + self.rtol * np.abs(predicted)
+
 
 def within_tolerance(table: pd.DataFrame, tolerance: Tolerance | None = None) -> np.ndarray:
     """Per connection: does the measured diff lie within tolerance of the prediction?"""
-    tol = tolerance or Tolerance()
-    diff = table["diff"].to_numpy(dtype=np.float64)
-    predicted = table["predicted"].to_numpy(dtype=np.float64)
-    return np.abs(diff - predicted) <= tol.atol + tol.rtol * np.abs(predicted)
+    return (tolerance or Tolerance()).within(table["diff"], table["predicted"])
 
 
 def _describe(diff: np.ndarray, within: np.ndarray) -> dict[str, float]:
@@ -79,11 +83,20 @@ def summarize(table: pd.DataFrame, tolerance: Tolerance | None = None) -> pd.Dat
     diff = table["diff"].to_numpy(dtype=np.float64)
     important = table["important"].to_numpy(dtype=bool)
     within = within_tolerance(table, tolerance)
-    rows = {
-        "important": _describe(diff[important], within[important]),
-        "unimportant": _describe(diff[~important], within[~important]),
-        "all": _describe(diff, within),
-    }
+    return summary_frame(
+        _describe(diff[important], within[important]),
+        _describe(diff[~important], within[~important]),
+        _describe(diff, within),
+    )
+
+
+def summary_frame(
+    important: dict[str, float], unimportant: dict[str, float], all: dict[str, float]
+) -> pd.DataFrame:
+    """The summary table from each experiment's ``SUMMARY_COLUMNS`` values: rows important,
+    unimportant, all (index ``experiment``), ``connections`` as int. Every summary — one
+    prompt's or a merged corpus's — is laid out by this function."""
+    rows = {"important": important, "unimportant": unimportant, "all": all}
     summary = pd.DataFrame.from_dict(rows, orient="index")[list(SUMMARY_COLUMNS)]
     summary["connections"] = summary["connections"].astype(int)
     summary.index.name = "experiment"
@@ -105,7 +118,7 @@ def importance_ratio(summary: pd.DataFrame) -> float:
 def jacobian_sparsity(jacobian: np.ndarray, eps: float) -> float:
     """Fraction of active Jacobian entries with |J| > ε."""
     jacobian = np.asarray(jacobian)
-    return float((np.abs(jacobian) > eps).mean()) if jacobian.size else math.nan
+    return float(is_important(jacobian, eps).mean()) if jacobian.size else math.nan
 
 
 def format_summary(summary: pd.DataFrame, digits: int = 4) -> str:

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from jsae.errors import JSAEError
+from jsae.errors import JSAEError, first_line
 from jsae.stats import Tolerance, importance_ratio, summarize
 
 DEFAULT_PROJECT = "jsae-explorer"
@@ -120,8 +120,6 @@ def log_to_wandb(
     result,
     *,
     source_name: str,
-    layer: int,
-    pair_kind: str,
     eps: float | None = None,
     tolerance: Tolerance | None = None,
     project: str = DEFAULT_PROJECT,
@@ -135,7 +133,8 @@ def log_to_wandb(
 
     Args:
         result: what ``jsae.ablate`` returned.
-        source_name, layer, pair_kind: what it was run on (for the configuration).
+        source_name: the source it was run on (for the configuration; the result knows
+            its own layer, pair kind and k_in, k_out).
         eps: split at this ε (None: the result's own).
         tolerance: the within-tolerance rule (None: ``Tolerance()``).
         project, entity: where the run goes (entity None: your default).
@@ -154,8 +153,8 @@ def log_to_wandb(
     summary = summarize(table, tolerance)
     config = {
         "source": str(source_name),
-        "layer": int(layer),
-        "pair": pair_kind,
+        "layer": int(result.layer),
+        "pair": result.kind,
         "mode": result.config.mode,
         "scale": _scale(result.config),
         "include_bos": result.config.include_bos,
@@ -163,8 +162,8 @@ def log_to_wandb(
         "atol": tolerance.atol,
         "rtol": tolerance.rtol,
         "tokens": int(result.n_tokens),
-        "k_in": _distinct_per_position(table, "in_feature"),
-        "k_out": _distinct_per_position(table, "out_feature"),
+        "k_in": int(result.k_in),
+        "k_out": int(result.k_out),
         "connections": len(table),
         "prompt_tokens": len(result.prompt.tokens),
         "prompt_dropped": int(result.prompt.dropped),
@@ -342,7 +341,7 @@ def has_credentials() -> bool:
 
 
 def _explain(err: Exception, mode: str) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = first_line(err)
     hint = (
         "Check your network, and that an API key is set up (`wandb login`, or the "
         "WANDB_API_KEY environment variable); or log offline (--wandb-mode offline, "
@@ -356,10 +355,3 @@ def _explain(err: Exception, mode: str) -> str:
 def _scale(config) -> float | None:
     """s, or None in zero mode (where s = a_i differs per connection)."""
     return {"unit": 1.0, "scale": float(config.scale)}.get(config.mode)
-
-
-def _distinct_per_position(table: pd.DataFrame, column: str) -> int:
-    if table.empty:
-        return 0
-    first = table["position"].iloc[0]
-    return int(table.loc[table["position"] == first, column].nunique())

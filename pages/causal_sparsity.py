@@ -160,8 +160,6 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
             log,
             data.result(eps),
             source_name=key.source,
-            layer=key.layer,
-            pair_kind=key.kind,
         )
     if run is not None:
         st.success(run.describe(), icon=":material/cloud_done:")

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 import torch
 
-from jsae.ablation import COLUMNS, AblationConfig, ablate, ablate_activations, check_eps, split
+from jsae.ablation import AblationConfig, ablate, ablate_activations
 from jsae.errors import InputError
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
+from jsae.table import COLUMNS, check_eps, split
 from tests.helpers import tiny_model, tiny_pair
 from tests.reference import notebook_loop
 

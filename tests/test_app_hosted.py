@@ -152,7 +152,7 @@ def test_hosted_numbers_equal_the_package(hosted_app, allowed):
     data = explore.run_ablation(
         src, explore.RunKey(allowed, None, 0, "jsae", "unit", 1.0, text), max_tokens=12
     )
-    from jsae.ablation import split
+    from jsae.table import split
 
     summary = summarize(split(data.table, 0.01))
     shown = {m.label: m.value for m in at.metric}

@@ -177,8 +177,8 @@ def corpus_args(source_dir, corpus_dir, out, *extra):
 
 
 def test_ablate_dataset_resumes_and_corpus_stats_resplits(source_dir, corpus_dir, tmp_path, capsys):
-    from jsae.ablation import split
     from jsae.corpus import read_manifest, read_shards
+    from jsae.table import split
 
     out = tmp_path / "out"
     assert main(corpus_args(source_dir, corpus_dir, out, "--max-windows", "2")) == 0

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jsae.ablation import AblationConfig, ablate, split
+from jsae.ablation import AblationConfig, ablate
 from jsae.corpus import (
     MANIFEST,
     CorpusError,
@@ -24,6 +24,7 @@ from jsae.errors import InputError
 from jsae.loading import load_source, save_source
 from jsae.mergeable import ABS_EDGES, CorpusStats, ExperimentStats
 from jsae.stats import Tolerance, importance_ratio, summarize
+from jsae.table import split
 from tests.helpers import TEXT, tiny_model, tiny_pair
 
 KEYS = ["document", "window", "position", "in_feature", "out_feature"]

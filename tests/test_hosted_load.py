@@ -22,9 +22,9 @@ import psutil
 import pytest
 
 from jsae import explore
-from jsae.ablation import split
 from jsae.loading import load_source, save_source
 from jsae.stats import summarize
+from jsae.table import split
 from tests.helpers import tiny_model, tiny_pair
 from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 

@@ -113,9 +113,7 @@ def files_containing(root, needle: bytes):
 
 def test_offline_run_holds_config_summary_histogram_and_artifact(offline, result, capfd):
     tol = Tolerance(atol=0.02, rtol=0.05)
-    info = log_to_wandb(
-        result, source_name="tiny", layer=1, pair_kind="jsae", eps=0.1, tolerance=tol
-    )
+    info = log_to_wandb(result, source_name="tiny", eps=0.1, tolerance=tol)
     assert info.mode == "offline" and info.url is None and info.dir.is_dir()
     assert info.dir.parent == offline / "wandb-dir" / "wandb"
     records = read_records(info.dir)
@@ -176,7 +174,7 @@ def test_histogram_counts_every_connection(result):
 def test_online_without_a_reachable_server_is_one_clear_error(offline, result, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     with pytest.raises(WandbLogError) as err:
-        log_to_wandb(result, source_name="tiny", layer=1, pair_kind="jsae", timeout=3)
+        log_to_wandb(result, source_name="tiny", timeout=3)
     message = str(err.value)
     assert isinstance(err.value, JSAEError)
     assert message.startswith("Could not log to W&B (online)") and "network" in message
@@ -188,13 +186,13 @@ def test_online_without_a_reachable_server_is_one_clear_error(offline, result, m
 def test_online_without_an_api_key_is_one_clear_error(offline, result, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY")
     with pytest.raises(WandbLogError, match="No W&B API key found: run `wandb login`"):
-        log_to_wandb(result, source_name="t", layer=1, pair_kind="jsae", mode="online", timeout=3)
+        log_to_wandb(result, source_name="t", mode="online", timeout=3)
 
 
 def test_bad_mode_is_refused(offline, result, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with pytest.raises(WandbLogError, match="online or offline.*WANDB_MODE"):
-        log_to_wandb(result, source_name="t", layer=1, pair_kind="jsae")
+        log_to_wandb(result, source_name="t")
 
 
 def test_corpus_run_logs_its_summary_and_manifest(offline, tmp_path):

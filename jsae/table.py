@@ -1,0 +1,140 @@
+"""The per-connection table: its schema, the ε split, how it is built and how it is written.
+
+One row per (token, input feature i, output feature j) connection of a run. The split is the
+research notebook's: a connection is *important* when |J[j, i]| > ε and *unimportant* when
+|J[j, i]| <= ε. Everything that divides connections by ε — the engine's table, corpus shards,
+merged corpus statistics, the bundle's quality figures — calls ``is_important``, so the rule
+lives here once.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from jsae.errors import InputError
+
+if TYPE_CHECKING:  # type-only: jsae.ablation imports this module
+    from jsae.ablation import Connections
+
+COLUMNS = (
+    "position",
+    "token",
+    "in_feature",
+    "out_feature",
+    "in_act",
+    "out_act",
+    "jacobian",
+    "predicted",
+    "diff",
+    "important",
+)
+"""The table's columns, in order: ``important`` is |J| > ε at the table's ε."""
+
+INT_COLUMNS = ("position", "in_feature", "out_feature")
+FLOAT_COLUMNS = ("in_act", "out_act", "jacobian", "predicted", "diff")
+
+TABLE_FORMATS = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
+"""Formats the table is written in (file suffix without the dot -> MIME type)."""
+
+ArrayT = TypeVar("ArrayT")
+
+
+def check_eps(eps: object) -> float:
+    """ε must be a finite number greater than 0."""
+    if isinstance(eps, bool):
+        raise InputError(f"ε must be a number, got {eps!r}.")
+    try:
+        value = float(eps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"ε must be a number, got {eps!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"ε must be a finite number greater than 0, got {eps!r}.")
+    return value
+
+
+def is_important(jacobian: ArrayT, eps: float) -> ArrayT:
+    """|J| > ε, elementwise: the one definition of an important connection.
+
+    Works on numpy arrays, pandas Series and torch tensors alike (a boolean of the same kind).
+    """
+    return abs(jacobian) > eps  # type: ignore[operator,return-value]
+
+
+def split(table: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """Set ``important`` = |J| > ε (so |J| <= ε is unimportant). Returns a new frame."""
+    eps = check_eps(eps)
+    out = table.copy(deep=False)
+    out["important"] = is_important(table["jacobian"].to_numpy(), eps)
+    return out
+
+
+def connection_columns(connections: Connections) -> dict[str, np.ndarray]:
+    """The engine's flat tensors as numpy columns: ids as int32, values as float32
+    (``token`` is left to the caller, who knows the token strings)."""
+    columns: dict[str, np.ndarray] = {
+        name: getattr(connections, name).numpy().astype(np.int32) for name in INT_COLUMNS
+    }
+    for name in FLOAT_COLUMNS:
+        columns[name] = getattr(connections, name).float().numpy()
+    return columns
+
+
+def connections_table(connections: Connections, strings: list[str], eps: float) -> pd.DataFrame:
+    """The tidy per-connection DataFrame, columns ``COLUMNS``; ``strings`` are the prompt's
+    tokens as text (``token`` becomes a categorical column)."""
+    columns = connection_columns(connections)
+    categories = list(dict.fromkeys(strings))
+    code_of = {text: code for code, text in enumerate(categories)}
+    codes = np.array([code_of[text] for text in strings], dtype=np.int32)
+    token = pd.Categorical.from_codes(codes[columns["position"]], categories=categories)
+    table = pd.DataFrame({"position": columns.pop("position"), "token": token, **columns})
+    return split(table, eps)
+
+
+def table_format(path: str | os.PathLike, what: str = "The output file") -> str:
+    """The format a file name asks for by its suffix, or an error naming the choices."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in TABLE_FORMATS:
+        choices = " or ".join(f".{f}" for f in TABLE_FORMATS)
+        raise InputError(
+            f"{what} must end in {choices}, got {Path(path).name!r}; the extension picks the format."
+        )
+    return fmt
+
+
+def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: str) -> None:
+    """Write the table as CSV or Parquet to a path or a binary file object."""
+    if fmt not in TABLE_FORMATS:
+        raise InputError(f"Unknown download format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}.")
+    if isinstance(target, str | os.PathLike):
+        target = Path(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"Could not write {target}: {err.strerror or err}.") from None
+    try:
+        if fmt == "csv":
+            table.to_csv(target, index=False, encoding="utf-8")
+        else:
+            table.to_parquet(target, index=False)
+    except ImportError as err:
+        raise InputError(
+            f"Parquet export needs pyarrow ({err}); install it with `pip install pyarrow`, "
+            "or use CSV."
+        ) from None
+    except OSError as err:
+        raise InputError(f"Could not write {target}: {err.strerror or err}.") from None
+
+
+def table_bytes(table: pd.DataFrame, fmt: str) -> bytes:
+    """The table as CSV or Parquet bytes (for a download button)."""
+    buffer = io.BytesIO()
+    write_table(table, buffer, fmt)
+    return buffer.getvalue()
