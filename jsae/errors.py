@@ -26,3 +26,9 @@ def first_line(err: BaseException) -> str:
     how a foreign error (torch, wandb, Ray, ...) is quoted inside one of ours."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def os_reason(err: OSError) -> str:
+    """Why a file operation failed, as a user reads it: the system's reason ("Permission
+    denied", "No space left on device") without errno and path, else the error's first line."""
+    return err.strerror or first_line(err)

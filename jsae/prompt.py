@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +60,13 @@ def tokenize(model: HookedTransformer, text: str, max_tokens: int | None = None)
     tokens = model.to_tokens(text, prepend_bos=True, truncate=False)[0]
     dropped = max(0, len(tokens) - limit)
     tokens = tokens[:limit]
-    strings = [model.tokenizer.decode([t]) for t in tokens.tolist()]
+    strings = token_strings(model.tokenizer, tokens.tolist())
     return Prompt(tokens=tokens, strings=strings, dropped=dropped, limit=limit)
+
+
+def token_strings(tokenizer: Any, ids: Iterable[int]) -> list[str]:
+    """Each token id decoded on its own: the text a results table shows for a token."""
+    return [tokenizer.decode([t]) for t in ids]
 
 
 def first_ablated(

@@ -63,9 +63,14 @@ def within_tolerance(table: pd.DataFrame, tolerance: Tolerance | None = None) ->
     return (tolerance or Tolerance()).within(table["diff"], table["predicted"])
 
 
+def empty_summary() -> dict[str, float]:
+    """The ``SUMMARY_COLUMNS`` of an experiment without connections: 0, then NaN throughout."""
+    return dict.fromkeys(SUMMARY_COLUMNS, math.nan) | {"connections": 0}
+
+
 def _describe(diff: np.ndarray, within: np.ndarray) -> dict[str, float]:
     if len(diff) == 0:
-        return dict.fromkeys(SUMMARY_COLUMNS, math.nan) | {"connections": 0}
+        return empty_summary()
     absdiff = np.abs(diff)
     return {
         "connections": len(diff),

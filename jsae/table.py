@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from jsae.errors import InputError
+from jsae.errors import InputError, os_reason
 
 if TYPE_CHECKING:  # type-only: jsae.ablation imports this module
     from jsae.ablation import Connections
@@ -118,7 +118,7 @@ def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: s
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise InputError(f"Could not write {target}: {err.strerror or err}.") from None
+            raise InputError(f"Could not write {target}: {os_reason(err)}.") from None
     try:
         if fmt == "csv":
             table.to_csv(target, index=False, encoding="utf-8")
@@ -130,7 +130,7 @@ def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: s
             "or use CSV."
         ) from None
     except OSError as err:
-        raise InputError(f"Could not write {target}: {err.strerror or err}.") from None
+        raise InputError(f"Could not write {target}: {os_reason(err)}.") from None
 
 
 def table_bytes(table: pd.DataFrame, fmt: str) -> bytes:

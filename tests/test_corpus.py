@@ -9,10 +9,15 @@ import pytest
 
 from jsae.ablation import AblationConfig, ablate
 from jsae.corpus import (
+    ABS_EDGES,
     MANIFEST,
     CorpusError,
     CorpusJob,
+    CorpusStats,
     DoneSet,
+    ExperimentStats,
+    RayError,
+    ShardEntry,
     corpus_stats,
     document_windows,
     open_corpus,
@@ -22,7 +27,6 @@ from jsae.corpus import (
 )
 from jsae.errors import InputError
 from jsae.loading import load_source, save_source
-from jsae.mergeable import ABS_EDGES, CorpusStats, ExperimentStats
 from jsae.stats import Tolerance, importance_ratio, summarize
 from jsae.table import split
 from tests.helpers import TEXT, tiny_model, tiny_pair
@@ -110,7 +114,8 @@ def test_done_set_is_the_union_of_shard_ranges():
         {"start": [2, "c", 2], "end": [2, "c", 4], "final": True},
         {"start": [5, "f", 3], "end": [6, "g", 0], "final": False},
     ]
-    done = DoneSet(shards)
+    filler = {"shard": 0, "file": "", "rows": 0, "tokens": 0, "windows": 0}
+    done = DoneSet([ShardEntry.from_json(filler | s) for s in shards])
     assert done.window_done(0, 0) and done.window_done(1, 99) and done.window_done(2, 4)
     assert not done.window_done(2, 5) and not done.window_done(3, 0)
     assert not done.window_done(5, 2) and done.window_done(5, 3) and done.window_done(6, 0)
@@ -242,7 +247,7 @@ def test_interrupted_run_resumes_without_duplicates(full_run, source_dir, corpus
         run_corpus(job, progress=crash)
     manifest = read_manifest(out)
     assert len(manifest.shards) > 0 and sorted(p.name for p in out.iterdir()) == sorted(
-        [MANIFEST] + [s["file"] for s in manifest.shards]
+        [MANIFEST] + [s.file for s in manifest.shards]
     )
     partial = read_shards(out)
     assert manifest.rows == len(partial) < len(expected)
@@ -266,7 +271,7 @@ def test_files_written_after_the_last_manifest_update_are_dropped(
     job = job_for(source_dir, corpus_dir, out)
     run_corpus(job, max_windows=4)
     manifest = read_manifest(out)
-    last = out / manifest.shards[-1]["file"]
+    last = out / manifest.shards[-1].file
     # a crash between renaming a shard and updating the manifest, and one mid-write
     (out / "shard-00042.parquet").write_bytes(last.read_bytes())
     (out / "shard-00043.parquet.tmp").write_bytes(b"partial")
@@ -363,8 +368,6 @@ def test_single_text_file_and_missing_paths(source_dir, tmp_path):
 
 def test_ray_engine_without_ray_says_how_to_install(source_dir, corpus_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
-    from jsae.ray_runner import RayError
-
     with pytest.raises(RayError, match=r"pip install 'jsae\[ray\]'"):
         run_corpus(job_for(source_dir, corpus_dir, tmp_path / "out"), engine="ray")
     assert not (tmp_path / "out").exists()

@@ -9,8 +9,13 @@ ray = pytest.importorskip(
     "ray", reason="Ray is not installed (pip install 'jsae[ray]'); the Ray engine is optional"
 )
 
-from jsae.corpus import corpus_stats, read_manifest, read_shards, run_corpus  # noqa: E402
-from jsae.ray_runner import RayConfig  # noqa: E402
+from jsae.corpus import (  # noqa: E402
+    RayConfig,
+    corpus_stats,
+    read_manifest,
+    read_shards,
+    run_corpus,
+)
 from tests.test_corpus import (  # noqa: E402
     EXACT,
     job_for,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from jsae.stats import SUMMARY_COLUMNS, Tolerance, summary_frame
+from jsae.stats import Tolerance, empty_summary, summary_frame
 from jsae.table import is_important
 
 LOW = 1e-9
@@ -147,7 +147,7 @@ class ExperimentStats:
     def describe(self) -> dict[str, float]:
         """The ``jsae.stats.SUMMARY_COLUMNS`` of this experiment."""
         if self.count == 0:
-            return dict.fromkeys(SUMMARY_COLUMNS, math.nan) | {"connections": 0}
+            return empty_summary()
         return {
             "connections": self.count,
             "mean_diff": (self.sum_diff[0] + self.sum_diff[1]) / self.count,
@@ -222,12 +222,6 @@ class CorpusStats:
             ExperimentStats.of(diff[important], within[important]),
             ExperimentStats.of(diff[~important], within[~important]),
         )
-
-    @classmethod
-    def of_table(
-        cls, table: pd.DataFrame, eps: float, tolerance: Tolerance | None = None
-    ) -> CorpusStats:
-        return cls.of(table["jacobian"], table["predicted"], table["diff"], eps, tolerance)
 
     def merge(self, other: CorpusStats) -> CorpusStats:
         if self.eps != other.eps or self.tolerance != other.tolerance:
