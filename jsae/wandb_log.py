@@ -200,7 +200,7 @@ def log_corpus_to_wandb(
     name: str | None = None,
     timeout: float = 60.0,
 ) -> WandbRun:
-    """Log a corpus run's merged statistics (a ``jsae.mergeable.CorpusStats``): the manifest's
+    """Log a corpus run's merged statistics (a ``jsae.corpus.CorpusStats``): the manifest's
     configuration, the summary, the |diff| histogram on the log grid, and ``manifest.json`` as
     an artifact (the shards stay where they are). ``run`` is the ``jsae.corpus.CorpusRun``, if
     one just finished (adds its throughput)."""

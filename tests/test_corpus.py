@@ -327,6 +327,64 @@ def test_refuses_a_folder_that_is_not_a_corpus_run(source_dir, corpus_dir, tmp_p
         corpus_stats(out)
 
 
+def test_manifest_entries_describe_their_shards(full_run):
+    run, rows = full_run
+    raw = json.loads((run.output / MANIFEST).read_text())
+    assert raw["format"] == 1 and list(raw) == ["format", "config", "info", "shards"]
+    assert [s.to_json() for s in read_manifest(run.output).shards] == raw["shards"]
+    last_window = rows.groupby("document")["window"].max()
+    for entry in raw["shards"]:
+        assert list(entry) == [
+            *("shard", "file", "rows", "tokens", "windows", "start", "end", "final")
+        ]
+        shard = pd.read_parquet(run.output / entry["file"]).astype({"document": str})
+        windows = shard[["document", "window"]].drop_duplicates()  # in corpus order
+        first, last = windows.iloc[0], windows.iloc[-1]
+        assert entry["rows"] == len(shard) and entry["windows"] == len(windows)
+        assert entry["tokens"] == len(shard.drop_duplicates(["document", "window", "position"]))
+        assert entry["start"] == [sorted(DOCS).index(first.document), *first]
+        assert entry["end"] == [sorted(DOCS).index(last.document), *last]
+        assert entry["final"] == (last.window == last_window[last.document])
+
+
+def test_a_manifest_written_before_reads_into_named_fields(tmp_path):
+    entry = {"shard": 3, "file": "shard-00003.parquet", "rows": 12, "tokens": 3, "windows": 1}
+    entry |= {"start": [2, "c.txt", 0], "end": [4, "sub/d.txt", 1], "final": True}
+    data = {"format": 1, "config": {"eps": 0.05}, "info": {"source": "demo"}, "shards": [entry]}
+    (tmp_path / MANIFEST).write_text(json.dumps(data, indent=1))
+    manifest = read_manifest(tmp_path)
+    shard = manifest.shards[0]
+    assert (shard.shard, shard.file, shard.rows, shard.tokens, shard.windows) == (
+        3,
+        "shard-00003.parquet",
+        12,
+        3,
+        1,
+    )
+    assert (shard.start.ordinal, shard.start.document, shard.start.index) == (2, "c.txt", 0)
+    assert (shard.end.ordinal, shard.end.document, shard.end.index, shard.final) == (
+        4,
+        "sub/d.txt",
+        1,
+        True,
+    )
+    assert (manifest.tokens, manifest.rows, manifest.windows, manifest.next_shard()) == (
+        3,
+        12,
+        1,
+        4,
+    )
+    manifest.save()
+    assert json.loads((tmp_path / MANIFEST).read_text()) == data
+    entry["start"] = [2, "c.txt"]
+    (tmp_path / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(CorpusError, match="is corrupt"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps(data | {"format": 2}))
+    with pytest.raises(CorpusError, match="has format 2; this jsae reads 1"):
+        read_manifest(tmp_path)
+
+
 # --------------------------------------------------------------------------------------
 # Corpus formats and bad input
 

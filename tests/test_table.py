@@ -9,10 +9,18 @@ import pytest
 import torch
 
 from jsae.ablation import AblationConfig, ablate, ablate_activations
-from jsae.errors import InputError, first_line
-from jsae.prompt import first_ablated, mlp_inputs, tokenize
+from jsae.corpus import ExperimentStats
+from jsae.errors import InputError, first_line, os_reason
+from jsae.prompt import first_ablated, mlp_inputs, token_strings, tokenize
 from jsae.sandwich import Sandwich
-from jsae.stats import Tolerance, summarize, summary_frame, within_tolerance
+from jsae.stats import (
+    SUMMARY_COLUMNS,
+    Tolerance,
+    empty_summary,
+    summarize,
+    summary_frame,
+    within_tolerance,
+)
 from jsae.table import (
     COLUMNS,
     TABLE_FORMATS,
@@ -94,6 +102,30 @@ def test_first_line_of_an_error():
     assert first_line(RuntimeError("boom\nat line 3\nmore")) == "boom"
     assert first_line(ValueError("  \n  ")) == "ValueError"
     assert first_line(KeyError()) == "KeyError"
+
+
+def test_os_reason_is_the_systems_reason_else_the_first_line():
+    err = PermissionError(13, "Permission denied", "/data/x.parquet")
+    assert "/data/x.parquet" in str(err) and os_reason(err) == "Permission denied"
+    assert os_reason(OSError("disk gone\ntraceback")) == "disk gone"
+    assert os_reason(OSError()) == "OSError"
+
+
+def test_an_empty_experiment_has_zero_connections_and_nan_elsewhere():
+    empty = pd.DataFrame({"diff": [], "predicted": [], "important": np.array([], bool)})
+    for row in (empty_summary(), ExperimentStats().describe(), summarize(empty).loc["all"]):
+        assert list(row.keys()) == list(SUMMARY_COLUMNS)
+        assert row["connections"] == 0
+        assert all(np.isnan(row[c]) for c in SUMMARY_COLUMNS if c != "connections")
+
+
+def test_token_strings_decode_each_token_alone(run):
+    model, _, prompt, _ = run
+    ids = prompt.tokens.tolist()
+    assert token_strings(model.tokenizer, ids) == [model.tokenizer.decode([t]) for t in ids]
+    assert prompt.strings == token_strings(model.tokenizer, ids)
+    assert "".join(token_strings(model.tokenizer, ids[1:])) == PROMPT
+    assert token_strings(model.tokenizer, []) == []
 
 
 def test_first_ablated_skips_bos_only_when_asked_and_present():

@@ -78,11 +78,8 @@ class Reach(NamedTuple):
 
     def touches(self, start: WindowKey) -> bool:
         """Whether a run starting at ``start`` continues this one without a gap: it starts at
-        or before the next window of the same document, or at the next document's first
-        window after a final one."""
-        return start <= WindowKey(self.ordinal, self.index + 1) or (
-            self.final and start == WindowKey(self.ordinal + 1, 0)
-        )
+        or before the next window of the same document."""
+        return start <= WindowKey(self.ordinal, self.index + 1)
 
 
 class DoneSet:
@@ -95,7 +92,8 @@ class DoneSet:
 
     def __init__(self, shards: Iterable[ShardEntry]):
         # coalesce ranges that touch, so a document split over shards is known to be done as
-        # a whole
+        # a whole (a range starting a new document needs no coalescing: the running max of the
+        # ends below already carries what came before)
         self.starts: list[WindowKey] = []
         ends: list[Reach] = []
         for entry in sorted(shards, key=lambda s: s.start.key):
