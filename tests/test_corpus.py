@@ -5,12 +5,16 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jsae.ablation import AblationConfig, ablate
 from jsae.corpus import (
     ABS_EDGES,
     MANIFEST,
+    SHARD_COLUMNS,
+    SHARD_SCHEMA,
     CorpusError,
     CorpusJob,
     CorpusStats,
@@ -28,7 +32,7 @@ from jsae.corpus import (
 from jsae.errors import InputError
 from jsae.loading import load_source, save_source
 from jsae.stats import Tolerance, importance_ratio, summarize
-from jsae.table import split
+from jsae.table import COLUMNS, split
 from tests.helpers import TEXT, tiny_model, tiny_pair
 
 KEYS = ["document", "window", "position", "in_feature", "out_feature"]
@@ -345,6 +349,24 @@ def test_manifest_entries_describe_their_shards(full_run):
         assert entry["start"] == [sorted(DOCS).index(first.document), *first]
         assert entry["end"] == [sorted(DOCS).index(last.document), *last]
         assert entry["final"] == (last.window == last_window[last.document])
+
+
+def test_shards_are_the_prompt_tables_columns_typed_for_arrow(full_run):
+    run, _ = full_run
+    expected = {
+        "document": pa.dictionary(pa.int32(), pa.string()),
+        "window": pa.int32(),
+        "position": pa.int32(),
+        "token": pa.dictionary(pa.int32(), pa.string()),
+        "in_feature": pa.int32(),
+        "out_feature": pa.int32(),
+        **dict.fromkeys(["in_act", "out_act", "jacobian", "predicted", "diff"], pa.float32()),
+        "important": pa.bool_(),
+    }
+    assert pa.schema(list(expected.items())) == SHARD_SCHEMA
+    assert ("document", "window", *COLUMNS) == SHARD_COLUMNS
+    for path in sorted(run.output.glob("shard-*.parquet")):
+        assert pq.read_schema(path).remove_metadata() == SHARD_SCHEMA
 
 
 def test_a_manifest_written_before_reads_into_named_fields(tmp_path):

@@ -23,27 +23,19 @@ from jsae.corpus.job import CorpusError
 from jsae.corpus.manifest import MANIFEST, Manifest, ShardEntry, read_manifest
 from jsae.corpus.plan import Unit
 from jsae.errors import os_reason
-from jsae.table import COLUMNS
+from jsae.table import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 
 SHARD_NAME = "shard-{:05d}.parquet"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet(\.tmp)?$")
 SHARD_COLUMNS = ("document", "window", *COLUMNS)
-SHARD_SCHEMA = pa.schema(
-    [
-        ("document", pa.dictionary(pa.int32(), pa.string())),
-        ("window", pa.int32()),
-        ("position", pa.int32()),
-        ("token", pa.dictionary(pa.int32(), pa.string())),
-        ("in_feature", pa.int32()),
-        ("out_feature", pa.int32()),
-        ("in_act", pa.float32()),
-        ("out_act", pa.float32()),
-        ("jacobian", pa.float32()),
-        ("predicted", pa.float32()),
-        ("diff", pa.float32()),
-        ("important", pa.bool_()),
-    ]
-)
+_ARROW_TYPES = {
+    # strings repeat over many rows (every connection of a token, every row of a document)
+    **dict.fromkeys(("document", "token"), pa.dictionary(pa.int32(), pa.string())),
+    **dict.fromkeys(("window", *INT_COLUMNS), pa.int32()),
+    **dict.fromkeys(FLOAT_COLUMNS, pa.float32()),
+    "important": pa.bool_(),
+}
+SHARD_SCHEMA = pa.schema([(name, _ARROW_TYPES[name]) for name in SHARD_COLUMNS])
 
 
 def write_shard(output: Path, unit: Unit, table: pa.Table, tokens: int) -> ShardEntry:
