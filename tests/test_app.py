@@ -270,13 +270,13 @@ def test_bad_source_shows_an_error(app, tmp_path):
 
 
 def test_wandb_failure_shows_an_error(app, monkeypatch):
-    from jsae import loading
     from jsae.errors import SourceError
+    from jsae.loading import source
 
     def offline(path, cache_dir=None):
         raise SourceError(f"Could not download the W&B artifact {path!r}: offline.")
 
-    monkeypatch.setattr(loading, "download_wandb_artifact", offline)
+    monkeypatch.setattr(source, "download_wandb_artifact", offline)
     at = app.run()
     at.sidebar.radio(key="source_type").set_value("wandb").run()
     at.sidebar.text_input(key="source_wandb").input("me/proj/pairs:v0").run()

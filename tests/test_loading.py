@@ -209,3 +209,22 @@ def test_unknown_model_name_is_one_clear_error(tmp_path):
     _write_research_folder(tmp_path, tiny_pair(tiny_model(), layer=0))
     with pytest.raises(SourceError, match="Could not load the model 'tiny'.*local model folder"):
         load_source(tmp_path)
+
+
+def test_artifact_folder_is_in_the_cache(tmp_path, monkeypatch):
+    from jsae.loading.wandb_artifact import artifact_folder
+
+    monkeypatch.setenv("JSAE_CACHE", str(tmp_path / "env"))
+    name = "me__jsae__pair_l1__v0"
+    assert artifact_folder("me/jsae/pair_l1:v0") == tmp_path / "env" / "artifacts" / name
+    given = artifact_folder("me/jsae/pair_l1:v0", tmp_path / "arg")
+    assert given == tmp_path / "arg" / "artifacts" / name
+
+
+def test_demo_dir_is_the_packaged_assets_folder():
+    from pathlib import Path
+
+    import jsae
+    from jsae.loading import DEMO_DIR
+
+    assert DEMO_DIR == Path(jsae.__file__).parent / "assets" / "demo"

@@ -1,0 +1,45 @@
+"""Reading the JSON and safetensors files every folder format is made of.
+
+A missing file and a corrupt file are both ``SourceError``s that name the file, so whatever
+format a folder is in, a broken one says which file to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from jsae.errors import SourceError
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SourceError(f"{path} is missing.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path} is corrupt (not valid JSON: {err}).") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path} must hold a JSON object.")
+    return data
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors in the safetensors file ``path``, on the CPU."""
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise SourceError(f"{path} is missing.") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SourceError(f"{path} is corrupt ({err}).") from None
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Write a manifest or config, indented for people to read."""
+    path.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,219 @@
+"""Sources: a model with its JSAE pairs, and ``load_source``, which reads every kind of source.
+
+``load_source`` takes ``"demo"`` (the bundled default), a local folder, or a W&B artifact
+path (downloaded into the cache, then read as a folder). A folder is a *source folder* or a
+single pair folder (``load_pair_folder``: the research format or a sae-lens pair).
+
+A source folder has ``source.json``: ``{"model": "model", "pairs": {kind: {layer: folder}}}``
+plus anything the source describes itself with (metrics, training settings). ``model`` is a
+model folder inside it or a TransformerLens name; each pair folder is in the research format
+(``save_source`` writes ``pairs/{kind}/layer_{L}/``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformer_lens import HookedTransformer
+
+from jsae.errors import InputError, SourceError
+from jsae.loading.files import read_json, write_json
+from jsae.loading.model import load_model, save_model_folder
+from jsae.loading.research import (
+    RESEARCH_CFG,
+    RESEARCH_WEIGHTS,
+    load_randomized_weights,
+    load_research_pair,
+    save_research_pair,
+)
+from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, load_sae_lens_pair
+from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
+from jsae.pair import PAIR_KINDS, JSAEPair
+
+DEMO_SOURCE = "demo"
+"""The name of the bundled default, wherever a source is asked for."""
+DEMO_DIR = Path(__file__).parent.parent / "assets" / "demo"
+SOURCE_MANIFEST = "source.json"
+SOURCE_KEYS = ("model", "pairs")
+"""The manifest's own keys; every other key is the source's ``info``."""
+
+
+@dataclass
+class Source:
+    """A model with its JSAE pairs, by kind and layer.
+
+    Args:
+        name: what the user typed to get it (``"demo"``, a path, an artifact path).
+        model: the TransformerLens model; its ``tokenizer`` is the tokenizer.
+        pairs: ``pairs[kind][layer]``, kind ``"jsae"`` or ``"plain"``.
+        info: anything the source describes itself with (metrics, training settings).
+    """
+
+    name: str
+    model: HookedTransformer
+    pairs: dict[str, dict[int, JSAEPair]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def kinds(self) -> list[str]:
+        return [kind for kind in PAIR_KINDS if self.pairs.get(kind)]
+
+    def layers(self, kind: str = "jsae") -> list[int]:
+        return sorted(self.pairs.get(kind, {}))
+
+    def pair(self, layer: int, kind: str = "jsae") -> JSAEPair:
+        if kind not in self.pairs or not self.pairs[kind]:
+            raise InputError(
+                f"{self.name} has no {kind} pairs; it has: {', '.join(self.kinds) or 'none'}."
+            )
+        if layer not in self.pairs[kind]:
+            have = ", ".join(map(str, self.layers(kind)))
+            raise InputError(
+                f"Layer {layer} has no {kind} pair in {self.name}; layers with one: {have}."
+            )
+        return self.pairs[kind][layer]
+
+
+def load_source(
+    source: str | os.PathLike,
+    *,
+    model: str | os.PathLike | HookedTransformer | None = None,
+    device: str = "cpu",
+    cache_dir: str | os.PathLike | None = None,
+) -> Source:
+    """Load ``source`` (``"demo"``, a W&B artifact path or a local folder).
+
+    ``model`` overrides the model a pair folder names (a TransformerLens name, a model
+    folder, or an already loaded model).
+    """
+    name = str(source).strip()
+    if not name:
+        raise InputError("No source given: use 'demo', a local folder or a W&B artifact path.")
+    if name == DEMO_SOURCE:
+        if not (DEMO_DIR / SOURCE_MANIFEST).is_file():
+            raise SourceError(
+                f"The bundled default is missing from {DEMO_DIR}. Rebuild it with "
+                "`jsae train-demo --output jsae/assets/demo`."
+            )
+        return load_folder(DEMO_DIR, model=model, device=device, name=DEMO_SOURCE)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_folder(path, model=model, device=device, name=name)
+    if WANDB_ARTIFACT.match(name):
+        folder = download_wandb_artifact(name, cache_dir)
+        return load_folder(folder, model=model, device=device, name=name)
+    if path.exists():
+        raise SourceError(f"{name} is a file; a source is a folder (or 'demo', or a W&B path).")
+    raise SourceError(
+        f"{name!r} is not a folder on this machine, nor a W&B artifact path "
+        "(entity/project/name:version), nor 'demo'. Check the spelling."
+    )
+
+
+def save_source(
+    path: str | os.PathLike,
+    model: HookedTransformer,
+    pairs: dict[str, dict[int, JSAEPair]],
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Write a source folder: ``model/``, ``pairs/{kind}/layer_{L}/`` (research format) and
+    ``source.json``. ``info`` (metrics, settings) is stored in the manifest too."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model_folder(model, path / "model")
+    listing: dict[str, dict[str, str]] = {}
+    for kind, by_layer in pairs.items():
+        for layer, pair in sorted(by_layer.items()):
+            rel = f"pairs/{kind}/layer_{layer}"
+            coefficient = {"jacobian_coefficient": 0.0} if kind == "plain" else {}
+            save_research_pair(pair, path / rel, model_name="model", extra_cfg=coefficient)
+            listing.setdefault(kind, {})[str(layer)] = rel
+    manifest = {"model": "model", "pairs": listing, **(info or {})}
+    write_json(manifest, path / SOURCE_MANIFEST)
+    return path
+
+
+def load_folder(
+    path: Path,
+    *,
+    model: str | os.PathLike | HookedTransformer | None = None,
+    device: str = "cpu",
+    name: str | None = None,
+) -> Source:
+    """Read a source folder, a research pair folder or a sae-lens pair folder."""
+    name = name or str(path)
+    if (path / SOURCE_MANIFEST).is_file():
+        return _load_source_folder(path, model, device, name)
+    return _load_pair_source(path, model, device, name)
+
+
+def _load_source_folder(
+    path: Path, model: str | os.PathLike | HookedTransformer | None, device: str, name: str
+) -> Source:
+    """A source folder: its model (unless ``model`` overrides it) and every listed pair."""
+    manifest = read_json(path / SOURCE_MANIFEST)
+    try:
+        model_ref = manifest["model"]
+        pair_dirs = manifest["pairs"]
+    except (KeyError, TypeError):
+        raise SourceError(f"{path / SOURCE_MANIFEST} needs 'model' and 'pairs'.") from None
+    if model is None:
+        local = path / model_ref
+        model = local if local.is_dir() else model_ref
+    loaded = load_model(model, device=device)
+    pairs: dict[str, dict[int, JSAEPair]] = {}
+    for kind, by_layer in pair_dirs.items():
+        for layer, rel in by_layer.items():
+            pair, _ = load_pair_folder(path / rel, device=device, kind=kind)
+            if pair.layer != int(layer):
+                raise SourceError(
+                    f"{path / rel} holds a pair for layer {pair.layer}, but "
+                    f"{SOURCE_MANIFEST} lists it under layer {layer}."
+                )
+            pair.check_model(loaded)
+            pairs.setdefault(kind, {})[pair.layer] = pair
+    info = {k: v for k, v in manifest.items() if k not in SOURCE_KEYS}
+    return Source(name, loaded, pairs, info)
+
+
+def _load_pair_source(
+    path: Path, model: str | os.PathLike | HookedTransformer | None, device: str, name: str
+) -> Source:
+    """A single pair folder, with the model its cfg names (unless ``model`` overrides it)."""
+    pair, cfg = load_pair_folder(path, device=device)
+    if model is None:
+        model_name = cfg.get("model_name")
+        if not model_name:
+            raise SourceError(f"{path} does not name its model; pass one with --model.")
+        no_processing = bool(cfg.get("randomize_llm_weights"))
+        loaded = load_model(model_name, device=device, no_processing=no_processing)
+    else:
+        loaded = load_model(model, device=device)
+    if cfg.get("randomize_llm_weights"):
+        load_randomized_weights(loaded, path)
+    pair.check_model(loaded)
+    return Source(name, loaded, {pair.kind: {pair.layer: pair}}, {"cfg": cfg})
+
+
+def load_pair_folder(
+    path: Path, device: str = "cpu", kind: str | None = None
+) -> tuple[JSAEPair, dict[str, Any]]:
+    """A research pair folder or a sae-lens pair folder, whichever ``path`` is."""
+    if not path.is_dir():
+        raise SourceError(f"Pair folder {path} does not exist.")
+    if (path / SAE_LENS_PAIR_MANIFEST).is_file():
+        return load_sae_lens_pair(path, device=device, kind=kind)
+    if (path / RESEARCH_CFG).is_file():
+        return load_research_pair(path, device=device, kind=kind)
+    raise SourceError(
+        f"{path} is not a pair folder: expected {RESEARCH_CFG} + {RESEARCH_WEIGHTS} (research "
+        f"format), {SAE_LENS_PAIR_MANIFEST} + in/ + out/ (sae-lens format), or "
+        f"{SOURCE_MANIFEST} (a source folder)."
+    )
