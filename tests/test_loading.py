@@ -227,4 +227,4 @@ def test_demo_dir_is_the_packaged_assets_folder():
     import jsae
     from jsae.loading import DEMO_DIR
 
-    assert DEMO_DIR == Path(jsae.__file__).parent / "assets" / "demo"
+    assert Path(jsae.__file__).parent / "assets" / "demo" == DEMO_DIR
