@@ -38,7 +38,7 @@ from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
 from jsae.sandwich import Sandwich, SandwichOutput
-from jsae.table import check_eps, connections_table, split
+from jsae.table import DEFAULT_EPS, check_eps, connections_table, split
 
 MODES = ("unit", "zero", "scale")
 
@@ -320,7 +320,7 @@ def ablate(
     model: HookedTransformer,
     pair: JSAEPair,
     text: str,
-    eps: float = 0.01,
+    eps: float = DEFAULT_EPS,
     config: AblationConfig | None = None,
     progress: ProgressCallback | None = None,
     max_tokens: int | None = None,

@@ -40,6 +40,9 @@ COLUMNS = (
 INT_COLUMNS = ("position", "in_feature", "out_feature")
 FLOAT_COLUMNS = ("in_act", "out_act", "jacobian", "predicted", "diff")
 
+DEFAULT_EPS = 0.01
+"""ε when none is given: connections with |J| above it are important."""
+
 TABLE_FORMATS = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
 """Formats the table is written in (file suffix without the dot -> MIME type)."""
 

@@ -263,3 +263,59 @@ def test_prompt_max_tokens_truncates(source_dir, capsys):
     code = main(["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--max-tokens", "4"])
     assert code == 0
     assert "were dropped to fit the limit of 4 tokens" in capsys.readouterr().err
+
+
+def test_parser_defaults_and_choices_are_the_librarys(capsys):
+    from jsae.ablation import MODES, AblationConfig
+    from jsae.cli import build_parser
+    from jsae.cli.options import resolve_mode
+    from jsae.corpus import ENGINES
+    from jsae.pair import PAIR_KINDS
+    from jsae.stats import Tolerance
+    from jsae.table import DEFAULT_EPS
+    from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES
+
+    parser = build_parser()
+    args = parser.parse_args(["ablate", "--prompt", "x"])
+    config, tolerance = AblationConfig(), Tolerance()
+    assert args.eps == DEFAULT_EPS
+    assert (args.atol, args.rtol) == (tolerance.atol, tolerance.rtol)
+    assert int(args.memory_budget_mb * 2**20) == config.memory_budget
+    assert resolve_mode(args.mode, args.scale) == (config.mode, config.scale)
+    assert (args.pair, args.engine, args.wandb_project) == ("jsae", "local", DEFAULT_PROJECT)
+    stats = parser.parse_args(["corpus-stats", "out"])
+    assert (stats.atol, stats.rtol) == (tolerance.atol, tolerance.rtol) and stats.eps is None
+    for flag, choices in (
+        ("--mode", MODES),
+        ("--pair", PAIR_KINDS),
+        ("--engine", ENGINES),
+        ("--wandb-mode", WANDB_MODES),
+    ):
+        for choice in choices:
+            assert (
+                getattr(
+                    parser.parse_args(["ablate", "--prompt", "x", flag, choice]),
+                    flag[2:].replace("-", "_"),
+                )
+                == choice
+            )
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["ablate", "--prompt", "x", flag, "nope"])
+        assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_print_summary_shows_the_table_ratio_and_tolerance(source_dir, capsys):
+    from jsae.cli.options import print_summary
+    from jsae.stats import Tolerance, format_summary
+
+    source = load_source(source_dir)
+    table = ablate(source.model, source.pair(0), PROMPT).table
+    tolerance = Tolerance(atol=0.02, rtol=0.3)
+    summary = summarize(table, tolerance)
+    print_summary(summary, tolerance)
+    out = capsys.readouterr().out
+    means = summary["mean_abs_diff"]
+    ratio = means["important"] / means["unimportant"]
+    assert format_summary(summary) in out
+    assert f"mean |diff| important / unimportant: {ratio:.3g}" in out
+    assert "within tolerance: |diff − (−s·J)| <= 0.02 + 0.3·|s·J|" in out

@@ -1,0 +1,177 @@
+"""``jsae ablate``: both causal-sparsity experiments on a prompt (or, with ``--dataset``, on a
+corpus: see ``jsae.cli.corpus``), printed as a summary and optionally written as a table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from jsae.ablation import MODES, AblationConfig, ablate
+from jsae.cli.corpus import ablate_corpus, add_corpus_arguments, refuse_corpus_flags
+from jsae.cli.options import (
+    add_tolerance_arguments,
+    add_wandb_arguments,
+    check_output,
+    check_positive,
+    check_wandb,
+    print_summary,
+    read_prompt,
+    resolve_mode,
+    tolerance,
+    wandb_options,
+)
+from jsae.errors import InputError
+from jsae.loading import DEMO_SOURCE, load_source
+from jsae.pair import PAIR_KINDS
+from jsae.stats import summarize
+from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
+from jsae.wandb_log import log_to_wandb
+
+MIB = 2**20
+DEFAULT_PAIR_KIND = PAIR_KINDS[0]
+"""The pair ``--pair`` picks unless told: the JSAE's."""
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    ab = sub.add_parser(
+        name,
+        help="run both causal-sparsity experiments on a prompt",
+        description="Perturb every active input feature of every token along its decoder "
+        "direction, rerun the MLP and the output SAE (top-k included), and compare how much "
+        "important (|J| > eps) and unimportant (|J| <= eps) connections moved.",
+    )
+    ab.add_argument(
+        "--source",
+        default=DEMO_SOURCE,
+        help=f"'{DEMO_SOURCE}' (bundled default), a local folder, or a W&B artifact "
+        f"entity/project/name:version (default: {DEMO_SOURCE})",
+    )
+    ab.add_argument("--model", help="model for a pair folder: TransformerLens name or folder")
+    ab.add_argument(
+        "--layer", type=int, help="block whose MLP to test (default: first with a pair)"
+    )
+    prompt = ab.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the text to analyse")
+    prompt.add_argument("--prompt-file", type=Path, help="a UTF-8 text file to analyse")
+    prompt.add_argument(
+        "--dataset",
+        type=Path,
+        help="a corpus to analyse: a .txt file, a folder of .txt files, or a Hugging Face "
+        "dataset saved with save_to_disk; writes Parquet shards to --output DIR",
+    )
+    ab.add_argument(
+        "--eps", type=float, default=DEFAULT_EPS, help=f"|J| threshold (default: {DEFAULT_EPS:g})"
+    )
+    ab.add_argument(
+        "--mode",
+        choices=MODES,
+        help="perturbation size s: unit (s=1, the notebook's), zero (s=a_i, removes the "
+        f"feature), scale (s=--scale). Default: {AblationConfig.mode}, or scale when --scale "
+        "is given",
+    )
+    ab.add_argument("--scale", type=float, help="perturbation size s (implies --mode scale)")
+    ab.add_argument(
+        "--pair",
+        choices=PAIR_KINDS,
+        default=DEFAULT_PAIR_KIND,
+        help=f"which pair (default: {DEFAULT_PAIR_KIND})",
+    )
+    ab.add_argument("--include-bos", action="store_true", help="also ablate the BOS position")
+    budget_mb = AblationConfig.memory_budget / MIB
+    ab.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        default=budget_mb,
+        help=f"working memory per chunk of tokens, MiB (default: {budget_mb:g})",
+    )
+    add_tolerance_arguments(ab)
+    suffixes = " or ".join(f".{fmt}" for fmt in TABLE_FORMATS)
+    ab.add_argument(
+        "--output",
+        type=Path,
+        help=f"write every connection to {suffixes} (with --dataset: a folder of shards; "
+        "rerunning the same command resumes it)",
+    )
+    ab.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    ab.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ab.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)",
+    )
+    ab.add_argument(
+        "--max-tokens",
+        type=int,
+        help="ablate at most this many tokens of the prompt; with --dataset, stop once this "
+        "many tokens are done (earlier runs into --output included)",
+    )
+    add_corpus_arguments(ab)
+    add_wandb_arguments(ab)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    eps = check_eps(args.eps)
+    mode, scale = resolve_mode(args.mode, args.scale)
+    if not args.memory_budget_mb > 0:
+        raise InputError("--memory-budget-mb must be a positive number.")
+    config = AblationConfig(
+        mode=mode,
+        scale=scale,
+        include_bos=args.include_bos,
+        memory_budget=int(args.memory_budget_mb * MIB),
+    )
+    tol = tolerance(args)
+    check_wandb(args)
+    check_positive(args.max_tokens, "--max-tokens")
+    check_positive(args.threads, "--threads")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.dataset is not None:
+        return ablate_corpus(args, eps, config, tol)
+    refuse_corpus_flags(args)
+    check_output(args.output)
+    text = read_prompt(args)
+    source = load_source(args.source, model=args.model, device=args.device)
+    layer = args.layer if args.layer is not None else source.layers(args.pair)[0]
+    pair = source.pair(layer, args.pair)
+
+    bar = tqdm(total=0, unit="tok", desc="ablating", disable=args.no_progress, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = ablate(
+            source.model,
+            pair,
+            text,
+            eps=eps,
+            config=config,
+            progress=progress,
+            max_tokens=args.max_tokens,
+        )
+    finally:
+        bar.close()
+    if result.prompt.notice:
+        print(f"note: {result.prompt.notice}", file=sys.stderr)
+    summary = summarize(result.table, tol)
+    s_text = {"unit": "s = 1", "zero": "s = a_i", "scale": f"s = {scale:g}"}[mode]
+    print(
+        f"source {args.source} · layer {layer} · {args.pair} pair · mode {mode} ({s_text}) · "
+        f"ε = {eps:g}\n{result.n_tokens} tokens ablated, {len(result.table):,} connections "
+        f"(k_out {pair.k_out} × k_in {pair.k_in} per token)\n"
+    )
+    print_summary(summary, tol)
+    if args.output is not None:
+        write_table(result.table, args.output, table_format(args.output))
+        print(f"wrote {len(result.table):,} connections to {args.output}")
+    if args.wandb:
+        logged = log_to_wandb(result, source_name=args.source, tolerance=tol, **wandb_options(args))
+        print(logged.describe())
+    return 0

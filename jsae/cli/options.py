@@ -1,0 +1,115 @@
+"""Arguments more than one command shares, and turning flags into the library's values.
+
+Choices and defaults come from the library (``jsae.stats.Tolerance``, ``jsae.wandb_log``,
+``jsae.table``), so the help always shows what the library will do. Every check raises
+``InputError``, which ``main`` prints as one ``error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from jsae.ablation import AblationConfig
+from jsae.errors import InputError
+from jsae.stats import Tolerance, format_summary, importance_ratio
+from jsae.table import table_format
+from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES, preflight
+
+
+def add_tolerance_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--atol`` and ``--rtol``: when a diff counts as matching −s·J."""
+    parser.add_argument(
+        "--atol", type=float, default=Tolerance.atol, help="tolerance vs −s·J (absolute)"
+    )
+    parser.add_argument(
+        "--rtol", type=float, default=Tolerance.rtol, help="tolerance vs −s·J (relative)"
+    )
+
+
+def tolerance(args: argparse.Namespace) -> Tolerance:
+    return Tolerance(atol=args.atol, rtol=args.rtol)
+
+
+def add_wandb_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Weights & Biases")
+    group.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log the configuration, summary, histogram and results to W&B (API key from "
+        "`wandb login` or WANDB_API_KEY)",
+    )
+    group.add_argument(
+        "--wandb-project",
+        default=DEFAULT_PROJECT,
+        help=f"W&B project (default: {DEFAULT_PROJECT})",
+    )
+    group.add_argument("--wandb-entity", help="W&B entity (default: your default entity)")
+    group.add_argument(
+        "--wandb-mode",
+        choices=WANDB_MODES,
+        help="online, or offline to upload later with `wandb sync` (default: WANDB_MODE, "
+        "else online)",
+    )
+    group.add_argument("--wandb-dir", type=Path, help="where wandb keeps its local files")
+
+
+def wandb_options(args: argparse.Namespace) -> dict:
+    """The ``--wandb-*`` flags as ``log_to_wandb`` / ``log_corpus_to_wandb`` arguments."""
+    return {
+        "project": args.wandb_project,
+        "entity": args.wandb_entity,
+        "mode": args.wandb_mode,
+        "dir": args.wandb_dir,
+    }
+
+
+def check_wandb(args: argparse.Namespace) -> None:
+    """With --wandb, fail before the work when logging could not start (no key online)."""
+    if args.wandb:
+        preflight(args.wandb_mode)
+
+
+def resolve_mode(mode: str | None, scale: float | None) -> tuple[str, float]:
+    """The ablation mode and s from ``--mode`` and ``--scale`` (``--scale`` implies scale)."""
+    if scale is None:
+        if mode == "scale":
+            raise InputError("--mode scale needs --scale S (the perturbation size).")
+        return mode or AblationConfig.mode, AblationConfig.scale
+    if mode not in (None, "scale"):
+        raise InputError(
+            f"--scale sets the perturbation size itself; drop --mode {mode} or drop --scale."
+        )
+    return "scale", scale
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    """The text of ``--prompt`` or of ``--prompt-file``."""
+    if args.prompt is not None:
+        return args.prompt
+    try:
+        return args.prompt_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"Prompt file {args.prompt_file} does not exist.") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
+        raise InputError(f"Prompt file {args.prompt_file} cannot be read as text: {err}") from None
+
+
+def check_output(path: Path | None) -> None:
+    """A table ``--output`` must end in one of the table formats."""
+    if path is not None:
+        table_format(path, what="--output")
+
+
+def check_positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"{flag} must be a positive integer, got {value}.")
+
+
+def print_summary(summary: pd.DataFrame, tol: Tolerance) -> None:
+    """The two experiments' summary table, their ratio and the tolerance it used."""
+    print(format_summary(summary))
+    print(f"\nmean |diff| important / unimportant: {importance_ratio(summary):.3g}")
+    print(f"within tolerance: |diff − (−s·J)| <= {tol.atol:g} + {tol.rtol:g}·|s·J|")
