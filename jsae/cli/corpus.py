@@ -19,9 +19,15 @@ from jsae.cli.options import (
     tolerance,
     wandb_options,
 )
-from jsae.corpus import ENGINES, CorpusJob, corpus_stats, read_manifest, run_corpus
+from jsae.corpus import (
+    ENGINES,
+    CorpusJob,
+    RayConfig,
+    corpus_stats,
+    read_manifest,
+    run_corpus,
+)
 from jsae.errors import InputError
-from jsae.ray_runner import RayConfig
 from jsae.stats import Tolerance
 from jsae.table import TABLE_FORMATS, check_eps
 from jsae.wandb_log import log_corpus_to_wandb
