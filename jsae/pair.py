@@ -22,6 +22,8 @@ from transformer_lens import HookedTransformer
 from jsae.errors import InputError, UnsupportedError
 
 PAIR_KINDS = ("jsae", "plain")
+DEFAULT_KIND = PAIR_KINDS[0]
+"""The pair kind used when none is named: the JSAE (trained with the Jacobian penalty)."""
 
 
 def hook_in_name(layer: int) -> str:

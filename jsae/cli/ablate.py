@@ -26,13 +26,12 @@ from jsae.cli.options import (
 )
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE, load_source
-from jsae.pair import PAIR_KINDS
+from jsae.pair import DEFAULT_KIND, PAIR_KINDS
 from jsae.stats import summarize
 from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
 from jsae.wandb_log import log_to_wandb
 
 MIB = 2**20
-DEFAULT_PAIR_KIND = PAIR_KINDS[0]
 """The pair ``--pair`` picks unless told: the JSAE's."""
 
 
@@ -77,8 +76,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     ab.add_argument(
         "--pair",
         choices=PAIR_KINDS,
-        default=DEFAULT_PAIR_KIND,
-        help=f"which pair (default: {DEFAULT_PAIR_KIND})",
+        default=DEFAULT_KIND,
+        help=f"which pair (default: {DEFAULT_KIND})",
     )
     ab.add_argument("--include-bos", action="store_true", help="also ablate the BOS position")
     budget_mb = AblationConfig.memory_budget / MIB

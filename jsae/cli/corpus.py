@@ -20,6 +20,7 @@ from jsae.cli.options import (
     wandb_options,
 )
 from jsae.corpus import (
+    DEFAULT_ENGINE,
     ENGINES,
     CorpusJob,
     RayConfig,
@@ -32,7 +33,6 @@ from jsae.stats import Tolerance
 from jsae.table import TABLE_FORMATS, check_eps
 from jsae.wandb_log import log_corpus_to_wandb
 
-DEFAULT_ENGINE = ENGINES[0]
 """The engine ``--engine`` picks unless told: this process."""
 
 

@@ -27,7 +27,7 @@ Modules, each importing only those above it: ``job`` (the settings), ``reader`` 
 """
 
 from jsae.corpus.engine import TARGET_SHARD_ROWS, WindowEngine
-from jsae.corpus.job import ENGINES, CorpusError, CorpusJob, CorpusProgress
+from jsae.corpus.job import DEFAULT_ENGINE, ENGINES, CorpusError, CorpusJob, CorpusProgress
 from jsae.corpus.manifest import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -64,6 +64,7 @@ __all__ = [
     "ABS_EDGES",
     "BLOCK_CHARS",
     "DIFF_EDGES",
+    "DEFAULT_ENGINE",
     "ENGINES",
     "HF_MARKERS",
     "INSTALL_HINT",

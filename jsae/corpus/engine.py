@@ -23,7 +23,7 @@ from jsae.corpus.plan import DoneSet, Unit, plan_units
 from jsae.corpus.reader import Corpus
 from jsae.corpus.store import SHARD_COLUMNS, SHARD_SCHEMA
 from jsae.errors import InputError
-from jsae.loading import load_source
+from jsae.loading import DEMO_SOURCE, load_source
 from jsae.prompt import first_ablated, mlp_inputs, token_strings
 from jsae.sandwich import Sandwich
 from jsae.table import connection_columns, is_important
@@ -70,7 +70,7 @@ class WindowEngine:
         cfg = self.job.config
         source, model = self.job.source, self.job.model
         return {
-            "source": source if source == "demo" else _folder_or_name(source),
+            "source": source if source == DEMO_SOURCE else _folder_or_name(source),
             "model": None if model is None else _folder_or_name(model),
             "layer": self.layer,
             "pair": self.job.pair_kind,

@@ -8,9 +8,12 @@ from pathlib import Path
 
 from jsae.ablation import AblationConfig
 from jsae.errors import InputError, JSAEError
-from jsae.table import check_eps
+from jsae.loading import DEMO_SOURCE
+from jsae.pair import DEFAULT_KIND
+from jsae.table import DEFAULT_EPS, check_eps
 
 ENGINES = ("local", "ray")
+DEFAULT_ENGINE = ENGINES[0]
 
 CorpusProgress = Callable[[int, int | None], None]
 """Called as ``progress(tokens_done, max_tokens_or_None)``; tokens count every run so far."""
@@ -44,11 +47,11 @@ class CorpusJob:
 
     dataset: Path
     output: Path
-    source: str = "demo"
+    source: str = DEMO_SOURCE
     model: str | None = None
     layer: int | None = None
-    pair_kind: str = "jsae"
-    eps: float = 0.01
+    pair_kind: str = DEFAULT_KIND
+    eps: float = DEFAULT_EPS
     ablation: AblationConfig | None = None
     window_tokens: int | None = None
     text_column: str = "text"

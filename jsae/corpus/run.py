@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jsae.corpus.engine import WindowEngine
-from jsae.corpus.job import ENGINES, CorpusError, CorpusJob, CorpusProgress
+from jsae.corpus.job import DEFAULT_ENGINE, ENGINES, CorpusError, CorpusJob, CorpusProgress
 from jsae.corpus.manifest import Manifest, ShardEntry, read_manifest
 from jsae.corpus.mergeable import CorpusStats
 from jsae.corpus.plan import DoneSet, Unit
@@ -63,7 +63,7 @@ class CorpusRun:
 def run_corpus(
     job: CorpusJob,
     *,
-    engine: str = "local",
+    engine: str = DEFAULT_ENGINE,
     ray_config: RayConfig | None = None,
     progress: CorpusProgress | None = None,
     max_windows: int | None = None,

@@ -31,7 +31,7 @@ from jsae.loading.research import (
 )
 from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, load_sae_lens_pair
 from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
-from jsae.pair import PAIR_KINDS, JSAEPair
+from jsae.pair import DEFAULT_KIND, PAIR_KINDS, JSAEPair
 
 DEMO_SOURCE = "demo"
 """The name of the bundled default, wherever a source is asked for."""
@@ -65,10 +65,10 @@ class Source:
     def kinds(self) -> list[str]:
         return [kind for kind in PAIR_KINDS if self.pairs.get(kind)]
 
-    def layers(self, kind: str = "jsae") -> list[int]:
+    def layers(self, kind: str = DEFAULT_KIND) -> list[int]:
         return sorted(self.pairs.get(kind, {}))
 
-    def pair(self, layer: int, kind: str = "jsae") -> JSAEPair:
+    def pair(self, layer: int, kind: str = DEFAULT_KIND) -> JSAEPair:
         if kind not in self.pairs or not self.pairs[kind]:
             raise InputError(
                 f"{self.name} has no {kind} pairs; it has: {', '.join(self.kinds) or 'none'}."
