@@ -43,6 +43,26 @@ class WandbLogError(JSAEError):
 
 
 @dataclass(frozen=True)
+class WandbTarget:
+    """Where and how a run is logged.
+
+    Args:
+        project, entity: where the run goes (entity None: your default).
+        mode: ``"online"`` or ``"offline"`` (None: ``WANDB_MODE``, else online).
+        dir: where wandb writes its local files (None: wandb's default, ./wandb).
+        name: the run's display name (None: W&B picks one).
+        timeout: seconds to wait for the W&B server when starting the run.
+    """
+
+    project: str = DEFAULT_PROJECT
+    entity: str | None = None
+    mode: str | None = None
+    dir: str | os.PathLike | None = None
+    name: str | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class WandbRun:
     """Where a logged run went.
 
@@ -122,12 +142,7 @@ def log_to_wandb(
     source_name: str,
     eps: float | None = None,
     tolerance: Tolerance | None = None,
-    project: str = DEFAULT_PROJECT,
-    entity: str | None = None,
-    mode: str | None = None,
-    dir: str | os.PathLike | None = None,
-    name: str | None = None,
-    timeout: float = 60.0,
+    target: WandbTarget | None = None,
 ) -> WandbRun:
     """Log one prompt's ablation (a ``jsae.ablation.AblationResult``) as a W&B run.
 
@@ -137,11 +152,7 @@ def log_to_wandb(
             its own layer, pair kind and k_in, k_out).
         eps: split at this ε (None: the result's own).
         tolerance: the within-tolerance rule (None: ``Tolerance()``).
-        project, entity: where the run goes (entity None: your default).
-        mode: ``"online"`` or ``"offline"`` (None: ``WANDB_MODE``, else online).
-        dir: where wandb writes its local files (None: wandb's default, ./wandb).
-        name: the run's display name (None: W&B picks one).
-        timeout: seconds to wait for the W&B server when starting the run.
+        target: where and how to log (None: ``WandbTarget()``).
 
     Raises:
         WandbLogError: no network, no API key (online), or anything else W&B refuses.
@@ -178,13 +189,8 @@ def log_to_wandb(
             files={"connections.parquet": parquet},
             artifact_type="ablation-connections",
             artifact_prefix="connections",
-            project=project,
-            entity=entity,
-            mode=mode,
-            dir=dir,
-            name=name,
             job_type="ablate",
-            timeout=timeout,
+            target=target or WandbTarget(),
         )
 
 
@@ -193,12 +199,7 @@ def log_corpus_to_wandb(
     stats,
     *,
     run=None,
-    project: str = DEFAULT_PROJECT,
-    entity: str | None = None,
-    mode: str | None = None,
-    dir: str | os.PathLike | None = None,
-    name: str | None = None,
-    timeout: float = 60.0,
+    target: WandbTarget | None = None,
 ) -> WandbRun:
     """Log a corpus run's merged statistics (a ``jsae.corpus.CorpusStats``): the manifest's
     configuration, the summary, the |diff| histogram on the log grid, and ``manifest.json`` as
@@ -228,13 +229,8 @@ def log_corpus_to_wandb(
         files={"manifest.json": manifest.path},
         artifact_type="corpus-manifest",
         artifact_prefix="corpus",
-        project=project,
-        entity=entity,
-        mode=mode,
-        dir=dir,
-        name=name,
         job_type="ablate-corpus",
-        timeout=timeout,
+        target=target or WandbTarget(),
         histogram_key="abs_diff_histogram",
     )
 
@@ -247,29 +243,25 @@ def log_run(
     files: dict[str, Path],
     artifact_type: str,
     artifact_prefix: str,
-    project: str,
-    entity: str | None,
-    mode: str | None,
-    dir: str | os.PathLike | None,
-    name: str | None,
     job_type: str,
-    timeout: float,
+    target: WandbTarget,
     histogram_key: str = "diff_histogram",
 ) -> WandbRun:
     """Start a run, log config, summary, histogram table and an artifact, finish it."""
-    mode = preflight(mode)
+    mode = preflight(target.mode)
     import wandb
 
+    dir = target.dir
     if dir is not None:
         Path(dir).mkdir(parents=True, exist_ok=True)
     run = None
     try:
         run = wandb.init(
-            project=project,
-            entity=entity,
+            project=target.project,
+            entity=target.entity,
             mode=mode,
             dir=str(dir) if dir is not None else None,
-            name=name,
+            name=target.name,
             job_type=job_type,
             config=config,
             reinit="create_new",
@@ -278,7 +270,7 @@ def log_run(
                 console="off",
                 disable_git=True,
                 x_disable_stats=True,
-                init_timeout=timeout,
+                init_timeout=target.timeout,
             ),
         )
         run.summary.update(metrics)

@@ -19,7 +19,13 @@ from jsae.cli import main
 from jsae.corpus import corpus_stats, run_corpus
 from jsae.errors import JSAEError
 from jsae.stats import Tolerance, summarize
-from jsae.wandb_log import WandbLogError, histogram, log_corpus_to_wandb, log_to_wandb
+from jsae.wandb_log import (
+    WandbLogError,
+    WandbTarget,
+    histogram,
+    log_corpus_to_wandb,
+    log_to_wandb,
+)
 from tests.helpers import tiny_model, tiny_pair
 
 FAKE_KEY = "jsaefakekey" + "0123456789abcdef" * 2  # 43 characters, shaped like a real key
@@ -174,7 +180,7 @@ def test_histogram_counts_every_connection(result):
 def test_online_without_a_reachable_server_is_one_clear_error(offline, result, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     with pytest.raises(WandbLogError) as err:
-        log_to_wandb(result, source_name="tiny", timeout=3)
+        log_to_wandb(result, source_name="tiny", target=WandbTarget(timeout=3))
     message = str(err.value)
     assert isinstance(err.value, JSAEError)
     assert message.startswith("Could not log to W&B (online)") and "network" in message
@@ -186,7 +192,7 @@ def test_online_without_a_reachable_server_is_one_clear_error(offline, result, m
 def test_online_without_an_api_key_is_one_clear_error(offline, result, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY")
     with pytest.raises(WandbLogError, match="No W&B API key found: run `wandb login`"):
-        log_to_wandb(result, source_name="t", mode="online", timeout=3)
+        log_to_wandb(result, source_name="t", target=WandbTarget(mode="online", timeout=3))
 
 
 def test_bad_mode_is_refused(offline, result, monkeypatch):

@@ -22,7 +22,7 @@ from jsae.cli.options import (
     read_prompt,
     resolve_mode,
     tolerance,
-    wandb_options,
+    wandb_target,
 )
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE, load_source
@@ -171,6 +171,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         write_table(result.table, args.output, table_format(args.output))
         print(f"wrote {len(result.table):,} connections to {args.output}")
     if args.wandb:
-        logged = log_to_wandb(result, source_name=args.source, tolerance=tol, **wandb_options(args))
+        logged = log_to_wandb(
+            result, source_name=args.source, tolerance=tol, target=wandb_target(args)
+        )
         print(logged.describe())
     return 0

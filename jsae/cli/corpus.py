@@ -17,7 +17,7 @@ from jsae.cli.options import (
     check_wandb,
     print_summary,
     tolerance,
-    wandb_options,
+    wandb_target,
 )
 from jsae.corpus import (
     DEFAULT_ENGINE,
@@ -179,7 +179,9 @@ def ablate_corpus(
     stats = corpus_stats(args.output, eps, tol)
     print_corpus_summary(stats)
     if args.wandb:
-        print(log_corpus_to_wandb(args.output, stats, run=run, **wandb_options(args)).describe())
+        print(
+            log_corpus_to_wandb(args.output, stats, run=run, target=wandb_target(args)).describe()
+        )
     return 0
 
 
@@ -228,5 +230,5 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
         print("\n|diff| histogram (non-empty bins):")
         print(stats.histogram("abs").to_string(index=False))
     if args.wandb:
-        print(log_corpus_to_wandb(args.output, stats, **wandb_options(args)).describe())
+        print(log_corpus_to_wandb(args.output, stats, target=wandb_target(args)).describe())
     return 0

@@ -16,7 +16,7 @@ from jsae.ablation import AblationConfig
 from jsae.errors import InputError
 from jsae.stats import Tolerance, format_summary, importance_ratio
 from jsae.table import table_format
-from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES, preflight
+from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES, WandbTarget, preflight
 
 
 def add_tolerance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +56,14 @@ def add_wandb_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--wandb-dir", type=Path, help="where wandb keeps its local files")
 
 
-def wandb_options(args: argparse.Namespace) -> dict:
-    """The ``--wandb-*`` flags as ``log_to_wandb`` / ``log_corpus_to_wandb`` arguments."""
-    return {
-        "project": args.wandb_project,
-        "entity": args.wandb_entity,
-        "mode": args.wandb_mode,
-        "dir": args.wandb_dir,
-    }
+def wandb_target(args: argparse.Namespace) -> WandbTarget:
+    """The ``--wandb-*`` flags: where ``log_to_wandb`` / ``log_corpus_to_wandb`` log."""
+    return WandbTarget(
+        project=args.wandb_project,
+        entity=args.wandb_entity,
+        mode=args.wandb_mode,
+        dir=args.wandb_dir,
+    )
 
 
 def check_wandb(args: argparse.Namespace) -> None:
