@@ -65,13 +65,22 @@ def sae_pre_activations(sae: TopKSAE, x: Float[Tensor, "... d_in"]) -> Float[Ten
     return sae.process_sae_in(x) @ sae.W_enc + sae.b_enc
 
 
+def topk_activations(
+    pre: Float[Tensor, "... d_sae"], k: int
+) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
+    """ReLU of the ``k`` largest pre-activations and their indices, largest first.
+
+    Differentiable in ``pre``: training keeps the pre-activations for its AuxK term, which
+    takes its own top k among the dead features."""
+    values, indices = torch.topk(pre, k=k, dim=-1, sorted=True)
+    return values.relu(), indices
+
+
 def topk_encode(
     sae: TopKSAE, x: Float[Tensor, "... d_in"]
 ) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
     """Activations and indices of the k active features, largest activation first."""
-    pre = sae_pre_activations(sae, x)
-    values, indices = torch.topk(pre, k=sae.cfg.k, dim=-1, sorted=True)
-    return values.relu(), indices
+    return topk_activations(sae_pre_activations(sae, x), sae.cfg.k)
 
 
 @dataclass

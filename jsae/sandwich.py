@@ -136,6 +136,17 @@ def active_jacobian(
     )
 
 
+def jacobian_products(
+    pair: JSAEPair, mlp: MLPWeights
+) -> tuple[Float[Tensor, "d_sae_in d_mlp"], Float[Tensor, "d_sae_out d_mlp"]]:
+    """``W_dec_in @ W_in`` and ``(W_out @ W_enc_out).T``: the rows ``active_jacobian`` gathers.
+
+    The second is computed in that layout (``W_enc_out.T @ W_out.T``): no transposed copy to
+    make. Differentiable in the SAEs' weights: ``Sandwich`` calls it under ``no_grad`` once,
+    the training loss on every step."""
+    return pair.sae_in.W_dec @ mlp.W_in, pair.sae_out.W_enc.T @ mlp.W_out.T
+
+
 JACOBIAN_BLOCK_BYTES = 64 << 20
 """The Jacobian's gathered weight rows are built for this many bytes of tokens at a time
 (about 85 tokens at the research shapes): a bounded footprint in few, large operations."""
@@ -177,13 +188,7 @@ class Sandwich:
         self.pair = pair
         self.mlp = MLPWeights.from_model(model, pair.layer)
         with torch.no_grad():
-            self.dec_in_W_in: Float[Tensor, "d_sae_in d_mlp"] = (
-                pair.sae_in.W_dec.detach() @ self.mlp.W_in
-            )
-            # (W_out @ W_enc_out).T, computed in that layout: no transposed copy to make
-            self.enc_out_W_out: Float[Tensor, "d_sae_out d_mlp"] = (
-                pair.sae_out.W_enc.detach().T @ self.mlp.W_out.T
-            )
+            self.dec_in_W_in, self.enc_out_W_out = jacobian_products(pair, self.mlp)
             # The output SAE reads mlp_out - b_dec (sae-lens's apply_b_dec_to_input): folded
             # into b_out once, so that out_pre_from_pre is two fused matmuls and nothing else.
             sae_out = pair.sae_out

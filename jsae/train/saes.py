@@ -1,0 +1,45 @@
+"""The pair being trained: its initialisation and its unit-norm decoder rows.
+
+Both SAEs are sae-lens ``TopKSAE`` modules (float32, on the model's device), initialised by
+sae-lens under the config's seed, then with unit-norm decoder rows and ``W_enc = W_dec.T``.
+After every optimizer step each decoder row is rescaled to unit norm again.
+"""
+
+from __future__ import annotations
+
+import torch
+from sae_lens import TopKSAE, TopKSAEConfig
+from transformer_lens import HookedTransformer
+
+from jsae.pair import JSAEPair, hook_in_name, hook_out_name
+from jsae.train.config import PairTrainingConfig
+
+
+def new_pair(model: HookedTransformer, config: PairTrainingConfig) -> JSAEPair:
+    """A freshly initialised pair (sae-lens init, unit-norm decoder rows, W_enc = W_dec.T)."""
+    d_model = model.cfg.d_model
+    saes = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        for hook in (hook_in_name(config.layer), hook_out_name(config.layer)):
+            cfg = TopKSAEConfig(
+                d_in=d_model,
+                d_sae=config.d_sae,
+                k=config.k,
+                apply_b_dec_to_input=config.apply_b_dec_to_input,
+                device=str(model.cfg.device),
+            )
+            cfg.metadata.hook_name = hook
+            cfg.metadata.model_name = model.cfg.model_name
+            sae = TopKSAE(cfg).to(device=model.cfg.device, dtype=torch.float32)
+            with torch.no_grad():
+                sae.W_dec.div_(sae.W_dec.norm(dim=-1, keepdim=True))
+                sae.W_enc.copy_(sae.W_dec.T)
+            saes.append(sae)
+    return JSAEPair(saes[0], saes[1], layer=config.layer, kind=config.kind)
+
+
+@torch.no_grad()
+def normalize_decoder(sae: TopKSAE) -> None:
+    """Rescale every decoder row to unit norm."""
+    sae.W_dec.div_(sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
