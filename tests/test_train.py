@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from jsae.ablation import ablate
-from jsae.demo import HELDOUT_FILE, METRICS_FILE, build_demo, check_targets, measure_bundle
+from jsae.demo import (
+    HELDOUT_FILE,
+    METRICS_FILE,
+    build_demo,
+    check_targets,
+    measure_bundle,
+    metrics_table,
+)
 from jsae.errors import InputError, UnsupportedError
 from jsae.loading import load_source
-from jsae.pair import hook_in_name, hook_out_name
+from jsae.pair import hook_in_name, hook_out_name, sae_pre_activations, topk_activations
 from jsae.prompts import DEFAULT_PROMPTS
-from jsae.sandwich import MLPWeights, Sandwich
+from jsae.sandwich import MLPWeights, Sandwich, jacobian_products
 from jsae.train import (
+    PairTrainer,
     PairTrainingConfig,
     chunk_token_ids,
+    explained_variance,
     latest_checkpoint,
     new_pair,
     pair_loss,
     tokenize_documents,
     train_pair,
 )
+from jsae.train.losses import TERMS
+from jsae.train.metrics import TermAverages
 from tests.helpers import TEXT, tiny_model
 
 
@@ -235,3 +249,156 @@ def test_quick_build_makes_a_loadable_bundle(tmp_path):
             for sae in (source.pair(layer, kind).sae_in, source.pair(layer, kind).sae_out):
                 norms = sae.W_dec.norm(dim=-1)
                 torch.testing.assert_close(norms, torch.ones_like(norms), atol=1e-5, rtol=0)
+
+
+def dense_reconstruction(sae, x):
+    """sae-lens's own dense path: decode(encode(x))."""
+    return sae.decode(sae.encode(x))
+
+
+def test_topk_activations_is_sae_lens_encode(model, tokens):
+    pair = new_pair(model, micro_config())
+    x, _ = activations(model, tokens[:2], 1)
+    values, indices = topk_activations(sae_pre_activations(pair.sae_in, x), pair.k_in)
+    dense = torch.zeros(len(x), pair.d_sae_in).scatter(-1, indices, values)
+    torch.testing.assert_close(dense, pair.sae_in.encode(x), rtol=0, atol=0)
+    assert (values[:, :-1] >= values[:, 1:]).all(), "largest first"
+
+
+def test_loss_terms_match_an_independent_computation(model, tokens):
+    """FVUs by sae-lens's dense encode/decode, AuxK by a dense masked top-k, penalty by the
+    Sandwich; the total is their weighted sum and the named terms are the history's."""
+    config = micro_config()
+    pair = new_pair(model, config)
+    with torch.no_grad():
+        for sae in (pair.sae_in, pair.sae_out):
+            sae.b_dec.add_(0.1 * torch.randn_like(sae.b_dec))
+    x, y = activations(model, tokens[:4], config.layer)
+    mlp = MLPWeights.from_model(model, config.layer)
+    generator = torch.Generator().manual_seed(3)
+    dead = tuple(torch.rand(config.d_sae, generator=generator) < 0.5 for _ in range(2))
+    variances = (2.0, 3.0)
+    loss = pair_loss(pair, mlp, x, y, *variances, 0.5, dead=dead, aux_k=6, aux_coefficient=0.25)
+    with torch.no_grad():
+        expected_aux = 0.0
+        fvus = []
+        for sae, data, mask, variance in zip(
+            (pair.sae_in, pair.sae_out), (x, y), dead, variances, strict=True
+        ):
+            err = data - dense_reconstruction(sae, data)
+            fvus.append((err**2).sum(-1).mean() / variance)
+            pre = (data - sae.b_dec) @ sae.W_enc + sae.b_enc
+            pre[:, ~mask] = float("-inf")
+            top = pre.topk(6, dim=-1)
+            code = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+            expected_aux += ((code @ sae.W_dec - err) ** 2).sum(-1).mean() / variance
+        penalty = Sandwich(model, pair)(x).jacobian.abs().mean()
+    torch.testing.assert_close(loss.fvu_in, fvus[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss.fvu_out, fvus[1], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss.aux, expected_aux, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss.jacobian_penalty, penalty, rtol=1e-5, atol=1e-7)
+    expected = fvus[0] + fvus[1] + 0.25 * expected_aux + 0.5 * penalty
+    torch.testing.assert_close(loss.total, expected, rtol=1e-5, atol=1e-7)
+    assert list(loss.terms()) == list(TERMS)
+    assert loss.terms()["loss"] is loss.total
+    no_penalty = pair_loss(pair, mlp, x, y, *variances, 0.0, with_penalty=False)
+    assert no_penalty.jacobian_penalty is None and "jacobian_penalty" not in no_penalty.terms()
+
+
+def test_jacobian_products_are_the_weight_products_with_gradients(model):
+    pair = new_pair(model, micro_config())
+    mlp = MLPWeights.from_model(model, 1)
+    dec_in_W_in, enc_out_W_out = jacobian_products(pair, mlp)
+    W_dec, W_enc = pair.sae_in.W_dec.double(), pair.sae_out.W_enc.double()
+    torch.testing.assert_close(
+        dec_in_W_in.double(), torch.einsum("id,dm->im", W_dec, mlp.W_in.double())
+    )
+    torch.testing.assert_close(
+        enc_out_W_out.double(), torch.einsum("md,dj->jm", mlp.W_out.double(), W_enc)
+    )
+    (dec_in_W_in.sum() + enc_out_W_out.sum()).backward()
+    assert pair.sae_in.W_dec.grad is not None and pair.sae_out.W_enc.grad is not None
+    sandwich = Sandwich(model, pair)
+    assert not sandwich.dec_in_W_in.requires_grad
+    torch.testing.assert_close(sandwich.dec_in_W_in, dec_in_W_in.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(sandwich.enc_out_W_out, enc_out_W_out.detach(), rtol=0, atol=0)
+
+
+def test_explained_variance_is_one_minus_the_fvu(model, tokens):
+    pair = new_pair(model, micro_config())
+    x, _ = activations(model, tokens[:4], 1)
+    with torch.no_grad():
+        x64 = x.double()
+        residual = ((x64 - dense_reconstruction(pair.sae_in, x).double()) ** 2).sum()
+        expected = 1 - residual / ((x64 - x64.mean(0)) ** 2).sum()
+    assert explained_variance(pair.sae_in, x) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_term_averages_and_their_checkpoint_state():
+    averages = TermAverages()
+    steps = [
+        {"loss": 3.0, "fvu_in": 1.0, "fvu_out": 2.0, "aux": 0.0},
+        {"loss": 5.0, "fvu_in": 2.0, "fvu_out": 2.0, "aux": 1.0, "jacobian_penalty": 0.5},
+        {"loss": 1.0, "fvu_in": 0.0, "fvu_out": 1.0, "aux": 0.0},
+    ]
+    for terms in steps[:2]:
+        averages.add({key: torch.tensor(value) for key, value in terms.items()})
+    restored = TermAverages(averages.state())
+    for target in (averages, restored):
+        target.add({key: torch.tensor(value) for key, value in steps[2].items()})
+    expected = {key: sum(s[key] for s in steps) / 3 for key in TERMS[:-1]}
+    expected["jacobian_penalty"] = 0.5  # averaged over the one step that computed it
+    assert averages.means() == pytest.approx(expected)
+    assert restored.means() == averages.means()
+    averages.reset()
+    assert averages.steps == 0 and set(averages.sums.values()) == {0.0}
+
+
+def test_log_and_checkpoint_schedules():
+    config = micro_config(steps=12, log_every=5, checkpoint_every=4)
+    assert [s for s in range(12) if config.logs_after(s)] == [4, 9, 11]
+    assert [s for s in range(12) if config.checkpoints_after(s)] == [3, 7, 11]
+    assert not any(micro_config(steps=12).checkpoints_after(s) for s in range(12))
+
+
+def test_trainer_steps_and_logs_are_train_pair(model, tokens):
+    """train_pair is PairTrainer's train_step and log, composed."""
+    config = micro_config(jacobian_coefficient=1.0, steps=8, log_every=3)
+    whole = train_pair(model, tokens, config, progress=False)
+    trainer = PairTrainer(model, tokens, config)
+    batches = trainer.stream.batches(config.batch_tokens)
+    for step in range(config.steps):
+        loss = trainer.train_step(*next(batches), with_penalty=config.logs_after(step))
+        assert loss.jacobian_penalty is not None
+        if config.logs_after(step):
+            trainer.log()
+    assert trainer.state.step == whole.step and trainer.state.history == whole.history
+    for key, value in whole.pair.sae_out.state_dict().items():
+        torch.testing.assert_close(trainer.state.pair.sae_out.state_dict()[key], value)
+
+
+def test_metrics_table_heads_with_the_measured_eps():
+    stats = {
+        "ev_in": 0.9,
+        "ev_out": 0.8,
+        "unfired_in": 0.0,
+        "unfired_out": 0.5,
+        "frac_abs_j_gt_eps": 0.125,
+        "mean_abs_j": 0.01,
+    }
+    metrics = {"measured": {"eps": 0.05, "pairs": {"jsae": {"0": stats}}}}
+    header, rule, row = metrics_table(metrics).splitlines()
+    assert "frac abs J>0.05 |" in header
+    assert header.count("|") == rule.count("|") == row.count("|")
+    assert row.startswith("| 0 | jsae | nan | 0.900 | 0.800 |") and "| n/a | n/a |" in row
+
+
+def test_python_m_jsae_demo_has_its_command_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "jsae.demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert "Rebuild jsae's bundled default." in done.stdout and "--quick" in done.stdout

@@ -1,0 +1,158 @@
+"""How good a bundle is: its pairs' quality on held-out tokens.
+
+Per pair: explained variance of each SAE, the features that never fire on the sample, the
+fraction of active |J| above ε and mean |J| (over every token's k × k active Jacobian), and the
+``unit``-mode ablation summary at ε (split by :func:`jsae.table.is_important`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from safetensors.torch import load_file
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from jsae.ablation import AblationConfig, ablate_activations
+from jsae.demo.language_model import language_model_loss
+from jsae.demo.settings import EPS, HELDOUT_FILE
+from jsae.errors import InputError
+from jsae.loading import DEMO_DIR, Source, load_source
+from jsae.pair import JSAEPair, hook_in_name, hook_out_name, topk_encode
+from jsae.sandwich import Sandwich
+from jsae.table import is_important
+from jsae.train import explained_variance, tokenize_documents
+
+BATCH_SEQUENCES = 16
+"""Held-out sequences per forward pass of the model."""
+
+
+@torch.no_grad()
+def measure_bundle(
+    source: Source | str | os.PathLike,
+    heldout: str | Int[Tensor, "n ctx"] | os.PathLike | None = None,
+    *,
+    ablation: bool = True,
+    eps: float = EPS,
+    kinds: tuple[str, ...] | None = None,
+    layers: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    """Quality of a source's pairs on held-out text.
+
+    ``heldout`` is text, token ids ``[sequences, context]`` (rows start with BOS), or the
+    path of a ``heldout_tokens.safetensors``; None uses the sample stored in the bundle.
+    BOS positions are left out of every statistic. Per pair: ``ev_in``/``ev_out``
+    (explained variance, 1 - Σ||x - x̂||² / Σ||x - x̄||²), ``unfired_in``/``unfired_out``
+    (features that never fire on the sample), ``frac_abs_j_gt_eps`` and ``mean_abs_j`` (over
+    every token's k × k active Jacobian), and with ``ablation`` the ``unit``-mode ablation
+    summary at ``eps``: mean |diff| of the important (|J| > eps) and unimportant connections.
+    """
+    if not isinstance(source, Source):
+        source = load_source(source)
+    model = source.model
+    tokens = _heldout_tokens(source, heldout)
+    kinds = kinds or tuple(source.kinds)
+    wanted = {
+        kind: [layer for layer in source.layers(kind) if layers is None or layer in layers]
+        for kind in kinds
+    }
+    needed = sorted({layer for by_layer in wanted.values() for layer in by_layer})
+    hooks = [name for layer in needed for name in (hook_in_name(layer), hook_out_name(layer))]
+    acts: dict[str, list[Tensor]] = {hook: [] for hook in hooks}
+    bos = model.tokenizer.bos_token_id
+    keep = tokens != bos
+    for start in range(0, len(tokens), BATCH_SEQUENCES):
+        rows = slice(start, start + BATCH_SEQUENCES)
+        _, cache = model.run_with_cache(tokens[rows], names_filter=hooks)
+        for hook in hooks:
+            acts[hook].append(cache[hook][keep[rows]].float())
+    stacked = {hook: torch.cat(parts) for hook, parts in acts.items()}
+    result: dict[str, Any] = {
+        "tokens": int(keep.sum()),
+        "sequences": len(tokens),
+        "lm_loss": language_model_loss(model, tokens, BATCH_SEQUENCES),
+        "eps": eps,
+        "pairs": {},
+    }
+    for kind, by_layer in wanted.items():
+        for layer in by_layer:
+            pair = source.pair(layer, kind)
+            x, y = stacked[hook_in_name(layer)], stacked[hook_out_name(layer)]
+            stats = measure_pair(model, pair, x, y, eps=eps, ablation=ablation)
+            result["pairs"].setdefault(kind, {})[str(layer)] = stats
+    return result
+
+
+@torch.no_grad()
+def measure_pair(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    x: Float[Tensor, "tokens d_model"],
+    y: Float[Tensor, "tokens d_model"],
+    *,
+    eps: float = EPS,
+    ablation: bool = True,
+) -> dict[str, Any]:
+    """One pair's statistics on MLP inputs ``x`` and the model's MLP outputs ``y``."""
+    stats: dict[str, Any] = {
+        "ev_in": explained_variance(pair.sae_in, x),
+        "ev_out": explained_variance(pair.sae_out, y),
+    }
+    for side, sae, data in (("in", pair.sae_in, x), ("out", pair.sae_out, y)):
+        values, indices = topk_encode(sae, data)
+        fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+        fired[indices[values > 0].unique()] = True
+        stats[f"unfired_{side}"] = float((~fired).float().mean())
+    sandwich = Sandwich(model, pair)
+    jacobian = sandwich(x).jacobian.abs()
+    stats["frac_abs_j_gt_eps"] = float(is_important(jacobian, eps).double().mean())
+    stats["mean_abs_j"] = float(jacobian.double().mean())
+    if ablation:
+        connections = ablate_activations(sandwich, x, AblationConfig(mode="unit"))
+        important = is_important(connections.jacobian, eps)
+        diff = connections.diff.abs().double()
+        stats["ablation"] = {
+            "mode": "unit",
+            "eps": eps,
+            "important_mean_abs_diff": _mean(diff[important]),
+            "unimportant_mean_abs_diff": _mean(diff[~important]),
+            "important_connections": int(important.sum()),
+            "unimportant_connections": int((~important).sum()),
+        }
+    return stats
+
+
+def _mean(values: Tensor) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def _heldout_tokens(source: Source, heldout: Any) -> Int[Tensor, "n ctx"]:
+    """``measure_bundle``'s ``heldout`` as rows of token ids (see there)."""
+    model = source.model
+    if heldout is None:
+        folder = DEMO_DIR if source.name == "demo" else Path(source.name)
+        if not (folder / HELDOUT_FILE).is_file():
+            raise InputError("Pass the held-out text or tokens: this source stores no sample.")
+        heldout = folder / HELDOUT_FILE
+    if isinstance(heldout, Tensor):
+        tokens = heldout.long()
+    elif isinstance(heldout, os.PathLike) or (
+        isinstance(heldout, str) and heldout.endswith(".safetensors") and Path(heldout).is_file()
+    ):
+        tokens = load_heldout_sample(heldout)
+    else:
+        tokens = tokenize_documents(model, [heldout], model.cfg.n_ctx)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.numel() == 0:
+        raise InputError("The held-out text is too short to fill one sequence.")
+    return tokens
+
+
+def load_heldout_sample(path: str | os.PathLike) -> Int[Tensor, "n ctx"]:
+    """The token ids of a bundle's ``heldout_tokens.safetensors`` (stored as int32)."""
+    return load_file(str(path))["tokens"].long()
