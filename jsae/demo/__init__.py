@@ -18,7 +18,6 @@ from jsae.demo.language_model import (
 from jsae.demo.measure import load_heldout_sample, measure_bundle, measure_pair
 from jsae.demo.settings import (
     BOS,
-    EPS,
     FULL,
     HELDOUT_FILE,
     METRICS_FILE,
@@ -37,7 +36,6 @@ from jsae.demo.targets import (
 
 __all__ = [
     "BOS",
-    "EPS",
     "FULL",
     "HELDOUT_FILE",
     "METRICS_FILE",

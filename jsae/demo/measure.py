@@ -19,12 +19,12 @@ from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationConfig, ablate_activations
 from jsae.demo.language_model import language_model_loss
-from jsae.demo.settings import EPS, HELDOUT_FILE
+from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
-from jsae.loading import DEMO_DIR, Source, load_source
+from jsae.loading import DEMO_DIR, DEMO_SOURCE, Source, load_source
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name, topk_encode
 from jsae.sandwich import Sandwich
-from jsae.table import is_important
+from jsae.table import DEFAULT_EPS, is_important
 from jsae.train import explained_variance, tokenize_documents
 
 BATCH_SEQUENCES = 16
@@ -37,7 +37,7 @@ def measure_bundle(
     heldout: str | Int[Tensor, "n ctx"] | os.PathLike | None = None,
     *,
     ablation: bool = True,
-    eps: float = EPS,
+    eps: float = DEFAULT_EPS,
     kinds: tuple[str, ...] | None = None,
     layers: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def measure_pair(
     x: Float[Tensor, "tokens d_model"],
     y: Float[Tensor, "tokens d_model"],
     *,
-    eps: float = EPS,
+    eps: float = DEFAULT_EPS,
     ablation: bool = True,
 ) -> dict[str, Any]:
     """One pair's statistics on MLP inputs ``x`` and the model's MLP outputs ``y``."""
@@ -134,7 +134,7 @@ def _heldout_tokens(source: Source, heldout: Any) -> Int[Tensor, "n ctx"]:
     """``measure_bundle``'s ``heldout`` as rows of token ids (see there)."""
     model = source.model
     if heldout is None:
-        folder = DEMO_DIR if source.name == "demo" else Path(source.name)
+        folder = DEMO_DIR if source.name == DEMO_SOURCE else Path(source.name)
         if not (folder / HELDOUT_FILE).is_file():
             raise InputError("Pass the held-out text or tokens: this source stores no sample.")
         heldout = folder / HELDOUT_FILE

@@ -11,8 +11,6 @@ BOS = "<|endoftext|>"
 """The demo tokenizer's BOS (and EOS) token."""
 METRICS_FILE = "metrics.json"
 HELDOUT_FILE = "heldout_tokens.safetensors"
-EPS = 0.01
-"""The ε of the bundle's quality figures (fraction of |J| > ε, the ablation's split)."""
 SPLITS = ("lm", "sae", "heldout")
 """The corpus's splits: language-model training, SAE training, held out."""
 
