@@ -11,7 +11,6 @@ import pandas as pd
 from jsae.errors import InputError
 from jsae.table import is_important
 
-EXPERIMENTS = ("important", "unimportant")
 SUMMARY_COLUMNS = (
     "connections",
     "mean_diff",

@@ -6,6 +6,7 @@ import streamlit as st
 
 from jsae import charts, explore
 from jsae.stats import SUMMARY_LABELS, summarize
+from jsae.table import TABLE_FORMATS, table_bytes
 from pages.shared import ui
 
 VERDICT_BOX = {"yes": st.success, "partly": st.info, "no": st.warning, "undetermined": st.info}
@@ -108,7 +109,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
     def producer(fmt: str):
         def produce() -> bytes:
             try:
-                return explore.table_bytes(table, fmt)
+                return table_bytes(table, fmt)
             except Exception as err:  # shown as st.error on the next rerun
                 errors[fmt] = ui.error_message(err, f"writing the {fmt} file")
                 raise
@@ -120,7 +121,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
         "Download CSV",
         producer("csv"),
         file_name=f"{stem}.csv",
-        mime=explore.DOWNLOAD_FORMATS["csv"],
+        mime=TABLE_FORMATS["csv"],
         icon=":material/download:",
         on_click="ignore",
         width="stretch",
@@ -130,7 +131,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
             "Download Parquet",
             producer("parquet"),
             file_name=f"{stem}.parquet",
-            mime=explore.DOWNLOAD_FORMATS["parquet"],
+            mime=TABLE_FORMATS["parquet"],
             icon=":material/download:",
             on_click="ignore",
             width="stretch",

@@ -16,6 +16,7 @@ from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
 from jsae.loading import load_source, save_source
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
+from jsae.table import DEFAULT_EPS
 from tests.helpers import tiny_model, tiny_pair
 
 APP = "../streamlit_app.py"
@@ -253,7 +254,7 @@ def test_bad_query_params_warn_and_use_defaults(app):
     for fragment in ("Layer 9", "eps='abc'", "mode='half'", "prompt='Nope'"):
         assert fragment in warnings
     assert at.sidebar.selectbox(key="layer").value == 0
-    assert at.number_input(key="eps").value == explore.DEFAULT_EPS
+    assert at.number_input(key="eps").value == DEFAULT_EPS
     assert at.sidebar.radio(key="mode").value == "unit"
     at.run()
     assert not at.warning  # said once

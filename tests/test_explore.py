@@ -17,6 +17,7 @@ from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
 from jsae.stats import summarize
+from jsae.table import DEFAULT_EPS, table_bytes
 from tests.helpers import tiny_model, tiny_pair
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
@@ -99,9 +100,9 @@ def test_defaults_are_left_out_of_the_url():
         ({"layer": "-2"}, "layer", None, "≥ 0"),
         ({"kind": "fancy"}, "kind", "jsae", "kind"),
         ({"mode": "half"}, "mode", "unit", "mode"),
-        ({"eps": "abc"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
-        ({"eps": "-1"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
-        ({"eps": "inf"}, "eps", explore.DEFAULT_EPS, "greater than 0"),
+        ({"eps": "abc"}, "eps", DEFAULT_EPS, "greater than 0"),
+        ({"eps": "-1"}, "eps", DEFAULT_EPS, "greater than 0"),
+        ({"eps": "inf"}, "eps", DEFAULT_EPS, "greater than 0"),
         ({"scale": "nan"}, "scale", 1.0, "finite"),
         ({"prompt": "Nope"}, "prompt", None, "no such example prompt"),
         ({"position": "first"}, "position", None, "whole number"),
@@ -160,7 +161,7 @@ def test_eps_grid_and_nearest_stop():
     assert grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(10)
     assert explore.nearest_eps_stop(0.0102) == 0.01
     assert explore.nearest_eps_stop(3e-7) == explore.EPS_GRID[0]
-    assert explore.nearest_eps_stop(-1) == explore.DEFAULT_EPS
+    assert explore.nearest_eps_stop(-1) == DEFAULT_EPS
 
 
 def test_view_link():
@@ -274,14 +275,14 @@ def test_format_number():
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_table_bytes_round_trip(fmt):
     table = pd.DataFrame({"position": [1, 2], "diff": [0.5, -0.25], "important": [True, False]})
-    data = explore.table_bytes(table, fmt)
+    data = table_bytes(table, fmt)
     back = pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_parquet(io.BytesIO(data))
     pd.testing.assert_frame_equal(back, table)
 
 
 def test_table_bytes_rejects_unknown_formats():
     with pytest.raises(InputError, match="Unknown download format"):
-        explore.table_bytes(pd.DataFrame({"a": [1]}), "xlsx")
+        table_bytes(pd.DataFrame({"a": [1]}), "xlsx")
 
 
 # --------------------------------------------------------------------------------------

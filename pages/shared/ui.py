@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from jsae import explore
+from jsae.ablation import MODES
 from jsae.errors import JSAEError
 from jsae.hosting import HostedConfig, SlotLimiter, clean_prompt
 from jsae.loading import load_source
 from jsae.sandwich import Sandwich
+from jsae.table import DEFAULT_EPS, check_eps
 
 log = logging.getLogger("jsae.app")
 T = TypeVar("T")
@@ -509,7 +511,7 @@ def mode_picker() -> tuple[str, float]:
     st.subheader("Perturbation")
     mode = st.radio(
         "Ablation mode",
-        explore.MODES,
+        MODES,
         key="mode",
         format_func=explore.MODE_LABELS.get,
         persist_state="session",
@@ -634,7 +636,7 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
             )
     eps_error = None
     try:
-        eps = explore.check_eps(eps)
+        eps = check_eps(eps)
     except JSAEError as err:
         eps, eps_error = None, f"{err} Type a positive ε, or pick one on the log slider."
     text, removed = clean_prompt(text or "")
@@ -662,7 +664,7 @@ def view_state(ctx_current: explore.RunKey, eps: float | None, page: str) -> exp
         kind=ctx_current.kind,
         mode=ctx_current.mode,
         scale=ctx_current.scale,
-        eps=eps if eps is not None else explore.DEFAULT_EPS,
+        eps=eps if eps is not None else DEFAULT_EPS,
         prompt=named,
         text=None if named else text,
         run=run is not None and run == ctx_current,

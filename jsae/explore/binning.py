@@ -1,0 +1,125 @@
+"""Binning in numpy, so that charts get a few hundred rows however many connections a run
+has: shared ranges, histograms per group on shared edges, 2-D density grids, log |J|."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from jsae.errors import InputError
+
+
+def symmetric_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """(−m, m) with m the largest |value| of all arrays (±1 when all are empty or zero)."""
+    m = 0.0
+    for values in arrays:
+        values = np.asarray(values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            m = max(m, float(np.abs(finite).max()))
+    m = m if m > 0 else 1.0
+    return -m, m
+
+
+def data_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """(min, max) over all arrays, padded when degenerate; (0, 1) when all are empty."""
+    lo, hi = math.inf, -math.inf
+    for values in arrays:
+        values = np.asarray(values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if not math.isfinite(lo):
+        return 0.0, 1.0
+    if hi <= lo:
+        pad = max(abs(lo) * 0.05, 1e-6)
+        return lo - pad, hi + pad
+    return lo, hi
+
+
+def histogram_bins(
+    groups: Mapping[str, np.ndarray],
+    bins: int = 60,
+    value_range: tuple[float, float] | None = None,
+    group_name: str = "experiment",
+) -> pd.DataFrame:
+    """Histogram counts per group on one shared set of bin edges, computed in numpy.
+
+    Returns one row per non-empty bin: ``group_name``, ``bin_start``, ``bin_end``,
+    ``count`` and ``share`` (count / the group's size). Empty bins are left out, so a
+    log-scaled count axis never sees a zero. ``value_range`` defaults to the symmetric
+    range of all values (``symmetric_range``).
+    """
+    if bins < 1:
+        raise InputError(f"The number of bins must be at least 1, got {bins}.")
+    lo, hi = value_range or symmetric_range(*groups.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    frames = []
+    for name, values in groups.items():
+        values = np.asarray(values, dtype=np.float64)
+        counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+        total = max(len(values), 1)
+        keep = counts > 0
+        frames.append(
+            pd.DataFrame(
+                {
+                    group_name: name,
+                    "bin_start": edges[:-1][keep],
+                    "bin_end": edges[1:][keep],
+                    "count": counts[keep].astype(np.int64),
+                    "share": counts[keep] / total,
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["range"] = (float(lo), float(hi))
+    return out
+
+
+def diff_groups(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The diffs of the important and the unimportant connections (needs ``important``)."""
+    diff = table["diff"].to_numpy(dtype=np.float64)
+    important = table["important"].to_numpy(dtype=bool)
+    return {"important": diff[important], "unimportant": diff[~important]}
+
+
+def density_grid(
+    x: np.ndarray,
+    y: np.ndarray,
+    bins: int = 80,
+    value_range: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """A 2-D histogram of (x, y) on a square grid (same range on both axes), in numpy.
+
+    Returns one row per non-empty cell: ``x_start``, ``x_end``, ``y_start``, ``y_end``,
+    ``count``; the range is in ``attrs["range"]``.
+    """
+    if bins < 1:
+        raise InputError(f"The number of bins must be at least 1, got {bins}.")
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    lo, hi = value_range or data_range(x, y)
+    edges = np.linspace(lo, hi, bins + 1)
+    ok = np.isfinite(x) & np.isfinite(y)
+    counts, _, _ = np.histogram2d(x[ok], y[ok], bins=[edges, edges])
+    ix, iy = np.nonzero(counts)
+    out = pd.DataFrame(
+        {
+            "x_start": edges[ix],
+            "x_end": edges[ix + 1],
+            "y_start": edges[iy],
+            "y_end": edges[iy + 1],
+            "count": counts[ix, iy].astype(np.int64),
+        }
+    )
+    out.attrs["range"] = (float(lo), float(hi))
+    return out
+
+
+def log_abs_jacobian(values: np.ndarray, floor: float = 1e-12) -> np.ndarray:
+    """log10 |J|, with exact zeros mapped to log10(floor)."""
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    return np.log10(np.maximum(values, floor))

@@ -1,0 +1,114 @@
+"""What the sidebar and the prompt panel offer: sources, example prompts, the ε slider's
+stops, ablation modes and the pairs of a source."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from jsae.errors import InputError
+from jsae.loading import WANDB_ARTIFACT
+from jsae.pair import PAIR_KINDS
+from jsae.table import DEFAULT_EPS
+
+DEFAULT_SCALE = 1.0
+DEFAULT_SOURCE_ENV = "JSAE_DEFAULT_SOURCE"
+EPS_MIN_EXP, EPS_MAX_EXP, EPS_STEPS_PER_DECADE = -6, 1, 4
+EPS_GRID: tuple[float, ...] = tuple(
+    float(f"{10 ** (k / EPS_STEPS_PER_DECADE):.3g}")
+    for k in range(EPS_MIN_EXP * EPS_STEPS_PER_DECADE, EPS_MAX_EXP * EPS_STEPS_PER_DECADE + 1)
+)
+"""The log-scale ε slider's stops: four per decade from 1e-6 to 10."""
+
+CUSTOM_PROMPT = "Custom text"
+
+FALLBACK_PROMPTS = {
+    "Fox": "The quick brown fox jumps over the lazy dog.",
+    "Story": (
+        "Once upon a time, there was a little girl named Lily. She loved to play outside "
+        "in the park with her dog, and every day they ran to the big tree by the pond."
+    ),
+}
+
+SOURCE_TYPES = ("demo", "wandb", "folder", "model")
+SOURCE_TYPE_LABELS = {
+    "demo": "Bundled default",
+    "wandb": "W&B artifact",
+    "folder": "Local folder",
+    "model": "Model + pair folder",
+}
+MODE_LABELS = {
+    "unit": "unit (s = 1)",
+    "zero": "zero (s = aᵢ)",
+    "scale": "scale (s = chosen)",
+}
+
+
+def default_prompts() -> dict[str, str]:
+    """The bundled example prompts (``jsae.prompts.DEFAULT_PROMPTS``), or a small fallback
+    while that module is missing or broken."""
+    try:  # imported here so that a missing or broken module falls back instead of failing
+        from jsae.prompts import DEFAULT_PROMPTS
+    except Exception:
+        return dict(FALLBACK_PROMPTS)
+    prompts = {
+        str(name): text
+        for name, text in dict(DEFAULT_PROMPTS).items()
+        if isinstance(text, str) and text.strip()
+    }
+    return prompts or dict(FALLBACK_PROMPTS)
+
+
+def default_source() -> str:
+    """The source the app opens on: ``$JSAE_DEFAULT_SOURCE`` when set, else ``"demo"``."""
+    return os.environ.get(DEFAULT_SOURCE_ENV, "").strip() or "demo"
+
+
+def source_type(source: str, model: str | None = None) -> str:
+    """Which of the sidebar's source choices a source string belongs to."""
+    source = source.strip()
+    if source == "demo":
+        return "demo"
+    if model:
+        return "model"
+    if WANDB_ARTIFACT.match(source) and not os.path.isdir(os.path.expanduser(source)):
+        return "wandb"
+    return "folder"
+
+
+def nearest_eps_stop(eps: float) -> float:
+    """The log-slider stop closest to ``eps`` (in log space)."""
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+        return DEFAULT_EPS
+    return min(EPS_GRID, key=lambda stop: abs(math.log10(stop) - math.log10(eps)))
+
+
+def resolve_pair(
+    layers_by_kind: Mapping[str, Sequence[int]], layer: int | None, kind: str
+) -> tuple[int, str, list[str]]:
+    """Pick a layer that has a pair and a kind available there, warning on what was asked
+    for but does not exist. ``layers_by_kind`` maps each kind to its layers."""
+    warnings: list[str] = []
+    all_layers = sorted({lay for layers in layers_by_kind.values() for lay in layers})
+    if not all_layers:
+        raise InputError("The source has no JSAE pairs at all; pick another source.")
+    if layer is None or layer not in all_layers:
+        if layer is not None:
+            warnings.append(
+                f"Layer {layer} has no pair in this source; showing layer {all_layers[0]} "
+                f"(layers with a pair: {', '.join(map(str, all_layers))})."
+            )
+        jsae_layers = sorted(layers_by_kind.get("jsae", ()))
+        layer = jsae_layers[0] if jsae_layers and layer is None else all_layers[0]
+    kinds = kinds_at(layers_by_kind, layer)
+    if kind not in kinds:
+        if kind != "jsae" or "plain" not in kinds:
+            warnings.append(f"Layer {layer} has no {kind} pair; showing its {kinds[0]} pair.")
+        kind = kinds[0]
+    return layer, kind, warnings
+
+
+def kinds_at(layers_by_kind: Mapping[str, Sequence[int]], layer: int) -> list[str]:
+    """The pair kinds available at ``layer``, in ``PAIR_KINDS`` order."""
+    return [kind for kind in PAIR_KINDS if layer in layers_by_kind.get(kind, ())]

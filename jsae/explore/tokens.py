@@ -1,0 +1,91 @@
+"""The token explorer's helpers: one token's connections, token labels for widgets and
+Markdown, and a token's MLP input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from jsae.errors import InputError
+from jsae.prompt import mlp_inputs, tokenize
+
+
+def token_connections(table: pd.DataFrame, position: int) -> pd.DataFrame:
+    """The k_in × k_out connections of one token, with each feature's activation rank
+    (0 = most active) and ``abs_jacobian``, in the engine's order."""
+    rows = table[table["position"].to_numpy() == position].copy()
+    if rows.empty:
+        raise InputError(f"Position {position} was not ablated; pick another token.")
+    in_order = list(dict.fromkeys(rows["in_feature"].tolist()))
+    out_order = list(dict.fromkeys(rows["out_feature"].tolist()))
+    rows["in_rank"] = rows["in_feature"].map({f: r for r, f in enumerate(in_order)})
+    rows["out_rank"] = rows["out_feature"].map({f: r for r, f in enumerate(out_order)})
+    rows["abs_jacobian"] = np.abs(rows["jacobian"].to_numpy())
+    rows["token"] = rows["token"].astype(str)
+    return rows.reset_index(drop=True)
+
+
+def top_connections(rows: pd.DataFrame, n: int = 20) -> pd.DataFrame:
+    """A token's connections with the largest |J| first."""
+    return rows.sort_values("abs_jacobian", ascending=False, kind="stable").head(n)
+
+
+def token_label(text: str) -> str:
+    """A token as a short visible label (whitespace and newlines made visible)."""
+    shown = text.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "·")
+    return shown if shown else "∅"
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` with Markdown's special characters backslash-escaped (for widget labels)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
+MAX_TOKEN_CHIPS = 240
+"""Prompts with more ablated tokens pick one with a slider instead of a strip of chips."""
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def token_chip(text: str, position: int) -> str:
+    """A token's label in the token strip: visible whitespace, Markdown escaped, and its
+    position as a subscript (which also keeps repeated tokens apart)."""
+    return f"{escape_markdown(token_label(text))}{str(position).translate(_SUBSCRIPTS)}"
+
+
+def token_context(strings: Sequence[str], position: int, width: int = 8) -> str:
+    """Markdown for the text around ``position``, that token in bold (BOS left out)."""
+    lo, hi = max(1, position - width), min(len(strings), position + width + 1)
+    before = "".join(strings[lo:position])
+    after = "".join(strings[position + 1 : hi])
+    token = strings[position] if 0 <= position < len(strings) else ""
+    return (
+        ("… " if lo > 1 else "")
+        + escape_markdown(before.replace("\n", "⏎ "))
+        + f"**{escape_markdown(token_label(token))}**"
+        + escape_markdown(after.replace("\n", "⏎ "))
+        + (" …" if hi < len(strings) else "")
+    )
+
+
+@torch.no_grad()
+def token_input(
+    model: Any, layer: int, text: str, position: int, max_tokens: int | None = None
+) -> Float[Tensor, " d_model"]:
+    """The MLP input of block ``layer`` at ``position`` of the tokenized ``text`` (cut to
+    ``max_tokens`` as the ablation cut it)."""
+    prompt = tokenize(model, text, max_tokens=max_tokens)
+    if not 0 <= position < len(prompt.tokens):
+        raise InputError(
+            f"Position {position} is outside the prompt (0..{len(prompt.tokens) - 1})."
+        )
+    return mlp_inputs(model, prompt.tokens, layer)[position]

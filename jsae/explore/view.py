@@ -1,0 +1,204 @@
+"""The view in the URL: a ``ViewState`` holds everything a link must carry to reproduce
+what is on screen, and converts to and from URL query parameters.
+
+Reading a URL never raises: a bad value gives a warning and the default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from jsae.ablation import MODES
+from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
+from jsae.pair import PAIR_KINDS
+from jsae.table import DEFAULT_EPS
+
+MAX_URL_TEXT = 1500
+"""Custom prompts longer than this (characters) are not written into the URL."""
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything a link must carry to reproduce a view.
+
+    Args:
+        source, model: what to load (``model`` only for a bare pair folder).
+        layer, kind: the pair; ``None`` means the source's first.
+        mode, scale: the perturbation.
+        eps: the |J| threshold.
+        prompt: the name of a default prompt, or ``None`` for custom ``text``.
+        text: the custom prompt text (when ``prompt`` is ``None``).
+        run: whether results were on screen (a link then reruns them on open).
+        position, in_feature, out_feature: the token explorer's selection.
+    """
+
+    source: str = "demo"
+    model: str | None = None
+    layer: int | None = None
+    kind: str = "jsae"
+    mode: str = "unit"
+    scale: float = DEFAULT_SCALE
+    eps: float = DEFAULT_EPS
+    prompt: str | None = None
+    text: str | None = None
+    run: bool = False
+    position: int | None = None
+    in_feature: int | None = None
+    out_feature: int | None = None
+
+
+def _single(params: Mapping[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        value = value[-1] if value else ""
+    return str(value)
+
+
+def _parse_int(raw: str | None, name: str, warnings: list[str], minimum: int = 0) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        warnings.append(f"Ignored {name}={raw!r} from the URL: it must be a whole number.")
+        return None
+    if value < minimum:
+        warnings.append(f"Ignored {name}={raw!r} from the URL: it must be ≥ {minimum}.")
+        return None
+    return value
+
+
+def _parse_positive(raw: str | None, name: str, default: float, warnings: list[str]) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        warnings.append(
+            f"Ignored {name}={raw!r} from the URL: it must be a number greater than 0; "
+            f"using {default:g}."
+        )
+        return default
+    return value
+
+
+def parse_query_params(
+    params: Mapping[str, Any],
+    prompts: Mapping[str, str] | None = None,
+    default: ViewState | None = None,
+) -> tuple[ViewState, list[str]]:
+    """Read a ``ViewState`` from URL query parameters, with a warning per bad value.
+
+    Unknown or unusable values fall back to ``default`` (never raise). Whether a layer and
+    kind exist is checked later, against the loaded source (``resolve_pair``).
+    """
+    prompts = default_prompts() if prompts is None else prompts
+    default = default or ViewState(source=default_source())
+    warnings: list[str] = []
+    state: dict[str, Any] = {}
+
+    source = _single(params, "source")
+    if source is not None and source.strip():
+        state["source"] = source.strip()
+    model = _single(params, "model")
+    if model is not None and model.strip():
+        state["model"] = model.strip()
+    layer = _parse_int(_single(params, "layer"), "layer", warnings)
+    if layer is not None:
+        state["layer"] = layer
+
+    kind = _single(params, "kind")
+    if kind is not None:
+        if kind in PAIR_KINDS:
+            state["kind"] = kind
+        else:
+            warnings.append(
+                f"Ignored kind={kind!r} from the URL: it must be one of {', '.join(PAIR_KINDS)}."
+            )
+    mode = _single(params, "mode")
+    if mode is not None:
+        if mode in MODES:
+            state["mode"] = mode
+        else:
+            warnings.append(
+                f"Ignored mode={mode!r} from the URL: it must be one of {', '.join(MODES)}."
+            )
+    state["scale"] = _parse_scale(_single(params, "scale"), default.scale, warnings)
+    state["eps"] = _parse_positive(_single(params, "eps"), "eps", default.eps, warnings)
+
+    name = _single(params, "prompt")
+    text = _single(params, "text")
+    if text is not None and text.strip():
+        state["text"] = text
+        state["prompt"] = None
+    elif name is not None:
+        if name in prompts:
+            state["prompt"] = name
+            state["text"] = None
+        else:
+            known = ", ".join(prompts) or "none"
+            warnings.append(
+                f"Ignored prompt={name!r} from the URL: no such example prompt (known: {known})."
+            )
+    state["run"] = _single(params, "run") in ("1", "true", "yes")
+    for key in ("position", "in_feature", "out_feature"):
+        value = _parse_int(_single(params, key), key, warnings)
+        if value is not None:
+            state[key] = value
+    return replace(default, **state), warnings
+
+
+def _parse_scale(raw: str | None, default: float, warnings: list[str]) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        warnings.append(f"Ignored scale={raw!r} from the URL: it must be a finite number.")
+        return default
+    return value
+
+
+def to_query_params(state: ViewState) -> dict[str, str]:
+    """The URL query parameters of a view. The source is always named (a server's default
+    source can differ); other defaults are left out to keep links short."""
+    params: dict[str, str] = {"source": state.source}
+    if state.model:
+        params["model"] = state.model
+    if state.layer is not None:
+        params["layer"] = str(state.layer)
+    params["kind"] = state.kind
+    params["mode"] = state.mode
+    if state.mode == "scale":
+        params["scale"] = repr(float(state.scale))
+    params["eps"] = repr(float(state.eps))
+    prompt_in_url = True
+    if state.prompt is not None:
+        params["prompt"] = state.prompt
+    elif state.text is not None:
+        prompt_in_url = len(state.text) <= MAX_URL_TEXT
+        if prompt_in_url:
+            params["text"] = state.text
+    if state.run and prompt_in_url:  # a link without its prompt cannot claim the results
+        params["run"] = "1"
+    for key in ("position", "in_feature", "out_feature"):
+        value = getattr(state, key)
+        if value is not None:
+            params[key] = str(value)
+    return params
+
+
+def view_link(page: str, params: Mapping[str, str], **extra: int | str | None) -> str:
+    """A relative link to ``page`` (a url path) with the view's query parameters."""
+    merged = dict(params) | {k: str(v) for k, v in extra.items() if v is not None}
+    return f"{page}?{urlencode(merged)}" if merged else page
