@@ -200,7 +200,8 @@ def _perturbed_out_acts(
     tokens_done: Callable[[int], None] | None = None,
 ) -> Float[Tensor, "tokens k_in k_out"]:
     """The output SAE's activations of each token's k_out active features after each of its
-    k_in perturbations, with top-k re-selection (a feature that left the top k reads 0).
+    k_in perturbations, with top-k re-selection (``Sandwich.perturbed_out_acts``: a feature
+    that left the top k reads 0).
 
     Runs in blocks of rows; a block keeps only its rows' k_out values, and its output-SAE
     pre-activations go into one [block, d_sae_out] buffer that every block reuses. Few,
@@ -208,28 +209,19 @@ def _perturbed_out_acts(
     of them waits for its slowest thread."""
     pair = sandwich.pair
     n, k_in = base.in_idx.shape
-    k_out = pair.k_out
     d_model, d_mlp = sandwich.mlp.W_in.shape
     block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget))
-    neg_s = s.neg()[:, :, None]
-    out = base.out_act.new_empty(n, k_in, k_out)
+    out = base.out_act.new_empty(n, k_in, pair.k_out)
     sae_pre = base.out_act.new_empty(block, pair.d_sae_out)
-    zero = base.out_act.new_zeros(())
     for t0, t1, i0, i1 in _blocks(n, k_in, block):
-        t, i = t1 - t0, i1 - i0
-        # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
-        rows = sandwich.dec_in_W_in.index_select(0, base.in_idx[t0:t1, i0:i1].reshape(-1))
-        pre = rows.view(t, i, d_mlp)
-        torch.addcmul(base.pre[t0:t1, None, :], pre, neg_s[t0:t1, i0:i1], out=pre)
-        block_pre = sandwich.out_pre_from_pre(rows, out=sae_pre[: t * i])
-        del rows, pre
-        # Membership of the new top k by its k-th largest value (ties have measure zero);
-        # a feature that left the top k reads 0, and max(kth, 0) also applies the ReLU.
-        kth = torch.topk(block_pre, k=k_out, dim=-1, sorted=False).values.amin(-1)
-        threshold = kth.clamp_min_(0).view(t, i, 1)
-        out_idx = base.out_idx[t0:t1, None, :].expand(t, i, k_out)
-        new_pre = block_pre.view(t, i, -1).gather(-1, out_idx)
-        torch.where(new_pre >= threshold, new_pre, zero, out=out[t0:t1, i0:i1])
+        sandwich.perturbed_out_acts(
+            base.pre[t0:t1],
+            base.in_idx[t0:t1, i0:i1],
+            s[t0:t1, i0:i1],
+            base.out_idx[t0:t1],
+            buffer=sae_pre[: (t1 - t0) * (i1 - i0)],
+            out=out[t0:t1, i0:i1],
+        )
         if tokens_done is not None and i1 == k_in:
             tokens_done(t1)
     return out

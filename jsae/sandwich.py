@@ -211,14 +211,50 @@ class Sandwich:
 
     def out_pre_from_pre(
         self,
-        pre: Float[Tensor, "rows d_mlp"],
+        pre: Float[Tensor, "... d_mlp"],
         out: Float[Tensor, "rows d_sae_out"] | None = None,
-    ) -> Float[Tensor, "rows d_sae_out"]:
+    ) -> Float[Tensor, "... d_sae_out"]:
         """``out_pre(mlp.out_from_pre(pre))``: from MLP pre-activations straight to the
-        output SAE's pre-activations of all features, written into ``out`` when given."""
+        output SAE's pre-activations of all features, written into ``out`` (rows of pre x
+        d_sae_out) when given."""
         sae = self.pair.sae_out
         sae_in = _addmm(self.b_out_centered, self.mlp.act_fn(pre), self.mlp.W_out)
         return _addmm(sae.b_enc.detach(), sae_in.to(sae.dtype), sae.W_enc.detach(), out=out)
+
+    @torch.no_grad()
+    def perturbed_out_acts(
+        self,
+        pre: Float[Tensor, "tokens d_mlp"],
+        in_idx: Int[Tensor, "tokens rows"],
+        s: Float[Tensor, "tokens rows"],
+        out_idx: Int[Tensor, "tokens n"],
+        buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None = None,
+        out: Float[Tensor, "tokens rows n"] | None = None,
+    ) -> Float[Tensor, "tokens rows n"]:
+        """Perturb each token's MLP input along input features ``in_idx`` by steps ``s``,
+        x' = x - s * W_dec_in[i] (one row per token and feature), and read the output SAE's
+        activations of the token's ``out_idx`` features on every row, with top-k
+        re-selection: a feature that is not among the row's k_out largest pre-activations
+        reads 0, as ``TopKSAE.encode`` gives it.
+
+        ``pre`` are the tokens' unperturbed MLP pre-activations. The rows' output-SAE
+        pre-activations of all features go into ``buffer`` (tokens * rows x d_sae_out) when
+        given, so that a caller running many blocks reuses one; the result into ``out``.
+        """
+        tokens, rows = in_idx.shape
+        d_mlp = pre.shape[-1]
+        # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
+        row_pre = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, rows, d_mlp)
+        torch.addcmul(pre[:, None, :], row_pre, s[:, :, None], value=-1, out=row_pre)
+        sae_pre = self.out_pre_from_pre(row_pre, out=buffer)
+        del row_pre
+        # Membership of the new top k by its k-th largest value (ties have measure zero);
+        # a feature that left the top k reads 0, and max(kth, 0) also applies the ReLU.
+        kth = torch.topk(sae_pre, k=self.pair.k_out, dim=-1, sorted=False).values.amin(-1)
+        threshold = kth.clamp_min_(0)[:, :, None]
+        tracked = out_idx[:, None, :].expand(tokens, rows, out_idx.shape[-1])
+        new_pre = sae_pre.gather(-1, tracked)
+        return torch.where(new_pre >= threshold, new_pre, new_pre.new_zeros(()), out=out)
 
     @torch.no_grad()
     def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:

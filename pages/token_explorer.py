@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from jsae import charts, explore
+from jsae import charts, dose, explore
 from pages.shared import ui
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
@@ -88,7 +88,7 @@ def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
 
 def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, out_f) -> None:
     key = data.key
-    dose = ui.guarded(
+    response = ui.guarded(
         "sweeping the input feature",
         ui.get_dose_response,
         key.source,
@@ -100,27 +100,29 @@ def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, o
         in_f,
         out_f,
     )
-    if dose is None:
+    if response is None:
         return
-    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
+    shape = dose.classify_curve(response.curve["in_act"], response.curve["out_act"])
     SHAPE_BOX[shape.label](
-        f"**{explore.CURVE_LABELS[shape.label]}**: {shape.description}",
+        f"**{dose.CURVE_LABELS[shape.label]}**: {shape.description}",
         icon=":material/show_chart:",
     )
     left, right = st.columns([3, 1])
     with left:
         st.altair_chart(
-            charts.dose_response_chart(dose.curve, dose.actual_in, dose.actual_out, dose.jacobian),
+            charts.dose_response_chart(
+                response.curve, response.actual_in, response.actual_out, response.jacobian
+            ),
             width="stretch",
         )
     with right:
         row = rows[(rows["in_feature"] == in_f) & (rows["out_feature"] == out_f)].iloc[0]
-        st.metric("Actual activation a", explore.format_number(dose.actual_in))
-        st.metric("out_act at a", explore.format_number(dose.actual_out))
-        st.metric("J[out, in]", explore.format_number(dose.jacobian))
+        st.metric("Actual activation a", explore.format_number(response.actual_in))
+        st.metric("out_act at a", explore.format_number(response.actual_out))
+        st.metric("J[out, in]", explore.format_number(response.jacobian))
         st.metric(f"Ablation diff ({key.mode})", explore.format_number(float(row["diff"])))
     st.caption(
-        f"a′ swept over [0, {dose.curve['in_act'].max():.3g}] with the rest of the token "
+        f"a′ swept over [0, {response.curve['in_act'].max():.3g}] with the rest of the token "
         "fixed: x(a′) = x + (a′ − a)·W_dec_in[in_feature]; the output SAE re-selects its top "
         "k at every point (0 when the feature drops out), as in the ablation."
     )

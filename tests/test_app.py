@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
+from jsae.dose import CURVE_LABELS, classify_curve, dose_response
 from jsae.loading import load_source, save_source
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
 from jsae.table import DEFAULT_EPS
@@ -438,12 +439,12 @@ def test_token_explorer(app, loaded):
     from jsae.sandwich import Sandwich
 
     x = explore.token_input(loaded.model, 0, first_prompt()[1], positions[2])
-    dose = explore.dose_response(
+    dose = dose_response(
         Sandwich(loaded.model, loaded.pair(0)), x, best["in_feature"], best["out_feature"]
     )
-    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
+    shape = classify_curve(dose.curve["in_act"], dose.curve["out_act"])
     boxes = " ".join(b.value for b in [*at.success, *at.info, *at.warning])
-    assert explore.CURVE_LABELS[shape.label] in boxes and shape.description in boxes
+    assert CURVE_LABELS[shape.label] in boxes and shape.description in boxes
     assert metrics(at)["J[out, in]"] == explore.format_number(dose.jacobian)
     assert at.query_params["position"] == str(positions[2])
 

@@ -1,5 +1,5 @@
-"""The explorer's page logic without Streamlit: URL state, binning, verdicts, misses, the
-dose-response sweep and its classifier."""
+"""The explorer's page logic without Streamlit: URL state, runs, binning, verdicts, misses
+and the token explorer's helpers."""
 
 import io
 import math
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from jsae import ablation, explore
-from jsae.ablation import AblationConfig, ablate
+from jsae.ablation import AblationConfig
 from jsae.errors import InputError
 from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
@@ -353,83 +353,6 @@ def test_token_label_and_markdown_escape():
     assert explore.token_label("") == "∅"
     assert explore.escape_markdown("*a_b*") == "\\*a\\_b\\*"
     assert explore.token_chip(" *", 12) == "·\\*₁₂"
-
-
-# --------------------------------------------------------------------------------------
-# Dose-response
-
-
-def test_dose_response_on_a_real_tiny_pair(source, model):
-    pair = source.pair(1)
-    sandwich = Sandwich(model, pair)
-    prompt = tokenize(model, PROMPT)
-    pos = 3
-    x = mlp_inputs(model, prompt.tokens, 1)[pos]
-    base = sandwich(x[None])
-    in_f, out_f = int(base.in_idx[0, 1]), int(base.out_idx[0, 0])
-    dose = explore.dose_response(sandwich, x, in_f, out_f, points=81)
-    a = float(base.in_act[0, 1])
-    assert dose.actual_in == pytest.approx(a)
-    assert dose.curve["in_act"].min() == 0 and dose.curve["in_act"].max() == pytest.approx(
-        max(5, a + 1)
-    )
-    assert a in dose.curve["in_act"].to_numpy()
-    assert dose.actual_out == pytest.approx(float(base.out_act[0, 0]), abs=1e-5)
-    assert dose.jacobian == pytest.approx(float(base.jacobian[0, 0, 1]), abs=1e-6)
-    # a' = 0 is the zero-mode ablation of this connection (top-k re-selection included).
-    zero = ablate(model, pair, PROMPT, config=AblationConfig(mode="zero")).table
-    row = zero[(zero.position == pos) & (zero.in_feature == in_f) & (zero.out_feature == out_f)]
-    after = float(row["out_act"].iloc[0] + row["diff"].iloc[0])
-    assert float(dose.curve["out_act"].iloc[0]) == pytest.approx(after, abs=1e-5)
-    shape = explore.classify_curve(dose.curve["in_act"], dose.curve["out_act"])
-    assert shape.label in explore.CURVE_LABELS
-
-
-def test_dose_response_of_an_inactive_input_feature_starts_at_zero(source, model):
-    pair = source.pair(1)
-    sandwich = Sandwich(model, pair)
-    x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[2]
-    base = sandwich(x[None])
-    inactive = next(f for f in range(pair.d_sae_in) if f not in base.in_idx[0].tolist())
-    dose = explore.dose_response(sandwich, x, inactive, int(base.out_idx[0, 0]), a_max=2.0)
-    assert dose.actual_in == 0.0 and math.isnan(dose.jacobian)
-    assert dose.curve["in_act"].max() == 2.0
-    with pytest.raises(InputError):
-        explore.dose_response(sandwich, x, pair.d_sae_in, 0)
-
-
-A = np.linspace(0, 5, 101)
-
-
-@pytest.mark.parametrize(
-    ("y", "label"),
-    [
-        (2 * A + 1, "linear"),
-        (-0.5 * A + 3, "linear"),
-        (np.full_like(A, 0.7), "linear"),
-        (np.zeros_like(A), "linear"),
-        (np.where(A < 1.5, 0.0, 3 * A - 2), "jumprelu"),  # jump at the threshold
-        (np.maximum(A - 1, 0), "jumprelu"),  # a plain ReLU kink
-        (np.maximum(2 - 0.8 * A, 0), "jumprelu"),  # linear, then switched off
-        (np.sin(2 * A), "other"),
-        (A**2, "other"),
-        (np.where((A > 1) & (A < 3), A, 0.0), "other"),  # on, then off again
-    ],
-)
-def test_classify_constructed_curves(y, label):
-    assert explore.classify_curve(A, y).label == label
-
-
-def test_classify_reports_the_threshold_and_slope():
-    shape = explore.classify_curve(A, np.where(A < 1.5, 0.0, 3 * A - 2))
-    assert shape.threshold == pytest.approx(1.5, abs=0.05)
-    assert shape.slope == pytest.approx(3.0)
-    assert shape.jump == pytest.approx(2.5, abs=0.2)
-    assert "Zero below" in shape.description
-    shuffled = np.random.default_rng(0).permutation(len(A))
-    assert explore.classify_curve(A[shuffled], (2 * A + 1)[shuffled]).label == "linear"
-    with pytest.raises(InputError):
-        explore.classify_curve(np.array([1.0]), np.array([1.0]))
 
 
 def test_log_abs_jacobian():

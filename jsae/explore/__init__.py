@@ -1,5 +1,6 @@
 """The explorer's logic, free of Streamlit: view state in the URL, runs, binning, verdicts,
-largest misses and the token explorer's helpers.
+largest misses and the token explorer's helpers (its dose-response curve is the engine's,
+``jsae.dose``).
 
 The app's pages read widgets, call these functions and draw what they return (the charts
 come from ``jsae.charts``). Everything here is plain numpy / pandas / torch and is tested
@@ -30,7 +31,6 @@ from jsae.explore.choices import (
     resolve_pair,
     source_type,
 )
-from jsae.explore.dose import CURVE_LABELS, CurveShape, DoseResponse, classify_curve, dose_response
 from jsae.explore.downloads import parquet_available
 from jsae.explore.runs import RunData, RunKey, run_ablation
 from jsae.explore.tokens import (
@@ -53,7 +53,6 @@ from jsae.explore.view import (
 )
 
 __all__ = [
-    "CURVE_LABELS",
     "CUSTOM_PROMPT",
     "DEFAULT_SCALE",
     "DEFAULT_SOURCE_ENV",
@@ -65,19 +64,15 @@ __all__ = [
     "MODE_LABELS",
     "SOURCE_TYPES",
     "SOURCE_TYPE_LABELS",
-    "CurveShape",
-    "DoseResponse",
     "RunData",
     "RunKey",
     "Verdict",
     "ViewState",
-    "classify_curve",
     "data_range",
     "default_prompts",
     "default_source",
     "density_grid",
     "diff_groups",
-    "dose_response",
     "escape_markdown",
     "format_number",
     "histogram_bins",

@@ -22,6 +22,7 @@ import streamlit as st
 
 from jsae import explore
 from jsae.ablation import MODES
+from jsae.dose import DoseResponse, dose_response
 from jsae.errors import JSAEError
 from jsae.hosting import HostedConfig, SlotLimiter, clean_prompt
 from jsae.loading import load_source
@@ -245,13 +246,13 @@ def get_dose_response(
     position: int,
     in_feature: int,
     out_feature: int,
-) -> explore.DoseResponse:
+) -> DoseResponse:
     src = get_source(source, model)
     sandwich = get_sandwich(source, model, layer, kind)
     x = explore.token_input(
         src.model, layer, text, position, max_tokens=hosted().prompt_token_limit
     )
-    return explore.dose_response(sandwich, x, in_feature, out_feature)
+    return dose_response(sandwich, x, in_feature, out_feature)
 
 
 def load_run(key: explore.RunKey) -> explore.RunData | None:

@@ -1,8 +1,18 @@
-"""The dose-response sweep of one connection and the classifier of its curve's shape."""
+"""The dose-response curve of one connection, and the classifier of its shape.
+
+For one token with MLP input x and input feature i at activation a, the sweep sets i to a′
+with the rest of the token fixed, x(a′) = x + (a′ − a) · W_dec_in[i], and reads output
+feature j through the MLP and the output SAE with top-k re-selection. That is the ablation
+engine's perturbation x − s · W_dec_in[i] at s = a − a′, and it runs through the engine's own
+code (``Sandwich.perturbed_out_acts``), so the curve at a′ = a − 1 is the ``unit`` mode's
+out_act + diff and at a′ = 0 the ``zero`` mode's. While j stays in the top k, the curve's
+slope at a′ = a is the Jacobian J[j, i].
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,11 +53,17 @@ def dose_response(
     out_feature: int,
     points: int = 121,
     a_max: float | None = None,
+    in_acts: Sequence[float] | None = None,
 ) -> DoseResponse:
-    """Sweep input feature i's activation a′ from 0 to max(5, a + 1) with the rest of the
-    token fixed, x(a′) = x + (a′ − a) · W_dec_in[i], and read output feature j after the
-    MLP and the output SAE's top-k re-selection (0 when j leaves the top k), as the
-    ablation engine does."""
+    """Sweep input feature i's activation a′ from 0 to max(5, a + 1) (or over ``in_acts``)
+    with the rest of the token fixed, x(a′) = x + (a′ − a) · W_dec_in[i], and read output
+    feature j after the MLP and the output SAE's top-k re-selection (0 when j leaves the
+    top k).
+
+    Each a′ is the ablation engine's perturbation with step s = a − a′, computed by the
+    engine's own code (``Sandwich.perturbed_out_acts``): a′ = a − 1 is the ``unit`` mode's
+    point and a′ = 0 the ``zero`` mode's. The actual point a′ = a is always on the curve.
+    """
     pair = sandwich.pair
     for name, feature, size in (
         ("input", in_feature, pair.d_sae_in),
@@ -55,30 +71,31 @@ def dose_response(
     ):
         if not 0 <= int(feature) < size:
             raise InputError(f"The {name} feature must be in 0..{size - 1}, got {feature}.")
-    if points < 2:
+    if in_acts is None and points < 2:
         raise InputError("The sweep needs at least 2 points.")
-    x = x.to(sandwich.mlp.W_in.dtype)
-    base = sandwich(x[None])
+    in_feature, out_feature = int(in_feature), int(out_feature)
+    base = sandwich(x.to(sandwich.mlp.W_in.dtype)[None])
     in_idx = base.in_idx[0].tolist()
     out_idx = base.out_idx[0].tolist()
     a = float(base.in_act[0, in_idx.index(in_feature)]) if in_feature in in_idx else 0.0
-    top = max(5.0, a + 1.0) if a_max is None else float(a_max)
-    grid = np.unique(np.append(np.linspace(0.0, top, points), a))
-    delta = torch.tensor(grid - a, dtype=base.pre.dtype)
-    pre = base.pre[0] + delta[:, None] * sandwich.dec_in_W_in[in_feature]
-    out_pre = sandwich.out_pre(sandwich.mlp.out_from_pre(pre))
-    top_idx = torch.topk(out_pre, k=pair.k_out, dim=-1, sorted=False).indices
-    active = (top_idx == out_feature).any(dim=-1)
-    y = torch.where(
-        active, out_pre[:, out_feature].relu(), torch.zeros_like(active, dtype=pre.dtype)
+    if in_acts is None:
+        top = max(5.0, a + 1.0) if a_max is None else float(a_max)
+        in_acts = np.linspace(0.0, top, points)
+    grid = np.unique(np.append(np.asarray(in_acts, dtype=np.float64), a))
+    device = base.pre.device
+    y = sandwich.perturbed_out_acts(
+        base.pre,
+        torch.full((1, len(grid)), in_feature, device=device),
+        torch.tensor(a - grid, dtype=base.pre.dtype, device=device)[None],
+        torch.tensor([[out_feature]], device=device),
     )
-    curve = pd.DataFrame({"in_act": grid, "out_act": y.double().numpy()})
+    curve = pd.DataFrame({"in_act": grid, "out_act": y[0, :, 0].double().cpu().numpy()})
     actual_out = float(curve.loc[np.argmin(np.abs(grid - a)), "out_act"])
     if in_feature in in_idx and out_feature in out_idx:
         jac = float(base.jacobian[0, out_idx.index(out_feature), in_idx.index(in_feature)])
     else:
         jac = math.nan
-    return DoseResponse(curve, a, actual_out, jac, int(in_feature), int(out_feature))
+    return DoseResponse(curve, a, actual_out, jac, in_feature, out_feature)
 
 
 @dataclass(frozen=True)
