@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.errors import JSAEError, first_line
+from jsae.histogram import experiment_diffs, shared_counts
 from jsae.stats import Tolerance, importance_ratio, summarize
 
 DEFAULT_PROJECT = "jsae-explorer"
@@ -100,23 +101,16 @@ def resolve_mode(mode: str | None) -> str:
 
 
 def histogram(table: pd.DataFrame, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
-    """diff per experiment on ``bins`` equal bins spanning all diffs: columns bin_left,
-    bin_right, important, unimportant (counts)."""
+    """diff per experiment on ``bins`` equal bins spanning all finite diffs
+    (``histogram.shared_counts``): columns bin_left, bin_right, important, unimportant
+    (counts), every bin, empty ones included."""
     diff = table["diff"].to_numpy(dtype=np.float64)
-    important = table["important"].to_numpy(dtype=bool)
-    finite = np.isfinite(diff)
-    if finite.any():
-        lo, hi = float(diff[finite].min()), float(diff[finite].max())
-    else:
-        lo, hi = 0.0, 1.0
+    finite = diff[np.isfinite(diff)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    imp, _ = np.histogram(diff[finite & important], bins=edges)
-    unimp, _ = np.histogram(diff[finite & ~important], bins=edges)
-    return pd.DataFrame(
-        {"bin_left": edges[:-1], "bin_right": edges[1:], "important": imp, "unimportant": unimp}
-    )
+    edges, counts = shared_counts(experiment_diffs(table), (lo, hi), bins)
+    return pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], **counts})
 
 
 def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:

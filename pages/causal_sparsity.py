@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from jsae import charts, explore
+from jsae.histogram import experiment_diffs
 from jsae.stats import SUMMARY_LABELS, summarize
 from jsae.table import TABLE_FORMATS, table_bytes
 from pages.shared import ui
@@ -70,7 +71,7 @@ def histogram(table) -> None:
     bins = c4.select_slider(
         "Bins", [20, 40, 60, 100, 150, 200], value=60, key="hist_bins", persist_state="session"
     )
-    binned = explore.histogram_bins(explore.diff_groups(table), bins=int(bins))
+    binned = explore.histogram_bins(experiment_diffs(table), bins=int(bins))
     options = {"log_count": bool(log_count), "y": y or "count"}
     if layout == "facet":
         for chart in charts.diff_histogram_panels(binned, **options):

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
+from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
 from jsae.table import DEFAULT_EPS
@@ -154,7 +155,7 @@ def test_run_shows_the_packages_numbers(app, loaded):
     # The histogram, with the two experiments on shared numpy bins.
     (spec,) = chart_specs(at)
     assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
-    bins = explore.histogram_bins(explore.diff_groups(table), bins=60)
+    bins = explore.histogram_bins(experiment_diffs(table), bins=60)
     assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
     # The summary table is summarize()'s.
     pd.testing.assert_frame_equal(

@@ -10,7 +10,6 @@ without a browser.
 from jsae.explore.binning import (
     data_range,
     density_grid,
-    diff_groups,
     histogram_bins,
     log_abs_jacobian,
     symmetric_range,
@@ -72,7 +71,6 @@ __all__ = [
     "default_prompts",
     "default_source",
     "density_grid",
-    "diff_groups",
     "escape_markdown",
     "format_number",
     "histogram_bins",

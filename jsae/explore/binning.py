@@ -1,5 +1,6 @@
 """Binning in numpy, so that charts get a few hundred rows however many connections a run
-has: shared ranges, histograms per group on shared edges, 2-D density grids, log |J|."""
+has: shared ranges, histograms per group on shared edges (counted by ``jsae.histogram``),
+2-D density grids, log |J|."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.errors import InputError
+from jsae.histogram import shared_counts
 
 
 def symmetric_range(*arrays: np.ndarray) -> tuple[float, float]:
@@ -46,44 +48,33 @@ def histogram_bins(
     value_range: tuple[float, float] | None = None,
     group_name: str = "experiment",
 ) -> pd.DataFrame:
-    """Histogram counts per group on one shared set of bin edges, computed in numpy.
+    """Histogram counts per group on one shared set of bin edges (``histogram.shared_counts``).
 
     Returns one row per non-empty bin: ``group_name``, ``bin_start``, ``bin_end``,
     ``count`` and ``share`` (count / the group's size). Empty bins are left out, so a
     log-scaled count axis never sees a zero. ``value_range`` defaults to the symmetric
     range of all values (``symmetric_range``).
     """
-    if bins < 1:
-        raise InputError(f"The number of bins must be at least 1, got {bins}.")
     lo, hi = value_range or symmetric_range(*groups.values())
-    edges = np.linspace(lo, hi, bins + 1)
+    edges, counts = shared_counts(groups, (lo, hi), bins)
     frames = []
     for name, values in groups.items():
-        values = np.asarray(values, dtype=np.float64)
-        counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
         total = max(len(values), 1)
-        keep = counts > 0
+        keep = counts[name] > 0
         frames.append(
             pd.DataFrame(
                 {
                     group_name: name,
                     "bin_start": edges[:-1][keep],
                     "bin_end": edges[1:][keep],
-                    "count": counts[keep].astype(np.int64),
-                    "share": counts[keep] / total,
+                    "count": counts[name][keep],
+                    "share": counts[name][keep] / total,
                 }
             )
         )
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out.attrs["range"] = (float(lo), float(hi))
     return out
-
-
-def diff_groups(table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The diffs of the important and the unimportant connections (needs ``important``)."""
-    diff = table["diff"].to_numpy(dtype=np.float64)
-    important = table["important"].to_numpy(dtype=bool)
-    return {"important": diff[important], "unimportant": diff[~important]}
 
 
 def density_grid(
