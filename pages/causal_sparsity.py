@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from jsae import charts, explore
+from jsae import charts, explore, wandb_log
 from jsae.histogram import experiment_diffs
 from jsae.stats import SUMMARY_LABELS, summarize
 from jsae.table import TABLE_FORMATS, table_bytes
@@ -101,7 +101,6 @@ def summary_table(summary) -> None:
 
 
 def downloads(table, key: explore.RunKey, eps: float) -> None:
-    stem = f"jsae_connections_layer{key.layer}_{key.kind}_{key.mode}"
     errors: dict[str, str] = st.session_state.setdefault("_download_errors", {})
     for fmt, message in list(errors.items()):
         st.error(f"The {fmt.upper()} download failed: {message}", icon=":material/error:")
@@ -121,7 +120,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
     c1.download_button(
         "Download CSV",
         producer("csv"),
-        file_name=f"{stem}.csv",
+        file_name=explore.download_name(key, "csv"),
         mime=TABLE_FORMATS["csv"],
         icon=":material/download:",
         on_click="ignore",
@@ -131,7 +130,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
         c2.download_button(
             "Download Parquet",
             producer("parquet"),
-            file_name=f"{stem}.parquet",
+            file_name=explore.download_name(key, "parquet"),
             mime=TABLE_FORMATS["parquet"],
             icon=":material/download:",
             on_click="ignore",
@@ -153,13 +152,11 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
     """Log this run (configuration, summary, histogram table, connections artifact) to W&B."""
     if not st.button("Log to W&B", key="wandb_log", icon=":material/cloud_upload:"):
         return
-    from jsae.wandb_log import log_to_wandb as log
-
     key = data.key
     with st.spinner("Logging to W&B…"):
         run = ui.guarded(
             "logging to W&B",
-            log,
+            wandb_log.log_to_wandb,
             data.result(eps),
             source_name=key.source,
         )

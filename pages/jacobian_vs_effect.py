@@ -6,11 +6,14 @@ import streamlit as st
 
 from jsae import charts, explore
 from jsae.errors import JSAEError
-from jsae.stats import Tolerance, within_tolerance
+from jsae.stats import Tolerance
 from pages.shared import ui
 
-SCATTER_MAX = 3000
-"""Up to this many connections are drawn as dots; more as a binned density heatmap."""
+GROUP_LABELS = {
+    "all": "All connections",
+    "important": "Important (|J| > ε)",
+    "unimportant": "Unimportant (|J| ≤ ε)",
+}
 
 
 def tolerance_inputs() -> Tolerance | None:
@@ -43,34 +46,23 @@ def tolerance_inputs() -> Tolerance | None:
 
 
 def agreement(table, tolerance: Tolerance) -> None:
-    within = within_tolerance(table, tolerance)
-    important = table["important"].to_numpy(dtype=bool)
-    cols = st.columns(3)
-    for col, label, mask in (
-        (cols[0], "All connections", slice(None)),
-        (cols[1], "Important (|J| > ε)", important),
-        (cols[2], "Unimportant (|J| ≤ ε)", ~important),
-    ):
-        part = within[mask]
+    for col, part in zip(st.columns(3), explore.agreement(table, tolerance), strict=True):
         col.metric(
-            f"{label} within tolerance",
-            f"{part.mean():.1%}" if part.size else "—",
-            help=f"{int(part.sum()):,} of {part.size:,} connections.",
+            f"{GROUP_LABELS[part.group]} within tolerance",
+            f"{part.share:.1%}" if part.share is not None else "—",
+            help=f"{part.within:,} of {part.total:,} connections.",
         )
 
 
 def effect_chart(table) -> None:
-    predicted = table["predicted"].to_numpy()
-    diff = table["diff"].to_numpy()
-    value_range = explore.data_range(predicted, diff)
-    if len(table) <= SCATTER_MAX:
-        st.altair_chart(charts.effect_scatter(table, value_range), width="stretch")
+    if explore.draws_dots(table):
+        st.altair_chart(charts.effect_scatter(table, explore.effect_range(table)), width="stretch")
         st.caption(f"{len(table):,} connections, one dot each; dashed: y = x (exact prediction).")
     else:
         bins = st.select_slider(
             "Grid", [40, 60, 80, 120, 160], value=80, key="effect_bins", persist_state="session"
         )
-        grid = explore.density_grid(predicted, diff, bins=int(bins), value_range=value_range)
+        grid = explore.effect_grid(table, int(bins))
         st.altair_chart(charts.effect_density(grid), width="stretch")
         st.caption(
             f"{len(table):,} connections binned in numpy on a {bins}×{bins} grid (log colour "
@@ -91,21 +83,8 @@ def misses(ctx: ui.Context, table) -> None:
     if top.empty:
         st.info("No connection is unimportant at this ε: raise ε.", icon=":material/info:")
         return
-    base = explore.to_query_params(ui.run_view(ctx))
-    top.insert(
-        0,
-        "open",
-        [
-            explore.view_link(
-                ui.TOKEN_PAGE,
-                base,
-                position=int(r.position),
-                in_feature=int(r.in_feature),
-                out_feature=int(r.out_feature),
-            )
-            for r in top.itertuples()
-        ],
-    )
+    links = explore.miss_links(top, ui.TOKEN_PAGE, explore.to_query_params(ui.run_view(ctx)))
+    top.insert(0, "open", links)
     number = st.column_config.NumberColumn
     st.dataframe(
         top,
@@ -121,11 +100,7 @@ def misses(ctx: ui.Context, table) -> None:
             "out_act": number(format="%.3g"),
         },
     )
-    labels = [
-        f"#{i + 1}: position {r.position} ({explore.token_label(r.token)}), "
-        f"in_feature {r.in_feature} → out_feature {r.out_feature}, diff {r.diff:.3g}"
-        for i, r in enumerate(top.itertuples())
-    ]
+    labels = explore.miss_labels(top)
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     pick = c1.selectbox(
         "Connection", range(len(labels)), format_func=labels.__getitem__, key="miss_pick"

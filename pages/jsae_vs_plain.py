@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import streamlit as st
 
 from jsae import charts, explore
-from jsae.stats import SUMMARY_LABELS, importance_ratio, jacobian_sparsity, summarize
+from jsae.stats import SUMMARY_LABELS
 from pages.shared import ui
 
 KIND_TITLES = {"jsae": "JSAE pair", "plain": "Plain pair"}
@@ -17,34 +14,19 @@ KIND_TITLES = {"jsae": "JSAE pair", "plain": "Plain pair"}
 def missing_kind_note(ctx: ui.Context, layer: int) -> bool:
     """Say why there is nothing to compare; True when that is the case."""
     source = ctx.source
-    if len(source.kinds) < 2:
-        only = source.kinds[0] if source.kinds else "no"
-        st.info(
-            f"This source has only {only} pairs, so there is nothing to compare. Load a "
-            "source with both a JSAE and a plain pair for the same layer (the bundled "
-            "default has both for every layer).",
-            icon=":material/info:",
+    gap = explore.comparison_gap({k: source.layers(k) for k in source.kinds}, layer)
+    if gap is None:
+        return False
+    st.info(gap.message, icon=":material/info:")
+    if gap.switch_to is not None:
+        st.button(
+            f"Compare at layer {gap.switch_to}",
+            key="cmp_switch_layer",
+            on_click=ui.request_layer,
+            args=(gap.switch_to, "jsae"),
+            icon=":material/swap_horiz:",
         )
-        return True
-    kinds = explore.kinds_at({k: source.layers(k) for k in source.kinds}, layer)
-    if len(kinds) < 2:
-        both = sorted(set(source.layers("jsae")) & set(source.layers("plain")))
-        hint = (
-            f"Layers with both: {', '.join(map(str, both))}."
-            if both
-            else "No layer of this source has both."
-        )
-        st.info(f"Layer {layer} has only a {kinds[0]} pair. {hint}", icon=":material/info:")
-        if both:
-            st.button(
-                f"Compare at layer {both[0]}",
-                key="cmp_switch_layer",
-                on_click=ui.request_layer,
-                args=(both[0], "jsae"),
-                icon=":material/swap_horiz:",
-            )
-        return True
-    return False
+    return True
 
 
 def main() -> None:
@@ -71,7 +53,7 @@ def main() -> None:
         return
     eps = ctx.eps
     tables = {}
-    for kind in ("jsae", "plain"):
+    for kind in explore.COMPARED:
         data = ui.load_run(ui.with_kind(ctx.run, kind))
         if data is None:
             return
@@ -83,37 +65,33 @@ def main() -> None:
         return
     ui.run_caption(ui.with_kind(ctx.run, "jsae"), f" · both pairs · ε = {eps:g}")
 
-    summaries = {kind: summarize(table) for kind, table in tables.items()}
+    stats = {kind: explore.pair_stats(table, eps) for kind, table in tables.items()}
     cols = st.columns(2)
-    for col, (kind, table) in zip(cols, tables.items(), strict=True):
+    for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
             st.subheader(KIND_TITLES[kind])
             a, b, c = st.columns(3)
             a.metric(
                 "Fraction |J| > ε",
-                f"{jacobian_sparsity(table['jacobian'].to_numpy(), eps):.1%}",
+                f"{pair.important_share:.1%}",
                 help="Share of the active Jacobian entries that are important at this ε "
                 "(lower is sparser).",
             )
             b.metric(
                 "Ratio",
-                explore.format_number(importance_ratio(summaries[kind]), 3),
+                explore.format_number(pair.ratio, 3),
                 help="Mean |diff| of important over unimportant connections.",
             )
             c.metric(
                 "Unimp. |diff|",
-                explore.format_number(summaries[kind].loc["unimportant", "mean_abs_diff"]),
+                explore.format_number(pair.unimportant_mean_abs_diff),
                 help="Mean |diff| of the unimportant connections (|J| ≤ ε).",
             )
-            st.caption(explore.verdict(summaries[kind], eps).sentence)
+            st.caption(pair.verdict.sentence)
 
     st.subheader("How large are the Jacobian entries?")
     log_count = st.toggle("Log scale", value=False, key="cmp_log", persist_state="session")
-    groups = {
-        kind: explore.log_abs_jacobian(t["jacobian"].to_numpy()) for kind, t in tables.items()
-    }
-    lo, hi = explore.data_range(*groups.values(), np.array([math.log10(eps)]))
-    bins = explore.histogram_bins(groups, bins=60, value_range=(lo, hi), group_name="kind")
+    bins = explore.jacobian_bins(tables, eps, bins=60)
     st.altair_chart(
         charts.jacobian_histogram(bins, eps, log_count=bool(log_count)), width="stretch"
     )
@@ -124,10 +102,10 @@ def main() -> None:
 
     st.subheader("Ablation summaries side by side")
     cols = st.columns(2)
-    for col, (kind, summary) in zip(cols, summaries.items(), strict=True):
+    for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
             st.markdown(f"**{KIND_TITLES[kind]}**")
-            shown = summary.rename(columns=SUMMARY_LABELS)
+            shown = pair.summary.rename(columns=SUMMARY_LABELS)
             st.dataframe(
                 shown,
                 width="stretch",

@@ -10,36 +10,27 @@ from pages.shared import ui
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
 
 
-def apply_pending(data: explore.RunData, table) -> bool:
+def apply_pending(table) -> bool:
     """Apply a selection that arrived from a link or the misses table, once; True when it
     chose the connection."""
     selection = st.session_state.get(ui.SELECTION)
     if not selection or not selection.get("pending"):
         return False
     selection["pending"] = False
-    position = selection.get("position")
-    if position not in data.positions:
-        st.warning(
-            f"Position {position} was not ablated in this prompt; pick a token below "
-            f"(positions {data.positions[0]}–{data.positions[-1]}).",
-            icon=":material/link_off:",
-        )
-        return False
-    st.session_state["tok_position"] = position
-    wanted = (selection.get("in_feature"), selection.get("out_feature"))
-    if None in wanted:
-        return False
-    rows = explore.token_connections(table, position)
-    pairs = set(zip(rows["in_feature"].tolist(), rows["out_feature"].tolist(), strict=True))
-    if wanted in pairs:
-        st.session_state["tok_connection"] = wanted
-        return True
-    st.warning(
-        f"in_feature {wanted[0]} → out_feature {wanted[1]} is not a connection of "
-        f"position {position}; showing its strongest one.",
-        icon=":material/link_off:",
+    linked = explore.linked_selection(
+        table,
+        selection.get("position"),
+        selection.get("in_feature"),
+        selection.get("out_feature"),
     )
-    return False
+    if linked.warning:
+        st.warning(linked.warning, icon=":material/link_off:")
+    if linked.position is not None:
+        st.session_state["tok_position"] = linked.position
+    if linked.connection is None:
+        return False
+    st.session_state["tok_connection"] = linked.connection
+    return True
 
 
 def pick_position(data: explore.RunData) -> int:
@@ -69,9 +60,8 @@ def pick_position(data: explore.RunData) -> int:
 def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
     """The connection to sweep: the strongest one of a newly picked token, else the one
     chosen before."""
-    ranked = explore.top_connections(rows, n=len(rows))
-    options = [(int(r.in_feature), int(r.out_feature)) for r in ranked.itertuples()]
-    jac = dict(zip(options, ranked["jacobian"].tolist(), strict=True))
+    jac = explore.connection_options(rows)
+    options = list(jac)
     moved = st.session_state.get("_tok_last_position") != position
     st.session_state["_tok_last_position"] = position
     if st.session_state.get("tok_connection") not in jac or (moved and not from_link):
@@ -134,7 +124,7 @@ def main() -> None:
         return
     ctx, data, table = inputs
     ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
-    from_link = apply_pending(data, table)
+    from_link = apply_pending(table)
     position = pick_position(data)
     rows = ui.guarded("reading the token's connections", explore.token_connections, table, position)
     if rows is None:

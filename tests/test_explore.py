@@ -4,6 +4,7 @@ and the token explorer's helpers."""
 import io
 import math
 import sys
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from jsae.errors import InputError
 from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
-from jsae.stats import summarize
+from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, table_bytes
 from tests.helpers import tiny_model, tiny_pair
 
@@ -285,6 +286,12 @@ def test_table_bytes_rejects_unknown_formats():
         table_bytes(pd.DataFrame({"a": [1]}), "xlsx")
 
 
+def test_download_name_names_the_runs_layer_kind_and_mode():
+    assert explore.download_name(key(layer=0, kind="plain", mode="zero"), "parquet") == (
+        "jsae_connections_layer0_plain_zero.parquet"
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Jacobian vs effect
 
@@ -314,6 +321,56 @@ def test_largest_misses_are_unimportant_and_sorted(source):
     assert (np.abs(top["jacobian"]) <= 0.3).all()
     np.testing.assert_allclose(top["miss"], np.abs(top["diff"] - top["predicted"]))
     assert explore.largest_misses(table.assign(important=True)).empty
+
+
+def test_agreement_counts_within_tolerance_per_group(source):
+    table = explore.run_ablation(source, key()).split(0.05)
+    tolerance = Tolerance(atol=0.02, rtol=0.1)
+    diff, predicted = table["diff"].to_numpy(), table["predicted"].to_numpy()
+    within = np.abs(diff - predicted) <= 0.02 + 0.1 * np.abs(predicted)
+    important = np.abs(table["jacobian"].to_numpy()) > 0.05
+    found = {part.group: part for part in explore.agreement(table, tolerance)}
+    assert list(found) == ["all", "important", "unimportant"]
+    for group, mask in (
+        ("all", slice(None)),
+        ("important", important),
+        ("unimportant", ~important),
+    ):
+        assert (found[group].within, found[group].total) == (within[mask].sum(), within[mask].size)
+        assert found[group].share == pytest.approx(within[mask].mean())
+    empty = explore.agreement(table.assign(important=True), tolerance)[2]
+    assert empty.total == 0 and empty.share is None
+
+
+def test_effect_chart_data(source, monkeypatch):
+    table = explore.run_ablation(source, key()).split(0.01)
+    lo, hi = explore.effect_range(table)
+    both = np.r_[table["predicted"].to_numpy(), table["diff"].to_numpy()]
+    assert (lo, hi) == pytest.approx((both.min(), both.max()))
+    assert explore.draws_dots(table)
+    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", len(table) - 1)
+    assert not explore.draws_dots(table)
+    grid = explore.effect_grid(table, 16)
+    assert grid.attrs["range"] == (lo, hi) and grid["count"].sum() == len(table)
+
+
+def test_miss_links_and_labels(source):
+    table = explore.run_ablation(source, key()).split(0.3)
+    top = explore.largest_misses(table, n=3)
+    params = {"source": "tiny", "run": "1"}
+    links = explore.miss_links(top, "token_explorer", params)
+    for link, row in zip(links, top.itertuples(), strict=True):
+        page, query = link.split("?")
+        assert page == "token_explorer"
+        parsed = {k: v[0] for k, v in parse_qs(query).items()}
+        assert parsed == params | {
+            "position": str(row.position),
+            "in_feature": str(row.in_feature),
+            "out_feature": str(row.out_feature),
+        }
+    labels = explore.miss_labels(top)
+    assert len(labels) == 3 and labels[0].startswith("#1: position ")
+    assert f"out_feature {top['out_feature'].iloc[2]}" in labels[2]
 
 
 # --------------------------------------------------------------------------------------
@@ -368,3 +425,63 @@ def test_token_input_matches_mlp_inputs(model):
         explore.token_input(model, 1, PROMPT, 999)
     with pytest.raises(InputError, match="outside the prompt"):
         explore.token_input(model, 1, PROMPT, 4, max_tokens=4)
+
+
+def test_connection_options_rank_by_abs_jacobian(source):
+    rows = explore.token_connections(explore.run_ablation(source, key()).split(0.01), 3)
+    options = explore.connection_options(rows)
+    assert len(options) == len(rows)
+    magnitudes = [abs(j) for j in options.values()]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    for r in rows.itertuples():
+        assert options[(r.in_feature, r.out_feature)] == r.jacobian
+
+
+def test_linked_selection(source):
+    table = explore.run_ablation(source, key()).split(0.01)
+    row = table[table["position"] == 3].iloc[5]
+    wanted = (int(row["in_feature"]), int(row["out_feature"]))
+    assert explore.linked_selection(table, 3, *wanted) == explore.LinkedSelection(3, wanted)
+    assert explore.linked_selection(table, 3) == explore.LinkedSelection(3)
+    bad = explore.linked_selection(table, 3, wanted[0], 10_000)
+    assert bad.position == 3 and bad.connection is None and "not a connection" in bad.warning
+    for position in (0, 999):  # BOS is never ablated
+        gone = explore.linked_selection(table, position, *wanted)
+        assert gone.position is None and f"Position {position} was not ablated" in gone.warning
+
+
+def test_comparison_gap():
+    both = {"jsae": [0, 1, 2], "plain": [1, 2]}
+    assert explore.comparison_gap(both, 1) is None
+    gap = explore.comparison_gap(both, 0)
+    assert gap.message.startswith("Layer 0 has only a jsae pair.") and gap.switch_to == 1
+    assert "Layers with both: 1, 2." in gap.message
+    apart = explore.comparison_gap({"jsae": [0], "plain": [1]}, 1)
+    assert apart.switch_to is None and "No layer of this source has both." in apart.message
+    only = explore.comparison_gap({"jsae": [0, 1]}, 0)
+    assert only.switch_to is None and "only jsae pairs" in only.message
+
+
+def test_pair_stats_and_jacobian_bins(source):
+    eps = 0.02
+    tables = {
+        kind: explore.run_ablation(source, key(kind=kind)).split(eps) for kind in explore.COMPARED
+    }
+    for table in tables.values():
+        stats = explore.pair_stats(table, eps)
+        jac, diff = np.abs(table["jacobian"].to_numpy()), np.abs(table["diff"].to_numpy())
+        assert stats.important_share == pytest.approx((jac > eps).mean())
+        unimportant = diff[jac <= eps].mean()
+        assert stats.unimportant_mean_abs_diff == pytest.approx(unimportant)
+        assert stats.ratio == pytest.approx(diff[jac > eps].mean() / unimportant)
+        assert stats.verdict == explore.verdict(summarize(table), eps)
+    bins = explore.jacobian_bins(tables, eps, bins=25)
+    lo, hi = bins.attrs["range"]
+    logs = {
+        k: np.log10(np.maximum(np.abs(t["jacobian"].to_numpy(np.float64)), 1e-12)) for k, t in tables.items()
+    }
+    assert lo <= math.log10(eps) <= hi
+    assert lo == pytest.approx(min(v.min() for v in logs.values()))
+    for kind, values in logs.items():
+        counts, _ = np.histogram(values, bins=np.linspace(lo, hi, 26))
+        assert bins[bins["kind"] == kind]["count"].tolist() == counts[counts > 0].tolist()

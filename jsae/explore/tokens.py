@@ -1,9 +1,10 @@
 """The token explorer's helpers: one token's connections, token labels for widgets and
-Markdown, and a token's MLP input."""
+Markdown, a token's MLP input, and a link's selection checked against a run."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -89,3 +90,54 @@ def token_input(
             f"Position {position} is outside the prompt (0..{len(prompt.tokens) - 1})."
         )
     return mlp_inputs(model, prompt.tokens, layer)[position]
+
+
+def connection_options(rows: pd.DataFrame) -> dict[tuple[int, int], float]:
+    """A token's connections as (in_feature, out_feature) -> J, largest |J| first."""
+    ranked = top_connections(rows, n=len(rows))
+    options = zip(ranked["in_feature"].tolist(), ranked["out_feature"].tolist(), strict=True)
+    return dict(
+        zip(((int(i), int(o)) for i, o in options), ranked["jacobian"].tolist(), strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class LinkedSelection:
+    """What a link's token selection (position, in_feature, out_feature) selects in a run.
+
+    Args:
+        position: the token to select, or None when the link's position was not ablated.
+        connection: the (in_feature, out_feature) to select, or None for the token's
+            strongest (none asked for, or not one of the token's connections).
+        warning: what to tell the user about the parts of the link that were dropped.
+    """
+
+    position: int | None
+    connection: tuple[int, int] | None = None
+    warning: str | None = None
+
+
+def linked_selection(
+    table: pd.DataFrame,
+    position: int | None,
+    in_feature: int | None = None,
+    out_feature: int | None = None,
+) -> LinkedSelection:
+    """Check a link's selection against a run's table (BOS is never ablated)."""
+    positions = sorted(set(table["position"].tolist()))
+    if position not in positions:
+        return LinkedSelection(
+            None,
+            warning=f"Position {position} was not ablated in this prompt; pick a token below "
+            f"(positions {positions[0]}–{positions[-1]}).",
+        )
+    if in_feature is None or out_feature is None:
+        return LinkedSelection(position)
+    wanted = (in_feature, out_feature)
+    if wanted in connection_options(token_connections(table, position)):
+        return LinkedSelection(position, wanted)
+    return LinkedSelection(
+        position,
+        warning=f"in_feature {in_feature} → out_feature {out_feature} is not a connection of "
+        f"position {position}; showing its strongest one.",
+    )
