@@ -13,7 +13,8 @@ from __future__ import annotations
 import streamlit as st
 
 from jsae import explore
-from pages.shared import ui
+from pages.shared import cache, frame, guard, prompt_panel, settings, sidebar, state, url
+from pages.shared.registry import DEFAULT_PAGE, PAGES
 
 st.set_page_config(
     page_title="jsae explorer",
@@ -24,30 +25,30 @@ st.set_page_config(
 
 # Each page's url_path is its file's name (see docs/architecture.md).
 pages = {
-    url: st.Page(script, title=title, icon=icon, url_path=url, default=url == ui.DEFAULT_PAGE)
-    for url, (script, title, icon, _) in ui.PAGES.items()
+    key: st.Page(p.script, title=p.title, icon=p.icon, url_path=key, default=key == DEFAULT_PAGE)
+    for key, p in PAGES.items()
 }
 page = st.navigation(list(pages.values()))
-page_key = next(url for url, p in pages.items() if p.url_path == page.url_path)
+page_key = next(key for key, p in pages.items() if p.url_path == page.url_path)
+shown = PAGES[page_key]
 
-ui.init_session()
-ui.apply_secrets()
-st.session_state.pop(ui.CONTEXT, None)
+state.init_session()
+settings.apply_secrets()
+st.session_state.pop(state.CONTEXT, None)
 
 with st.sidebar:
-    spec = ui.source_picker()
+    spec = sidebar.source_picker()
     source = None
     if spec is not None:
-        source = ui.guarded("loading the source", ui.get_source, *spec)
+        source = guard.guarded("loading the source", cache.get_source, *spec)
     if source is not None:
-        layer, kind = ui.pair_picker(source)
-        mode, scale = ui.mode_picker()
-        ui.source_summary(source)
+        layer, kind = sidebar.pair_picker(source)
+        mode, scale = sidebar.mode_picker()
+        sidebar.source_summary(source)
 
-_, title, _, description = ui.PAGES[page_key]
-st.title(title)
-st.caption(description)
-ui.show_url_warnings()
+st.title(shown.title)
+st.caption(shown.description)
+url.show_url_warnings()
 
 if source is None:
     if spec is None:
@@ -58,24 +59,23 @@ if source is None:
             "'Bundled default').",
             icon=":material/arrow_back:",
         )
-        ui.sync_source_in_url(*spec)
+        url.sync_source_in_url(*spec)
 else:
-    text, eps, eps_error, pressed = ui.prompt_panel()
+    text, eps, eps_error, pressed = prompt_panel.prompt_panel()
     current = explore.RunKey(spec[0], spec[1], layer, kind, mode, scale, text)
-    if pressed or st.session_state.pop(ui.AUTORUN, False):
-        st.session_state[ui.RUN] = current
-    ctx = ui.Context(
+    if pressed or st.session_state.pop(state.AUTORUN, False):
+        st.session_state[state.RUN] = current
+    st.session_state[state.CONTEXT] = state.Context(
         source=source,
         current=current,
-        run=st.session_state.get(ui.RUN),
+        run=st.session_state.get(state.RUN),
         eps=eps,
         eps_error=eps_error,
-        view=ui.view_state(current, eps, page_key),
+        view=url.view_state(current, eps, page_key),
         page=page_key,
     )
-    st.session_state[ui.CONTEXT] = ctx
     try:
-        with ui.frame_active():
-            ui.guarded(f"drawing the {title} page", page.run)
+        with frame.frame_active():
+            guard.guarded(f"drawing the {shown.title} page", page.run)
     finally:
-        ui.sync_url(ui.view_state(current, eps, page_key))
+        url.sync_url(url.view_state(current, eps, page_key))

@@ -6,9 +6,9 @@ import streamlit as st
 
 from jsae import charts, explore, wandb_log
 from jsae.histogram import experiment_diffs
-from jsae.stats import SUMMARY_LABELS, summarize
+from jsae.stats import summarize
 from jsae.table import TABLE_FORMATS, table_bytes
-from pages.shared import ui
+from pages.shared import frame, guard, results
 
 VERDICT_BOX = {"yes": st.success, "partly": st.info, "no": st.warning, "undetermined": st.info}
 HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
@@ -85,21 +85,6 @@ def histogram(table) -> None:
     )
 
 
-def summary_table(summary) -> None:
-    shown = summary.rename(columns=SUMMARY_LABELS)
-    formats = {label: "%.4g" for label in shown.columns}
-    formats[SUMMARY_LABELS["connections"]] = "%d"
-    formats[SUMMARY_LABELS["within_tolerance"]] = "percent"
-    st.dataframe(
-        shown,
-        column_config={
-            label: st.column_config.NumberColumn(label, format=fmt)
-            for label, fmt in formats.items()
-        },
-        width="stretch",
-    )
-
-
 def downloads(table, key: explore.RunKey, eps: float) -> None:
     errors: dict[str, str] = st.session_state.setdefault("_download_errors", {})
     for fmt, message in list(errors.items()):
@@ -111,7 +96,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
             try:
                 return table_bytes(table, fmt)
             except Exception as err:  # shown as st.error on the next rerun
-                errors[fmt] = ui.error_message(err, f"writing the {fmt} file")
+                errors[fmt] = guard.error_message(err, f"writing the {fmt} file")
                 raise
 
         return produce
@@ -154,7 +139,7 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
         return
     key = data.key
     with st.spinner("Logging to W&B…"):
-        run = ui.guarded(
+        run = guard.guarded(
             "logging to W&B",
             wandb_log.log_to_wandb,
             data.result(eps),
@@ -165,21 +150,21 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
 
 
 def main() -> None:
-    inputs = ui.page_run()
+    inputs = results.page_run()
     if inputs is None:
         return
     ctx, data, table = inputs
     summary = summarize(table)
     found = explore.verdict(summary, ctx.eps)
     VERDICT_BOX[found.level](found.sentence, icon=":material/lightbulb:")
-    ui.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
+    results.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
     metrics(summary, found.ratio)
     st.subheader("How much did each connection move?")
     histogram(table)
     st.subheader("Summary")
-    summary_table(summary)
+    results.summary_table(summary)
     downloads(table, data.key, ctx.eps)
     log_to_wandb(data, ctx.eps)
 
 
-ui.run_page(main)
+frame.run_page(main)

@@ -7,7 +7,8 @@ import streamlit as st
 from jsae import charts, explore
 from jsae.errors import JSAEError
 from jsae.stats import Tolerance
-from pages.shared import ui
+from pages.shared import frame, results, state, url
+from pages.shared.registry import TOKEN_PAGE
 
 GROUP_LABELS = {
     "all": "All connections",
@@ -70,7 +71,7 @@ def effect_chart(table) -> None:
         )
 
 
-def misses(ctx: ui.Context, table) -> None:
+def misses(ctx: state.Context, table) -> None:
     st.subheader("Largest misses")
     st.caption(
         "The connections the Jacobian calls unimportant (|J| ≤ ε) that moved most. "
@@ -83,7 +84,7 @@ def misses(ctx: ui.Context, table) -> None:
     if top.empty:
         st.info("No connection is unimportant at this ε: raise ε.", icon=":material/info:")
         return
-    links = explore.miss_links(top, ui.TOKEN_PAGE, explore.to_query_params(ui.run_view(ctx)))
+    links = explore.miss_links(top, TOKEN_PAGE, explore.to_query_params(url.run_view(ctx)))
     top.insert(0, "open", links)
     number = st.column_config.NumberColumn
     st.dataframe(
@@ -107,15 +108,15 @@ def misses(ctx: ui.Context, table) -> None:
     )
     if c2.button("Open in token explorer", key="miss_open", width="stretch"):
         row = top.iloc[int(pick or 0)]
-        ui.open_token_explorer(row["position"], row["in_feature"], row["out_feature"])
+        results.open_token_explorer(row["position"], row["in_feature"], row["out_feature"])
 
 
 def main() -> None:
-    inputs = ui.page_run()
+    inputs = results.page_run()
     if inputs is None:
         return
     ctx, data, table = inputs
-    ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
+    results.run_caption(data.key, f" · ε = {ctx.eps:g}")
     tolerance = tolerance_inputs()
     if tolerance is not None:
         agreement(table, tolerance)
@@ -123,4 +124,4 @@ def main() -> None:
     misses(ctx, table)
 
 
-ui.run_page(main)
+frame.run_page(main)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from jsae import charts, explore
-from jsae.stats import SUMMARY_LABELS
-from pages.shared import ui
+from pages.shared import cache, frame, results, state
 
 KIND_TITLES = {"jsae": "JSAE pair", "plain": "Plain pair"}
 
 
-def missing_kind_note(ctx: ui.Context, layer: int) -> bool:
+def missing_kind_note(ctx: state.Context, layer: int) -> bool:
     """Say why there is nothing to compare; True when that is the case."""
     source = ctx.source
     gap = explore.comparison_gap({k: source.layers(k) for k in source.kinds}, layer)
@@ -22,7 +21,7 @@ def missing_kind_note(ctx: ui.Context, layer: int) -> bool:
         st.button(
             f"Compare at layer {gap.switch_to}",
             key="cmp_switch_layer",
-            on_click=ui.request_layer,
+            on_click=results.request_layer,
             args=(gap.switch_to, "jsae"),
             icon=":material/swap_horiz:",
         )
@@ -30,7 +29,7 @@ def missing_kind_note(ctx: ui.Context, layer: int) -> bool:
 
 
 def main() -> None:
-    ctx = ui.context()
+    ctx = state.context()
     if ctx is None:
         return
     if ctx.run is None:
@@ -54,7 +53,7 @@ def main() -> None:
     eps = ctx.eps
     tables = {}
     for kind in explore.COMPARED:
-        data = ui.load_run(ui.with_kind(ctx.run, kind))
+        data = cache.load_run(results.with_kind(ctx.run, kind))
         if data is None:
             return
         if data.notice and kind == "jsae":
@@ -63,7 +62,7 @@ def main() -> None:
     if any(t.empty for t in tables.values()):
         st.warning("The prompt has no token to ablate besides BOS; type a longer prompt.")
         return
-    ui.run_caption(ui.with_kind(ctx.run, "jsae"), f" · both pairs · ε = {eps:g}")
+    results.run_caption(results.with_kind(ctx.run, "jsae"), f" · both pairs · ε = {eps:g}")
 
     stats = {kind: explore.pair_stats(table, eps) for kind, table in tables.items()}
     cols = st.columns(2)
@@ -105,22 +104,7 @@ def main() -> None:
     for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
             st.markdown(f"**{KIND_TITLES[kind]}**")
-            shown = pair.summary.rename(columns=SUMMARY_LABELS)
-            st.dataframe(
-                shown,
-                width="stretch",
-                column_config={
-                    label: st.column_config.NumberColumn(
-                        label,
-                        format="%d"
-                        if label == SUMMARY_LABELS["connections"]
-                        else "percent"
-                        if label == SUMMARY_LABELS["within_tolerance"]
-                        else "%.4g",
-                    )
-                    for label in shown.columns
-                },
-            )
+            results.summary_table(pair.summary)
 
 
-ui.run_page(main)
+frame.run_page(main)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from jsae import charts, dose, explore
-from pages.shared import ui
+from pages.shared import cache, frame, guard, results, state
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
 
@@ -13,7 +13,7 @@ SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
 def apply_pending(table) -> bool:
     """Apply a selection that arrived from a link or the misses table, once; True when it
     chose the connection."""
-    selection = st.session_state.get(ui.SELECTION)
+    selection = st.session_state.get(state.SELECTION)
     if not selection or not selection.get("pending"):
         return False
     selection["pending"] = False
@@ -76,19 +76,10 @@ def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
     return int(in_feature), int(out_feature)
 
 
-def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, out_f) -> None:
+def dose_section(ctx: state.Context, data: explore.RunData, rows, position, in_f, out_f) -> None:
     key = data.key
-    response = ui.guarded(
-        "sweeping the input feature",
-        ui.get_dose_response,
-        key.source,
-        key.model,
-        key.layer,
-        key.kind,
-        key.text,
-        position,
-        in_f,
-        out_f,
+    response = guard.guarded(
+        "sweeping the input feature", cache.get_dose_response, key, position, in_f, out_f
     )
     if response is None:
         return
@@ -119,18 +110,20 @@ def dose_section(ctx: ui.Context, data: explore.RunData, rows, position, in_f, o
 
 
 def main() -> None:
-    inputs = ui.page_run()
+    inputs = results.page_run()
     if inputs is None:
         return
     ctx, data, table = inputs
-    ui.run_caption(data.key, f" · ε = {ctx.eps:g}")
+    results.run_caption(data.key, f" · ε = {ctx.eps:g}")
     from_link = apply_pending(table)
     position = pick_position(data)
-    rows = ui.guarded("reading the token's connections", explore.token_connections, table, position)
+    rows = guard.guarded(
+        "reading the token's connections", explore.token_connections, table, position
+    )
     if rows is None:
         return
     in_f, out_f = pick_connection(rows, position, from_link)
-    st.session_state[ui.SELECTION] = {
+    st.session_state[state.SELECTION] = {
         "position": position,
         "in_feature": in_f,
         "out_feature": out_f,
@@ -163,4 +156,4 @@ def main() -> None:
     dose_section(ctx, data, rows, position, in_f, out_f)
 
 
-ui.run_page(main)
+frame.run_page(main)

@@ -363,7 +363,7 @@ def test_navigation_lists_exactly_the_four_pages(app):
         at.switch_page(page).run()
         assert not at.exception
     with pytest.raises(ValueError):  # helpers under pages/ are never pages
-        at.switch_page("pages/shared/ui.py")
+        at.switch_page("pages/shared/cache.py")
 
 
 # --------------------------------------------------------------------------------------

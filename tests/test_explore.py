@@ -478,7 +478,8 @@ def test_pair_stats_and_jacobian_bins(source):
     bins = explore.jacobian_bins(tables, eps, bins=25)
     lo, hi = bins.attrs["range"]
     logs = {
-        k: np.log10(np.maximum(np.abs(t["jacobian"].to_numpy(np.float64)), 1e-12)) for k, t in tables.items()
+        k: np.log10(np.maximum(np.abs(t["jacobian"].to_numpy(np.float64)), 1e-12))
+        for k, t in tables.items()
     }
     assert lo <= math.log10(eps) <= hi
     assert lo == pytest.approx(min(v.min() for v in logs.values()))

@@ -63,6 +63,7 @@ from jsae.explore.view import (
     parse_query_params,
     to_query_params,
     view_link,
+    view_of,
 )
 
 __all__ = [
@@ -125,4 +126,5 @@ __all__ = [
     "top_connections",
     "verdict",
     "view_link",
+    "view_of",
 ]

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from jsae.ablation import MODES
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
+from jsae.explore.runs import RunKey
 from jsae.pair import PAIR_KINDS
 from jsae.table import DEFAULT_EPS
 
@@ -202,3 +203,35 @@ def view_link(page: str, params: Mapping[str, str], **extra: int | str | None) -
     """A relative link to ``page`` (a url path) with the view's query parameters."""
     merged = dict(params) | {k: str(v) for k, v in extra.items() if v is not None}
     return f"{page}?{urlencode(merged)}" if merged else page
+
+
+def view_of(
+    key: RunKey,
+    *,
+    eps: float,
+    prompt: str | None,
+    prompts: Mapping[str, str],
+    run: bool,
+    position: int | None = None,
+    in_feature: int | None = None,
+    out_feature: int | None = None,
+) -> ViewState:
+    """The view of settings ``key`` at ε. The prompt goes by its example name when ``prompt``
+    names an example whose text is the key's, else as its text; ``run`` says the results
+    of ``key`` are on screen; position and features are the token explorer's selection."""
+    named = prompt if prompt is not None and prompts.get(prompt) == key.text else None
+    return ViewState(
+        source=key.source,
+        model=key.model,
+        layer=key.layer,
+        kind=key.kind,
+        mode=key.mode,
+        scale=key.scale,
+        eps=eps,
+        prompt=named,
+        text=None if named else key.text,
+        run=run,
+        position=position,
+        in_feature=in_feature,
+        out_feature=out_feature,
+    )

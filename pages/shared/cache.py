@@ -1,0 +1,102 @@
+"""Caches: heavy objects once per process, results keyed by everything they depend on.
+
+``st.cache_resource`` holds the loaded sources and each pair's sandwich, shared by every
+session; ``st.cache_data`` holds the ε-free runs (keyed by their ``RunKey``) and the
+dose-response curves. The progress bar lives inside the cached run, so a cache hit replays
+(and removes) it without recomputing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from jsae import explore
+from jsae.dose import DoseResponse, dose_response
+from jsae.hosting import SlotLimiter
+from jsae.loading import load_source
+from jsae.sandwich import Sandwich
+from pages.shared.guard import guarded
+from pages.shared.settings import hosted
+
+
+@st.cache_resource(show_spinner=False)
+def slot_limiter(capacity: int) -> SlotLimiter:
+    """One limiter per process: at most ``capacity`` experiments compute at once."""
+    return SlotLimiter(capacity)
+
+
+@st.cache_resource(show_spinner="Loading the model and its JSAE pairs…", max_entries=4)
+def _load_source(source: str, model: str | None) -> Any:
+    src = load_source(source, model=model or None)
+    for p in src.model.parameters():  # shared by every session: read-only
+        p.requires_grad_(False)
+    return src
+
+
+def get_source(source: str, model: str | None) -> Any:
+    """The loaded source, shared by all sessions (only allowed sources when hosted)."""
+    hosted().check_source(source, model)
+    return _load_source(source, model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def get_sandwich(source: str, model: str | None, layer: int, kind: str) -> Sandwich:
+    """The MLP sandwich of one pair (its weight products precomputed once)."""
+    src = get_source(source, model)
+    return Sandwich(src.model, src.pair(layer, kind))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_run(key: explore.RunKey) -> explore.RunData:
+    """The ε-free per-connection table of one prompt (cached across sessions)."""
+    src = get_source(key.source, key.model)
+    sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
+    config = hosted()
+    notice = st.empty()
+    bar = st.progress(0.0, text=f"Ablating every connection ({key.kind} pair, layer {key.layer})…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Ablating: {done:,} of {total:,} tokens done")
+
+    def waiting() -> None:
+        notice.info(
+            f"Waiting for a free slot: {config.max_concurrent} experiments are already "
+            "running on this demo. Yours starts as soon as one finishes.",
+            icon=":material/hourglass_top:",
+        )
+
+    try:
+        limiter = slot_limiter(config.max_concurrent if config.enabled else 1 << 30)
+        with limiter.slot(timeout=config.slot_timeout if config.enabled else None, on_wait=waiting):
+            notice.empty()
+            return explore.run_ablation(
+                src,
+                key,
+                progress=progress,
+                sandwich=sandwich,
+                max_tokens=config.prompt_token_limit,
+            )
+    finally:
+        notice.empty()
+        bar.empty()
+
+
+@st.cache_data(show_spinner="Sweeping the input feature…", max_entries=64)
+def get_dose_response(
+    key: explore.RunKey, position: int, in_feature: int, out_feature: int
+) -> DoseResponse:
+    """The dose-response curve of one connection of a run's token (cached)."""
+    src = get_source(key.source, key.model)
+    sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
+    x = explore.token_input(
+        src.model, key.layer, key.text, position, max_tokens=hosted().prompt_token_limit
+    )
+    return dose_response(sandwich, x, in_feature, out_feature)
+
+
+def load_run(key: explore.RunKey) -> explore.RunData | None:
+    """The run for ``key`` (computed with a progress bar, or from the cache), or None
+    after showing the error."""
+    return guarded("ablating the prompt", get_run, key)

@@ -1,0 +1,108 @@
+"""The prompt panel above every page: the prompt (text and example picker), ε (a number
+and a log-scale slider kept in sync) and Run."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from jsae import explore
+from jsae.errors import JSAEError
+from jsae.hosting import clean_prompt
+from jsae.table import check_eps
+
+
+def _on_prompt_choice() -> None:
+    name = st.session_state.get("prompt_choice")
+    prompts = explore.default_prompts()
+    if name in prompts:
+        st.session_state["prompt_text"] = prompts[name]
+
+
+def _on_prompt_text() -> None:
+    text = st.session_state.get("prompt_text", "")
+    prompts = explore.default_prompts()
+    match = next((name for name, value in prompts.items() if value == text), None)
+    st.session_state["prompt_choice"] = match or explore.CUSTOM_PROMPT
+
+
+def _on_eps_number() -> None:
+    eps = st.session_state.get("eps")
+    if eps is not None and math.isfinite(eps) and eps > 0:
+        st.session_state["eps_slider"] = explore.nearest_eps_stop(eps)
+
+
+def _on_eps_slider() -> None:
+    st.session_state["eps"] = float(st.session_state["eps_slider"])
+
+
+def prompt_panel() -> tuple[str, float | None, str | None, bool]:
+    """Prompt (text + example picker), ε (number + log slider, in sync) and Run.
+
+    Returns (text, ε or None, why ε is unusable or None, Run pressed).
+    """
+    prompts = explore.default_prompts()
+    options = [*prompts, explore.CUSTOM_PROMPT]
+    if st.session_state.get("prompt_choice") not in options:
+        st.session_state["prompt_choice"] = options[0]
+    if "prompt_text" not in st.session_state:
+        st.session_state["prompt_text"] = prompts[options[0]]
+    with st.container(border=True):
+        left, right = st.columns([3, 2], gap="medium")
+        with left:
+            text = st.text_area(
+                "Prompt",
+                key="prompt_text",
+                height=122,
+                persist_state="session",
+                on_change=_on_prompt_text,
+                help="Over-long prompts are cut to the model's context (you are told how "
+                "many tokens were dropped).",
+            )
+        with right:
+            st.selectbox(
+                "Example prompts",
+                options,
+                key="prompt_choice",
+                on_change=_on_prompt_choice,
+                persist_state="session",
+            )
+            c1, c2 = st.columns([1, 2])
+            with c1:
+                eps = st.number_input(
+                    "ε",
+                    key="eps",
+                    min_value=0.0,
+                    persist_state="session",
+                    step=0.001,
+                    format="%g",
+                    on_change=_on_eps_number,
+                    help="A connection is important when |J| > ε, unimportant when |J| ≤ ε. "
+                    "Changing ε only re-splits; nothing is recomputed.",
+                )
+            with c2:
+                st.select_slider(
+                    "ε (log scale)",
+                    options=explore.EPS_GRID,
+                    key="eps_slider",
+                    format_func=lambda v: f"{v:g}",
+                    persist_state="session",
+                    on_change=_on_eps_slider,
+                )
+            pressed = st.button(
+                "Run",
+                type="primary",
+                key="run_button",
+                width="stretch",
+                icon=":material/play_arrow:",
+            )
+    eps_error = None
+    try:
+        eps = check_eps(eps)
+    except JSAEError as err:
+        eps, eps_error = None, f"{err} Type a positive ε, or pick one on the log slider."
+    text, removed = clean_prompt(text or "")
+    if removed:
+        st.caption(f"{removed} control character(s) were removed from the prompt.")
+    return text, eps, eps_error, pressed

@@ -1,0 +1,109 @@
+"""What the results pages share: the last run with its notices, the table split at ε,
+the run's caption, the summary table, and the moves to another page or layer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from jsae import explore
+from jsae.stats import SUMMARY_LABELS
+from pages.shared.cache import load_run
+from pages.shared.guard import guarded
+from pages.shared.registry import PAGES, TOKEN_PAGE
+from pages.shared.state import AUTORUN, PAIR_REQUEST, SELECTION, Context, context
+
+
+def require_run(ctx: Context) -> explore.RunData | None:
+    """The last Run's data (computing it if needed), with the stale / truncation notices;
+    None (after saying what to do) when there is nothing to show."""
+    if ctx.run is None:
+        st.info(
+            "Press **Run** to ablate every connection of the prompt.", icon=":material/play_arrow:"
+        )
+        return None
+    if ctx.stale:
+        st.info(
+            "The settings changed since the last Run; the results below are still for the "
+            "old ones. Press **Run** to update them.",
+            icon=":material/update:",
+        )
+    data = load_run(ctx.run)
+    if data is None:
+        return None
+    if data.notice:
+        st.warning(data.notice, icon=":material/content_cut:")
+    if data.table.empty:
+        st.warning(
+            "The prompt has no token to ablate besides the BOS token; type a longer prompt.",
+            icon=":material/warning:",
+        )
+        return None
+    return data
+
+
+def page_run() -> tuple[Context, explore.RunData, pd.DataFrame] | None:
+    """What a results page draws from: the frame's context, the last run and its table
+    split at ε; or None, after saying why there is nothing to draw."""
+    ctx = context()
+    if ctx is None:
+        return None
+    data = require_run(ctx)
+    if data is None:
+        return None
+    table = split_table(ctx, data)
+    if table is None:
+        return None
+    return ctx, data, table
+
+
+def split_table(ctx: Context, data: explore.RunData) -> pd.DataFrame | None:
+    """The run's table split at ε, or None after showing why ε is unusable."""
+    if ctx.eps is None:
+        st.error(ctx.eps_error or "ε is unusable.", icon=":material/error:")
+        return None
+    return guarded("splitting at ε", data.split, ctx.eps)
+
+
+def run_caption(key: explore.RunKey, extra: str = "") -> None:
+    mode = key.mode if key.mode != "scale" else f"scale s = {key.scale:g}"
+    st.caption(f"Layer {key.layer} · {key.kind} pair · mode {mode}{extra}")
+
+
+def open_token_explorer(position: int, in_feature: int, out_feature: int) -> None:
+    """Select a connection and switch to the token explorer (in this session)."""
+    st.session_state[SELECTION] = {
+        "position": int(position),
+        "in_feature": int(in_feature),
+        "out_feature": int(out_feature),
+        "pending": True,
+    }
+    st.switch_page(PAGES[TOKEN_PAGE].script)
+
+
+def request_layer(layer: int, kind: str) -> None:
+    """Button callback: switch the sidebar to ``layer`` / ``kind`` and run there."""
+    st.session_state[PAIR_REQUEST] = (layer, kind, False)
+    st.session_state[AUTORUN] = True
+
+
+def with_kind(key: explore.RunKey, kind: str) -> explore.RunKey:
+    return replace(key, kind=kind)
+
+
+def summary_table(summary: pd.DataFrame) -> None:
+    """A ``stats.summarize`` table with readable column labels and number formats."""
+    shown = summary.rename(columns=SUMMARY_LABELS)
+    formats = {label: "%.4g" for label in shown.columns}
+    formats[SUMMARY_LABELS["connections"]] = "%d"
+    formats[SUMMARY_LABELS["within_tolerance"]] = "percent"
+    st.dataframe(
+        shown,
+        column_config={
+            label: st.column_config.NumberColumn(label, format=fmt)
+            for label, fmt in formats.items()
+        },
+        width="stretch",
+    )

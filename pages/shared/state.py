@@ -1,0 +1,94 @@
+"""Session state: the keys that are not widgets, the ``Context`` the frame leaves for the
+page, and the widgets' first values, read from the URL once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from jsae import explore
+from pages.shared.registry import DEFAULT_PAGE
+
+RUN = "_run"  # the RunKey of the last Run
+SELECTION = "_selection"  # the token explorer's {position, in_feature, out_feature, pending}
+CONTEXT = "_context"
+INITIALISED = "_initialised"
+URL_WARNINGS = "_url_warnings"
+AUTORUN = "_autorun"
+PAIR_REQUEST = "_pair_request"  # (layer, kind, from the URL) for the pair picker to apply
+
+
+@dataclass
+class Context:
+    """What the frame resolved this rerun: the source and the current settings.
+
+    Args:
+        source: the loaded ``Source``.
+        current: the ``RunKey`` of the settings as they are now.
+        run: the ``RunKey`` of the last Run (None before the first).
+        eps: ε, or None when the typed value is unusable (``eps_error`` says why).
+        view: the URL state.
+        page: the URL path of the page on screen.
+    """
+
+    source: Any
+    current: explore.RunKey
+    run: explore.RunKey | None
+    eps: float | None
+    eps_error: str | None
+    view: explore.ViewState
+    page: str = DEFAULT_PAGE
+
+    @property
+    def stale(self) -> bool:
+        return self.run is not None and self.run != self.current
+
+
+def context() -> Context | None:
+    """The frame's context, or None (after saying why) when there is none."""
+    ctx = st.session_state.get(CONTEXT)
+    if ctx is None:
+        st.info("Open the explorer through streamlit_app.py to use this page.")
+    return ctx
+
+
+def init_session() -> None:
+    """Once per session: seed the widgets from the URL's query parameters."""
+    if st.session_state.get(INITIALISED):
+        return
+    st.session_state[INITIALISED] = True
+    prompts = explore.default_prompts()
+    view, warnings = explore.parse_query_params(st.query_params.to_dict(), prompts)
+    st.session_state[URL_WARNINGS] = warnings
+    kind = explore.source_type(view.source, view.model)
+    st.session_state["source_type"] = kind
+    if kind == "wandb":
+        st.session_state["source_wandb"] = view.source
+    elif kind == "folder":
+        st.session_state["source_folder"] = view.source
+    elif kind == "model":
+        st.session_state["source_pair"] = view.source
+        st.session_state["source_model"] = view.model or ""
+    from_url = bool({"layer", "kind"} & set(st.query_params.keys()))
+    st.session_state[PAIR_REQUEST] = (view.layer, view.kind, from_url)
+    st.session_state["mode"] = view.mode
+    st.session_state["scale"] = float(view.scale)
+    st.session_state["eps"] = float(view.eps)
+    st.session_state["eps_slider"] = explore.nearest_eps_stop(view.eps)
+    if view.text is not None:
+        st.session_state["prompt_choice"] = explore.CUSTOM_PROMPT
+        st.session_state["prompt_text"] = view.text
+    else:
+        name = view.prompt if view.prompt in prompts else next(iter(prompts))
+        st.session_state["prompt_choice"] = name
+        st.session_state["prompt_text"] = prompts[name]
+    st.session_state[AUTORUN] = view.run
+    if view.position is not None:
+        st.session_state[SELECTION] = {
+            "position": view.position,
+            "in_feature": view.in_feature,
+            "out_feature": view.out_feature,
+            "pending": True,
+        }

@@ -1,0 +1,65 @@
+"""The URL's query parameters: written from the view after every rerun, so that a link
+reproduces what is on screen; and the warnings about a link's unusable values."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from jsae import explore
+from jsae.table import DEFAULT_EPS
+from pages.shared.registry import TOKEN_PAGE
+from pages.shared.state import RUN, SELECTION, URL_WARNINGS, Context
+
+
+def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore.ViewState:
+    """The view of the settings as they are now, on ``page``."""
+    selection = (st.session_state.get(SELECTION) or {}) if page == TOKEN_PAGE else {}
+    return explore.view_of(
+        current,
+        eps=eps if eps is not None else DEFAULT_EPS,
+        prompt=st.session_state.get("prompt_choice"),
+        prompts=explore.default_prompts(),
+        run=st.session_state.get(RUN) == current,
+        position=selection.get("position"),
+        in_feature=selection.get("in_feature"),
+        out_feature=selection.get("out_feature"),
+    )
+
+
+def run_view(ctx: Context) -> explore.ViewState:
+    """The URL state of the displayed run (rather than of settings not yet run)."""
+    view = ctx.view
+    return explore.view_of(
+        ctx.run or ctx.current,
+        eps=view.eps,
+        prompt=view.prompt,
+        prompts=explore.default_prompts(),
+        run=True,
+        position=view.position,
+        in_feature=view.in_feature,
+        out_feature=view.out_feature,
+    )
+
+
+def show_url_warnings() -> None:
+    """The warnings about the link's unusable parameters, once."""
+    for warning in st.session_state.pop(URL_WARNINGS, []) or []:
+        st.warning(warning, icon=":material/link_off:")
+
+
+def sync_url(view: explore.ViewState) -> None:
+    """Write the view into the URL's query parameters (only when they changed)."""
+    params = explore.to_query_params(view)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def sync_source_in_url(source: str, model: str | None) -> None:
+    """Name the chosen source in the URL even when it failed to load (so the link
+    reproduces the problem), keeping the other parameters."""
+    params = st.query_params.to_dict()
+    wanted = {k: v for k, v in params.items() if k != "model"} | {"source": source}
+    if model:
+        wanted["model"] = model
+    if wanted != params:
+        st.query_params.from_dict(wanted)
