@@ -2,7 +2,8 @@
 
 Run with ``streamlit run streamlit_app.py`` (or ``make app``). This file is the frame around
 every page: the navigation, the sidebar (source, layer, pair kind, ablation mode), the
-prompt panel (prompt, ε, Run) and the URL state. The pages live in ``pages/``.
+prompt panel (prompt, ε, Run) and the URL state. The pages live in ``app/pages/`` (a
+folder named ``pages/`` beside this file would put Streamlit in its legacy multipage mode).
 
 Environment: ``JSAE_DEFAULT_SOURCE`` replaces the bundled default ("demo") as the source
 the app opens on (a folder or a W&B artifact path).
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import cache, guard, prompt_panel, settings, sidebar, state, url
+from app.registry import DEFAULT_PAGE, PAGES
 from jsae import explore
-from pages.shared import cache, frame, guard, prompt_panel, settings, sidebar, state, url
-from pages.shared.registry import DEFAULT_PAGE, PAGES
 
 st.set_page_config(
     page_title="jsae explorer",
@@ -75,7 +76,6 @@ else:
         page=page_key,
     )
     try:
-        with frame.frame_active():
-            guard.guarded(f"drawing the {shown.title} page", page.run)
+        guard.guarded(f"drawing the {shown.title} page", page.run)
     finally:
         url.sync_url(url.view_state(current, eps, page_key))

@@ -24,10 +24,10 @@ from tests.helpers import tiny_model, tiny_pair
 APP = "../streamlit_app.py"
 TIMEOUT = 60
 PAGES = {
-    "sparsity": "pages/causal_sparsity.py",
-    "effect": "pages/jacobian_vs_effect.py",
-    "tokens": "pages/token_explorer.py",
-    "compare": "pages/jsae_vs_plain.py",
+    "sparsity": "app/pages/causal_sparsity.py",
+    "effect": "app/pages/jacobian_vs_effect.py",
+    "tokens": "app/pages/token_explorer.py",
+    "compare": "app/pages/jsae_vs_plain.py",
 }
 
 
@@ -362,8 +362,8 @@ def test_navigation_lists_exactly_the_four_pages(app):
     for page in PAGES.values():
         at.switch_page(page).run()
         assert not at.exception
-    with pytest.raises(ValueError):  # helpers under pages/ are never pages
-        at.switch_page("pages/shared/cache.py")
+    with pytest.raises(ValueError):  # the app's helper modules are never pages
+        at.switch_page("app/cache.py")
 
 
 # --------------------------------------------------------------------------------------
@@ -526,3 +526,11 @@ def test_jsae_vs_plain_with_a_single_kind_source(jsae_only_source, monkeypatch):
     at.switch_page(PAGES["compare"]).run()
     no_problems(at)
     assert any("only jsae pairs" in i.value for i in at.info)
+
+
+def test_no_pages_folder_beside_the_entry_script():
+    # Streamlit runs an app with a pages/ folder beside its main script in its legacy
+    # multipage mode (a requested page script runs alone, outside the frame).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert os.path.isfile(os.path.join(root, "streamlit_app.py"))
+    assert not os.path.exists(os.path.join(root, "pages"))

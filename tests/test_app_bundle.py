@@ -41,9 +41,9 @@ def test_default_prompt_on_the_bundle(monkeypatch):
     )
     # Every page draws on the bundle too.
     for page in (
-        "pages/jacobian_vs_effect.py",
-        "pages/token_explorer.py",
-        "pages/jsae_vs_plain.py",
+        "app/pages/jacobian_vs_effect.py",
+        "app/pages/token_explorer.py",
+        "app/pages/jsae_vs_plain.py",
     ):
         at.switch_page(page).run()
         assert not at.exception and not at.error, (page, [e.value for e in at.error])

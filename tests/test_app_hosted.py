@@ -44,7 +44,7 @@ def loads(monkeypatch):
         seen.append(str(source))
         return real(source, **kwargs)
 
-    monkeypatch.setattr("pages.shared.cache.load_source", recording)
+    monkeypatch.setattr("app.cache.load_source", recording)
     return seen
 
 
@@ -127,7 +127,7 @@ def test_eps_as_text_in_the_url_warns_and_uses_the_default(hosted_app):
 
 
 def test_busy_slots_are_explained(hosted_app, monkeypatch):
-    from pages.shared import cache
+    from app import cache
 
     monkeypatch.setenv("JSAE_MAX_CONCURRENT", "1")
     monkeypatch.setenv("JSAE_SLOT_TIMEOUT", "0.2")

@@ -121,14 +121,14 @@ def test_run_draws_the_histogram(server):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2100})
             page.set_default_timeout(SERVER_START_S * 1000)
-            # The first request to a fresh server is a deep link: Streamlit's legacy pages/
-            # mode handles it (ui.run_page), with no "Page not found" and the frame around.
+            # The first request to a fresh server is a deep link: st.navigation resolves it
+            # by its url_path, with no "Page not found" and the frame around.
             page.goto(f"{url}/token_explorer")
             run = page.get_by_role("button", name="Run", exact=True)
             run.wait_for(state="visible")
             assert page.locator("h1").first.inner_text() == "Token explorer"
             assert page.get_by_text("Page not found").count() == 0
-            # The four pages, and nothing auto-discovered from pages/.
+            # The four pages, and nothing auto-discovered.
             links = page.locator("[data-testid='stSidebarNavLink']")
             assert links.count() == 4
             links.first.click()  # Causal sparsity, the default page

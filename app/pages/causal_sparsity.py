@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import guard, results
 from jsae import charts, explore, wandb_log
 from jsae.histogram import experiment_diffs
 from jsae.stats import summarize
 from jsae.table import TABLE_FORMATS, table_bytes
-from pages.shared import frame, guard, results
 
 VERDICT_BOX = {"yes": st.success, "partly": st.info, "no": st.warning, "undetermined": st.info}
 HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
@@ -167,4 +167,4 @@ def main() -> None:
     log_to_wandb(data, ctx.eps)
 
 
-frame.run_page(main)
+main()

@@ -30,7 +30,7 @@ class PageSpec:
 _PAGES = (
     PageSpec(
         "causal_sparsity",
-        "pages/causal_sparsity.py",
+        "app/pages/causal_sparsity.py",
         "Causal sparsity",
         ":material/bar_chart:",
         "Perturb every active input feature of every token and measure how much each output "
@@ -39,7 +39,7 @@ _PAGES = (
     ),
     PageSpec(
         "jacobian_vs_effect",
-        "pages/jacobian_vs_effect.py",
+        "app/pages/jacobian_vs_effect.py",
         "Jacobian vs effect",
         ":material/scatter_plot:",
         "How well does the first-order prediction −s·J match the measured change of every "
@@ -47,14 +47,14 @@ _PAGES = (
     ),
     PageSpec(
         "token_explorer",
-        "pages/token_explorer.py",
+        "app/pages/token_explorer.py",
         "Token explorer",
         ":material/grid_on:",
         "One token's Jacobian, its strongest connections, and a connection's dose-response curve.",
     ),
     PageSpec(
         "jsae_vs_plain",
-        "pages/jsae_vs_plain.py",
+        "app/pages/jsae_vs_plain.py",
         "JSAE vs plain",
         ":material/compare_arrows:",
         "The same prompt through the JSAE pair and the plain pair (trained without the "

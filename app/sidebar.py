@@ -7,11 +7,11 @@ from typing import Any
 
 import streamlit as st
 
+from app.settings import hosted
+from app.state import PAIR_REQUEST, URL_WARNINGS
 from jsae import explore
 from jsae.ablation import MODES
 from jsae.hosting import HostedConfig
-from pages.shared.settings import hosted
-from pages.shared.state import PAIR_REQUEST, URL_WARNINGS
 
 
 def source_picker() -> tuple[str, str | None] | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.registry import TOKEN_PAGE
+from app.state import RUN, SELECTION, URL_WARNINGS, Context
 from jsae import explore
 from jsae.table import DEFAULT_EPS
-from pages.shared.registry import TOKEN_PAGE
-from pages.shared.state import RUN, SELECTION, URL_WARNINGS, Context
 
 
 def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore.ViewState:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import cache, results, state
 from jsae import charts, explore
-from pages.shared import cache, frame, results, state
 
 KIND_TITLES = {"jsae": "JSAE pair", "plain": "Plain pair"}
 
@@ -30,8 +30,6 @@ def missing_kind_note(ctx: state.Context, layer: int) -> bool:
 
 def main() -> None:
     ctx = state.context()
-    if ctx is None:
-        return
     if ctx.run is None:
         if not missing_kind_note(ctx, ctx.current.layer):
             st.info(
@@ -107,4 +105,4 @@ def main() -> None:
             results.summary_table(pair.summary)
 
 
-frame.run_page(main)
+main()

@@ -8,12 +8,12 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from app.cache import load_run
+from app.guard import guarded
+from app.registry import PAGES, TOKEN_PAGE
+from app.state import AUTORUN, PAIR_REQUEST, SELECTION, Context, context
 from jsae import explore
 from jsae.stats import SUMMARY_LABELS
-from pages.shared.cache import load_run
-from pages.shared.guard import guarded
-from pages.shared.registry import PAGES, TOKEN_PAGE
-from pages.shared.state import AUTORUN, PAIR_REQUEST, SELECTION, Context, context
 
 
 def require_run(ctx: Context) -> explore.RunData | None:
@@ -48,8 +48,6 @@ def page_run() -> tuple[Context, explore.RunData, pd.DataFrame] | None:
     """What a results page draws from: the frame's context, the last run and its table
     split at ε; or None, after saying why there is nothing to draw."""
     ctx = context()
-    if ctx is None:
-        return None
     data = require_run(ctx)
     if data is None:
         return None

@@ -8,8 +8,8 @@ from typing import Any
 
 import streamlit as st
 
+from app.registry import DEFAULT_PAGE
 from jsae import explore
-from pages.shared.registry import DEFAULT_PAGE
 
 RUN = "_run"  # the RunKey of the last Run
 SELECTION = "_selection"  # the token explorer's {position, in_feature, out_feature, pending}
@@ -46,12 +46,9 @@ class Context:
         return self.run is not None and self.run != self.current
 
 
-def context() -> Context | None:
-    """The frame's context, or None (after saying why) when there is none."""
-    ctx = st.session_state.get(CONTEXT)
-    if ctx is None:
-        st.info("Open the explorer through streamlit_app.py to use this page.")
-    return ctx
+def context() -> Context:
+    """The context the frame left for the page it runs (pages run inside the frame only)."""
+    return st.session_state[CONTEXT]
 
 
 def init_session() -> None:

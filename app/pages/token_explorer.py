@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import cache, guard, results, state
 from jsae import charts, dose, explore
-from pages.shared import cache, frame, guard, results, state
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
 
@@ -156,4 +156,4 @@ def main() -> None:
     dose_section(ctx, data, rows, position, in_f, out_f)
 
 
-frame.run_page(main)
+main()

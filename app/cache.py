@@ -12,13 +12,13 @@ from typing import Any
 
 import streamlit as st
 
+from app.guard import guarded
+from app.settings import hosted
 from jsae import explore
 from jsae.dose import DoseResponse, dose_response
 from jsae.hosting import SlotLimiter
 from jsae.loading import load_source
 from jsae.sandwich import Sandwich
-from pages.shared.guard import guarded
-from pages.shared.settings import hosted
 
 
 @st.cache_resource(show_spinner=False)

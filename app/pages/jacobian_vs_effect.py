@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import results, state, url
+from app.registry import TOKEN_PAGE
 from jsae import charts, explore
 from jsae.errors import JSAEError
 from jsae.stats import Tolerance
-from pages.shared import frame, results, state, url
-from pages.shared.registry import TOKEN_PAGE
 
 GROUP_LABELS = {
     "all": "All connections",
@@ -124,4 +124,4 @@ def main() -> None:
     misses(ctx, table)
 
 
-frame.run_page(main)
+main()
