@@ -12,6 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.registry import DEFAULT_PAGE, TOKEN_PAGE
+from app.registry import PAGES as PAGES_BY_URL
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
@@ -110,10 +112,6 @@ def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit
     text = text or first_prompt()[1]
     config = AblationConfig(mode=mode, scale=scale)
     return ablate(loaded.model, loaded.pair(layer, kind), text, eps=eps, config=config).table
-
-
-# --------------------------------------------------------------------------------------
-# Frame: defaults, Run, ε, URL
 
 
 def test_opens_on_the_default_source_and_waits_for_run(app, tiny_source):
@@ -366,10 +364,6 @@ def test_navigation_lists_exactly_the_four_pages(app):
         at.switch_page("app/cache.py")
 
 
-# --------------------------------------------------------------------------------------
-# Jacobian vs effect
-
-
 def test_jacobian_vs_effect(app, loaded):
     short = "The quick brown fox jumps."
     at = app.run()
@@ -414,10 +408,6 @@ def test_misses_open_the_token_explorer(app, loaded):
     assert at.selectbox(key="tok_connection").value == (top["in_feature"], top["out_feature"])
     assert at.query_params["position"] == str(top["position"])
     assert at.query_params["out_feature"] == str(top["out_feature"])
-
-
-# --------------------------------------------------------------------------------------
-# Token explorer
 
 
 def test_token_explorer(app, loaded):
@@ -491,10 +481,6 @@ def test_token_explorer_warns_about_a_bad_link(app):
     assert any("Position 999" in w.value for w in at.warning)
 
 
-# --------------------------------------------------------------------------------------
-# JSAE vs plain
-
-
 def test_jsae_vs_plain(app, loaded):
     app.query_params["layer"] = "1"
     at = run(app.run())
@@ -526,6 +512,15 @@ def test_jsae_vs_plain_with_a_single_kind_source(jsae_only_source, monkeypatch):
     at.switch_page(PAGES["compare"]).run()
     no_problems(at)
     assert any("only jsae pairs" in i.value for i in at.info)
+
+
+def test_each_page_is_served_at_its_files_name():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert list(PAGES_BY_URL) == [os.path.basename(p)[:-3] for p in PAGES.values()]
+    for url_path, spec in PAGES_BY_URL.items():
+        assert spec.url_path == url_path and spec.script.endswith(f"/{url_path}.py")
+        assert os.path.isfile(os.path.join(root, spec.script))
+    assert DEFAULT_PAGE == "causal_sparsity" and TOKEN_PAGE in PAGES_BY_URL
 
 
 def test_no_pages_folder_beside_the_entry_script():

@@ -45,10 +45,6 @@ def key(**kw):
     return explore.RunKey(**(base | kw))
 
 
-# --------------------------------------------------------------------------------------
-# URL state
-
-
 def test_view_state_round_trips_through_query_params():
     prompts = {"Fox": PROMPT}
     state = explore.ViewState(
@@ -170,8 +166,30 @@ def test_view_link():
     assert link == "tokens?eps=0.01&position=3"
 
 
-# --------------------------------------------------------------------------------------
-# Runs
+def test_view_of_a_run_key():
+    prompts = {"Fox": PROMPT, "Other": "Something else."}
+    run_key = key(layer=0, kind="plain", mode="scale", scale=0.5)
+    view = explore.view_of(run_key, eps=0.02, prompt="Fox", prompts=prompts, run=True)
+    assert view == explore.ViewState(
+        source="tiny",
+        layer=0,
+        kind="plain",
+        mode="scale",
+        scale=0.5,
+        eps=0.02,
+        prompt="Fox",
+        run=True,
+    )
+    # An example name whose text was edited (or no name) carries the text instead.
+    for prompt in ("Other", None, "Nope"):
+        edited = explore.view_of(run_key, eps=0.02, prompt=prompt, prompts=prompts, run=False)
+        assert edited.prompt is None and edited.text == PROMPT and not edited.run
+    picked = explore.view_of(
+        run_key, eps=0.02, prompt=None, prompts=prompts, run=True, position=3, out_feature=7
+    )
+    assert (picked.position, picked.in_feature, picked.out_feature) == (3, None, 7)
+    params = explore.to_query_params(picked)
+    assert params["text"] == PROMPT and params["position"] == "3" and "in_feature" not in params
 
 
 def test_run_ablation_is_the_engines_table_without_the_split(source, monkeypatch):
@@ -197,10 +215,6 @@ def test_run_ablation_is_the_engines_table_without_the_split(source, monkeypatch
 def test_run_ablation_reports_truncation(source):
     data = explore.run_ablation(source, key(text="word " * 200))
     assert data.notice is not None and "dropped" in data.notice
-
-
-# --------------------------------------------------------------------------------------
-# Binning, verdicts, downloads
 
 
 def test_histogram_bins_match_numpy():
@@ -292,10 +306,6 @@ def test_download_name_names_the_runs_layer_kind_and_mode():
     )
 
 
-# --------------------------------------------------------------------------------------
-# Jacobian vs effect
-
-
 def test_density_grid_matches_numpy():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=5000), rng.normal(size=5000)
@@ -371,10 +381,6 @@ def test_miss_links_and_labels(source):
     labels = explore.miss_labels(top)
     assert len(labels) == 3 and labels[0].startswith("#1: position ")
     assert f"out_feature {top['out_feature'].iloc[2]}" in labels[2]
-
-
-# --------------------------------------------------------------------------------------
-# Token explorer
 
 
 def test_token_connections_and_top(source):

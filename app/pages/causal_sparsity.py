@@ -91,7 +91,7 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
         st.error(f"The {fmt.upper()} download failed: {message}", icon=":material/error:")
         errors.pop(fmt, None)
 
-    def producer(fmt: str):
+    def button(column, fmt: str, label: str) -> None:
         def produce() -> bytes:
             try:
                 return table_bytes(table, fmt)
@@ -99,28 +99,20 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
                 errors[fmt] = guard.error_message(err, f"writing the {fmt} file")
                 raise
 
-        return produce
-
-    c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button(
-        "Download CSV",
-        producer("csv"),
-        file_name=explore.download_name(key, "csv"),
-        mime=TABLE_FORMATS["csv"],
-        icon=":material/download:",
-        on_click="ignore",
-        width="stretch",
-    )
-    if explore.parquet_available():
-        c2.download_button(
-            "Download Parquet",
-            producer("parquet"),
-            file_name=explore.download_name(key, "parquet"),
-            mime=TABLE_FORMATS["parquet"],
+        column.download_button(
+            f"Download {label}",
+            produce,
+            file_name=explore.download_name(key, fmt),
+            mime=TABLE_FORMATS[fmt],
             icon=":material/download:",
             on_click="ignore",
             width="stretch",
         )
+
+    c1, c2, _ = st.columns([1, 1, 3])
+    button(c1, "csv", "CSV")
+    if explore.parquet_available():
+        button(c2, "parquet", "Parquet")
     else:
         st.error(
             "Parquet download is unavailable: pyarrow is not installed. Install it with "

@@ -75,20 +75,36 @@ def _parse_int(raw: str | None, name: str, warnings: list[str], minimum: int = 0
     return value
 
 
-def _parse_positive(raw: str | None, name: str, default: float, warnings: list[str]) -> float:
+def _parse_float(
+    raw: str | None, name: str, default: float, warnings: list[str], positive: bool
+) -> float:
+    """A finite number (greater than 0 when ``positive``), else ``default`` with a warning."""
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    if positive and not (math.isfinite(value) and value > 0):
         warnings.append(
             f"Ignored {name}={raw!r} from the URL: it must be a number greater than 0; "
             f"using {default:g}."
         )
         return default
+    if not math.isfinite(value):
+        warnings.append(f"Ignored {name}={raw!r} from the URL: it must be a finite number.")
+        return default
     return value
+
+
+def _parse_choice(
+    raw: str | None, name: str, choices: tuple[str, ...], warnings: list[str]
+) -> str | None:
+    """``raw`` when it is one of ``choices``; else None, with a warning when given."""
+    if raw is None or raw in choices:
+        return raw
+    warnings.append(f"Ignored {name}={raw!r} from the URL: it must be one of {', '.join(choices)}.")
+    return None
 
 
 def parse_query_params(
@@ -116,24 +132,13 @@ def parse_query_params(
     if layer is not None:
         state["layer"] = layer
 
-    kind = _single(params, "kind")
-    if kind is not None:
-        if kind in PAIR_KINDS:
-            state["kind"] = kind
-        else:
-            warnings.append(
-                f"Ignored kind={kind!r} from the URL: it must be one of {', '.join(PAIR_KINDS)}."
-            )
-    mode = _single(params, "mode")
-    if mode is not None:
-        if mode in MODES:
-            state["mode"] = mode
-        else:
-            warnings.append(
-                f"Ignored mode={mode!r} from the URL: it must be one of {', '.join(MODES)}."
-            )
-    state["scale"] = _parse_scale(_single(params, "scale"), default.scale, warnings)
-    state["eps"] = _parse_positive(_single(params, "eps"), "eps", default.eps, warnings)
+    for key, choices in (("kind", PAIR_KINDS), ("mode", MODES)):
+        choice = _parse_choice(_single(params, key), key, tuple(choices), warnings)
+        if choice is not None:
+            state[key] = choice
+    scale, eps = _single(params, "scale"), _single(params, "eps")
+    state["scale"] = _parse_float(scale, "scale", default.scale, warnings, positive=False)
+    state["eps"] = _parse_float(eps, "eps", default.eps, warnings, positive=True)
 
     name = _single(params, "prompt")
     text = _single(params, "text")
@@ -155,19 +160,6 @@ def parse_query_params(
         if value is not None:
             state[key] = value
     return replace(default, **state), warnings
-
-
-def _parse_scale(raw: str | None, default: float, warnings: list[str]) -> float:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        warnings.append(f"Ignored scale={raw!r} from the URL: it must be a finite number.")
-        return default
-    return value
 
 
 def to_query_params(state: ViewState) -> dict[str, str]:
