@@ -76,7 +76,7 @@ def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
     return int(in_feature), int(out_feature)
 
 
-def dose_section(ctx: state.Context, data: explore.RunData, rows, position, in_f, out_f) -> None:
+def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: int) -> None:
     key = data.key
     response = guard.guarded(
         "sweeping the input feature", cache.get_dose_response, key, position, in_f, out_f
@@ -153,7 +153,7 @@ def main() -> None:
             },
         )
     st.subheader(f"Dose-response: in_feature {in_f} → out_feature {out_f}")
-    dose_section(ctx, data, rows, position, in_f, out_f)
+    dose_section(data, rows, position, in_f, out_f)
 
 
 main()
