@@ -38,7 +38,7 @@ from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
 from jsae.sandwich import Sandwich, SandwichOutput
-from jsae.table import DEFAULT_EPS, check_eps, connections_table, split
+from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table, split
 
 MODES = ("unit", "zero", "scale")
 
@@ -78,29 +78,6 @@ class AblationConfig:
             return in_act
         s = 1.0 if self.mode == "unit" else float(self.scale)
         return torch.full_like(in_act, s)
-
-
-@dataclass
-class Connections:
-    """Every connection of a run as flat tensors, ordered (position, in rank, out rank).
-
-    Args:
-        position: the token position each connection belongs to.
-        in_feature, out_feature: the input and output SAE feature ids.
-        in_act, out_act: their activations on the unperturbed token.
-        jacobian: J[out_feature, in_feature] on that token.
-        predicted: the first-order prediction of diff, -s * J.
-        diff: out_act after the perturbation minus out_act before.
-    """
-
-    position: Int[Tensor, " n"]
-    in_feature: Int[Tensor, " n"]
-    out_feature: Int[Tensor, " n"]
-    in_act: Float[Tensor, " n"]
-    out_act: Float[Tensor, " n"]
-    jacobian: Float[Tensor, " n"]
-    predicted: Float[Tensor, " n"]
-    diff: Float[Tensor, " n"]
 
 
 ROW_BLOCK_BYTES = 128 << 20

@@ -1,6 +1,7 @@
 """The per-connection table: its schema, the ε split, how it is built and how it is written.
 
-One row per (token, input feature i, output feature j) connection of a run. The split is the
+One row per (token, input feature i, output feature j) connection of a run: the engine returns
+them as flat tensors (``Connections``), the table is their tidy pandas form. The split is the
 research notebook's: a connection is *important* when |J[j, i]| > ε and *unimportant* when
 |J[j, i]| <= ε. Everything that divides connections by ε — the engine's table, corpus shards,
 merged corpus statistics, the bundle's quality figures — calls ``is_important``, so the rule
@@ -12,16 +13,16 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float, Int
+from torch import Tensor
 
 from jsae.errors import InputError, os_reason
-
-if TYPE_CHECKING:  # type-only: jsae.ablation imports this module
-    from jsae.ablation import Connections
 
 COLUMNS = (
     "position",
@@ -47,6 +48,29 @@ TABLE_FORMATS = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
 """Formats the table is written in (file suffix without the dot -> MIME type)."""
 
 ArrayT = TypeVar("ArrayT")
+
+
+@dataclass
+class Connections:
+    """Every connection of a run as flat tensors, ordered (position, in rank, out rank).
+
+    Args:
+        position: the token position each connection belongs to.
+        in_feature, out_feature: the input and output SAE feature ids.
+        in_act, out_act: their activations on the unperturbed token.
+        jacobian: J[out_feature, in_feature] on that token.
+        predicted: the first-order prediction of diff, -s * J.
+        diff: out_act after the perturbation minus out_act before.
+    """
+
+    position: Int[Tensor, " n"]
+    in_feature: Int[Tensor, " n"]
+    out_feature: Int[Tensor, " n"]
+    in_act: Float[Tensor, " n"]
+    out_act: Float[Tensor, " n"]
+    jacobian: Float[Tensor, " n"]
+    predicted: Float[Tensor, " n"]
+    diff: Float[Tensor, " n"]
 
 
 def check_eps(eps: object) -> float:

@@ -30,6 +30,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from jsae.ablation import AblationResult
+from jsae.corpus import CorpusRun, CorpusStats, read_manifest
 from jsae.errors import JSAEError, first_line
 from jsae.histogram import experiment_diffs, shared_counts
 from jsae.stats import Tolerance, importance_ratio, summarize
@@ -131,7 +133,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def log_to_wandb(
-    result,
+    result: AblationResult,
     *,
     source_name: str,
     eps: float | None = None,
@@ -190,17 +192,15 @@ def log_to_wandb(
 
 def log_corpus_to_wandb(
     output: str | os.PathLike,
-    stats,
+    stats: CorpusStats,
     *,
-    run=None,
+    run: CorpusRun | None = None,
     target: WandbTarget | None = None,
 ) -> WandbRun:
     """Log a corpus run's merged statistics (a ``jsae.corpus.CorpusStats``): the manifest's
     configuration, the summary, the |diff| histogram on the log grid, and ``manifest.json`` as
     an artifact (the shards stay where they are). ``run`` is the ``jsae.corpus.CorpusRun``, if
     one just finished (adds its throughput)."""
-    from jsae.corpus import read_manifest
-
     manifest = read_manifest(output)
     config = {
         **{k: v for k, v in manifest.config.items() if v is not None},
