@@ -24,8 +24,8 @@ def main() -> None:
         cold.append(float(out.stdout.strip().splitlines()[-1]))
 
     from jsae import ablate
+    from jsae.example_texts import DEFAULT_PROMPTS
     from jsae.loading import load_source
-    from jsae.prompts import DEFAULT_PROMPTS
     from jsae.sandwich import Sandwich
 
     src = load_source("demo")

@@ -3,7 +3,6 @@ and the token explorer's helpers."""
 
 import io
 import math
-import sys
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig
 from jsae.errors import InputError
+from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
@@ -134,9 +134,11 @@ def test_source_type(tmp_path):
     assert explore.source_type("/pair/folder", "gpt2") == "model"
 
 
-def test_default_prompts_fall_back_when_the_module_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "jsae.prompts", None)  # import now raises ImportError
-    assert explore.default_prompts() == explore.FALLBACK_PROMPTS
+def test_default_prompts_are_the_example_texts_as_a_copy():
+    prompts = explore.default_prompts()
+    assert prompts == DEFAULT_PROMPTS
+    prompts["x"] = "y"
+    assert "x" not in explore.default_prompts()
 
 
 def test_resolve_pair():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import DEMO_DIR
 from jsae.prompt import check_prompt_text
-from jsae.prompts import DEFAULT_PROMPTS
 
 
 def test_default_prompts_cover_the_kinds():

@@ -20,9 +20,9 @@ from jsae.demo import (
     metrics_table,
 )
 from jsae.errors import InputError, UnsupportedError
+from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import load_source
 from jsae.pair import hook_in_name, hook_out_name, sae_pre_activations, topk_activations
-from jsae.prompts import DEFAULT_PROMPTS
 from jsae.sandwich import MLPWeights, Sandwich, jacobian_products
 from jsae.train import (
     PairTrainer,

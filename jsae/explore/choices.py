@@ -7,12 +7,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from jsae.ablation import AblationConfig
 from jsae.errors import InputError
-from jsae.loading import WANDB_ARTIFACT
+from jsae.example_texts import DEFAULT_PROMPTS
+from jsae.loading import DEMO_SOURCE, WANDB_ARTIFACT
 from jsae.pair import PAIR_KINDS
 from jsae.table import DEFAULT_EPS
 
-DEFAULT_SCALE = 1.0
+DEFAULT_SCALE = AblationConfig.scale
 DEFAULT_SOURCE_ENV = "JSAE_DEFAULT_SOURCE"
 EPS_MIN_EXP, EPS_MAX_EXP, EPS_STEPS_PER_DECADE = -6, 1, 4
 EPS_GRID: tuple[float, ...] = tuple(
@@ -22,14 +24,6 @@ EPS_GRID: tuple[float, ...] = tuple(
 """The log-scale ε slider's stops: four per decade from 1e-6 to 10."""
 
 CUSTOM_PROMPT = "Custom text"
-
-FALLBACK_PROMPTS = {
-    "Fox": "The quick brown fox jumps over the lazy dog.",
-    "Story": (
-        "Once upon a time, there was a little girl named Lily. She loved to play outside "
-        "in the park with her dog, and every day they ran to the big tree by the pond."
-    ),
-}
 
 SOURCE_TYPES = ("demo", "wandb", "folder", "model")
 SOURCE_TYPE_LABELS = {
@@ -46,29 +40,20 @@ MODE_LABELS = {
 
 
 def default_prompts() -> dict[str, str]:
-    """The bundled example prompts (``jsae.prompts.DEFAULT_PROMPTS``), or a small fallback
-    while that module is missing or broken."""
-    try:  # imported here so that a missing or broken module falls back instead of failing
-        from jsae.prompts import DEFAULT_PROMPTS
-    except Exception:
-        return dict(FALLBACK_PROMPTS)
-    prompts = {
-        str(name): text
-        for name, text in dict(DEFAULT_PROMPTS).items()
-        if isinstance(text, str) and text.strip()
-    }
-    return prompts or dict(FALLBACK_PROMPTS)
+    """The example prompts the app offers (``jsae.example_texts.DEFAULT_PROMPTS``), a copy."""
+    return dict(DEFAULT_PROMPTS)
 
 
 def default_source() -> str:
-    """The source the app opens on: ``$JSAE_DEFAULT_SOURCE`` when set, else ``"demo"``."""
-    return os.environ.get(DEFAULT_SOURCE_ENV, "").strip() or "demo"
+    """The source the app opens on: ``$JSAE_DEFAULT_SOURCE`` when set, else the bundled
+    default."""
+    return os.environ.get(DEFAULT_SOURCE_ENV, "").strip() or DEMO_SOURCE
 
 
 def source_type(source: str, model: str | None = None) -> str:
     """Which of the sidebar's source choices a source string belongs to."""
     source = source.strip()
-    if source == "demo":
+    if source == DEMO_SOURCE:
         return "demo"
     if model:
         return "model"
