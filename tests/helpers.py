@@ -101,3 +101,11 @@ def tiny_pair(
         layer=layer,
         kind=kind,
     )
+
+
+def tiny_pairs(model: HookedTransformer) -> dict[str, dict[int, JSAEPair]]:
+    """The tests' usual source layout: JSAE pairs on layers 0 and 1, a plain pair on layer 1."""
+    return {
+        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
+        "plain": {1: tiny_pair(model, 1, kind="plain")},
+    }

@@ -21,7 +21,7 @@ from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
 from jsae.table import DEFAULT_EPS
-from tests.helpers import tiny_model, tiny_pair
+from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
 APP = "../streamlit_app.py"
 TIMEOUT = 60
@@ -36,10 +36,7 @@ PAGES = {
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory):
     model = tiny_model()
-    pairs = {
-        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
-        "plain": {1: tiny_pair(model, 1, kind="plain")},
-    }
+    pairs = tiny_pairs(model)
     return str(save_source(tmp_path_factory.mktemp("app") / "src", model, pairs))
 
 

@@ -9,7 +9,7 @@ from jsae.ablation import ablate
 from jsae.cli import main
 from jsae.loading import load_source, save_source
 from jsae.stats import summarize
-from tests.helpers import tiny_model, tiny_pair
+from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -17,10 +17,7 @@ PROMPT = "The quick brown fox jumps over the lazy dog."
 @pytest.fixture
 def source_dir(tmp_path):
     model = tiny_model()
-    pairs = {
-        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
-        "plain": {1: tiny_pair(model, 1, kind="plain")},
-    }
+    pairs = tiny_pairs(model)
     return save_source(tmp_path / "src", model, pairs)
 
 

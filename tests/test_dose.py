@@ -13,7 +13,7 @@ from jsae.errors import InputError
 from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
-from tests.helpers import tiny_model, tiny_pair
+from tests.helpers import tiny_model, tiny_pairs
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -25,11 +25,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def source(model):
-    pairs = {
-        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
-        "plain": {1: tiny_pair(model, 1, kind="plain")},
-    }
-    return Source("tiny", model, pairs)
+    return Source("tiny", model, tiny_pairs(model))
 
 
 def test_dose_response_on_a_real_tiny_pair(source, model):

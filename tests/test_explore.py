@@ -19,7 +19,7 @@ from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
 from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, table_bytes
-from tests.helpers import tiny_model, tiny_pair
+from tests.helpers import tiny_model, tiny_pairs
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -31,11 +31,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def source(model):
-    pairs = {
-        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
-        "plain": {1: tiny_pair(model, 1, kind="plain")},
-    }
-    return Source("tiny", model, pairs)
+    return Source("tiny", model, tiny_pairs(model))
 
 
 def key(**kw):

@@ -21,7 +21,7 @@ from jsae.loading import (
     save_sae_lens_pair,
     save_source,
 )
-from tests.helpers import tiny_model, tiny_pair
+from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
 PROMPT = "Alice: hi! Bob: hello, Alice."
 
@@ -106,10 +106,7 @@ def test_sae_lens_pair_round_trip_both_ways(tmp_path):
 
 def test_source_folder_round_trip(tmp_path):
     model = tiny_model()
-    pairs = {
-        "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
-        "plain": {1: tiny_pair(model, 1, kind="plain")},
-    }
+    pairs = tiny_pairs(model)
     save_source(tmp_path, model, pairs, info={"metrics": {"a": 1}})
     source = load_source(tmp_path)
     assert source.kinds == ["jsae", "plain"] and source.layers("plain") == [1]
