@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 from sae_lens import TopKSAE, TopKSAEConfig
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
+from jsae.demo.language_model import train_tokenizer
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name
 
-BOS = "<|endoftext|>"
 TEXT = (
     "The quick brown fox jumps over the lazy dog. A sparse autoencoder reads the MLP. "
     "def f(x):\n    return x + 1\n- apples\n- pears\nAlice: hi!\nBob: hello, Alice.\n"
@@ -18,24 +17,9 @@ TEXT = (
 
 
 def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with a BOS token, trained on a few sentences."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([TEXT] * 4, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=BOS,
-        add_bos_token=True,
-        name_or_path="tiny",
-    )
+    """A byte-level BPE tokenizer with a BOS token, trained on a few sentences (the demo's
+    tokenizer recipe, every pair eligible for a merge)."""
+    return train_tokenizer([TEXT] * 4, vocab_size, min_frequency=0, name="tiny")
 
 
 def tiny_model(

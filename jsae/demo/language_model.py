@@ -27,8 +27,11 @@ NORMALIZATION_TYPE = "LN"
 LayerNorms' weights into the next layers before the SAEs are trained)."""
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with BOS ``<|endoftext|>``, usable by HookedTransformer."""
+def train_tokenizer(
+    texts: list[str], vocab_size: int, min_frequency: int = 2, name: str = "jsae-demo"
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with BOS ``<|endoftext|>``, usable by HookedTransformer:
+    merges pairs seen at least ``min_frequency`` times, up to ``vocab_size`` tokens."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -36,7 +39,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         vocab_size=vocab_size,
         special_tokens=[BOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        min_frequency=2,
+        min_frequency=min_frequency,
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
@@ -45,7 +48,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         bos_token=BOS,
         eos_token=BOS,
         add_bos_token=True,
-        name_or_path="jsae-demo",
+        name_or_path=name,
     )
 
 
