@@ -30,8 +30,9 @@ def slot_limiter(capacity: int) -> SlotLimiter:
 @st.cache_resource(show_spinner="Loading the model and its JSAE pairs…", max_entries=4)
 def _load_source(source: str, model: str | None) -> Any:
     src = load_source(source, model=model or None)
-    for p in src.model.parameters():  # shared by every session: read-only
-        p.requires_grad_(False)
+    for reads in (src.model, *src.pair_models.values()):
+        for p in reads.parameters():  # shared by every session: read-only
+            p.requires_grad_(False)
     return src
 
 
@@ -45,7 +46,7 @@ def get_source(source: str, model: str | None) -> Any:
 def get_sandwich(source: str, model: str | None, layer: int, kind: str) -> Sandwich:
     """The MLP sandwich of one pair (its weight products precomputed once)."""
     src = get_source(source, model)
-    return Sandwich(src.model, src.pair(layer, kind))
+    return Sandwich(src.model_for(layer, kind), src.pair(layer, kind))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -91,7 +92,11 @@ def get_dose_response(
     src = get_source(key.source, key.model)
     sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
     x = explore.token_input(
-        src.model, key.layer, key.text, position, max_tokens=hosted().prompt_token_limit
+        src.model_for(key.layer, key.kind),
+        key.layer,
+        key.text,
+        position,
+        max_tokens=hosted().prompt_token_limit,
     )
     return dose_response(sandwich, x, in_feature, out_feature)
 

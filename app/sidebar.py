@@ -12,6 +12,7 @@ from app.state import PAIR_REQUEST, URL_WARNINGS
 from jsae import explore
 from jsae.ablation import MODES
 from jsae.hosting import HostedConfig
+from jsae.pair import KIND_LABELS
 
 
 def source_picker() -> tuple[str, str | None] | None:
@@ -142,14 +143,15 @@ def pair_picker(source: Any) -> tuple[int, str]:
         "Pair kind",
         kinds,
         key="kind",
-        horizontal=True,
+        horizontal=len(kinds) <= 2,
         persist_state="session",
-        format_func=lambda k: {"jsae": "JSAE", "plain": "plain"}[k],
-        help="JSAE: trained with the Jacobian sparsity penalty. plain: the same pair of "
-        "TopK SAEs trained without it.",
+        format_func=KIND_LABELS.get,
+        help="JSAEs: trained with the Jacobian sparsity penalty. Traditional SAEs: the same "
+        "pair of TopK SAEs trained without it (λ = 0). (Randomized LLM): the paper's control, "
+        "a pair trained and analysed on the model with its weight matrices re-drawn at random.",
     )
     if len(kinds) == 1:
-        st.caption(f"Layer {layer} has only a {kinds[0]} pair.")
+        st.caption(f"Layer {layer} has only one pair: {KIND_LABELS[kinds[0]]}.")
     return int(layer), str(kind)
 
 
@@ -181,7 +183,7 @@ def mode_picker() -> tuple[str, float]:
 def source_summary(source: Any) -> None:
     cfg = source.model.cfg
     layers = ", ".join(
-        f"{kind}: {', '.join(map(str, source.layers(kind)))}" for kind in source.kinds
+        f"{KIND_LABELS[kind]}: {', '.join(map(str, source.layers(kind)))}" for kind in source.kinds
     )
     with st.expander("About this source"):
         st.markdown(

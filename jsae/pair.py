@@ -21,9 +21,32 @@ from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError, UnsupportedError
 
-PAIR_KINDS = ("jsae", "plain")
+RANDOMIZED = "_randomized"
+"""Suffix of the randomized-LLM controls' kinds: pairs trained on the model with its weight
+matrices re-drawn at random (the research code's ``randomize_llm_weights``)."""
+PAIR_KINDS = ("jsae", "plain", "jsae" + RANDOMIZED, "plain" + RANDOMIZED)
+"""``jsae``: trained with the Jacobian penalty; ``plain``: the same training without it
+(λ = 0, the paper's "traditional SAEs"); each also as a randomized-LLM control."""
 DEFAULT_KIND = PAIR_KINDS[0]
 """The pair kind used when none is named: the JSAE (trained with the Jacobian penalty)."""
+KIND_LABELS = {
+    "jsae": "JSAEs",
+    "plain": "Traditional SAEs",
+    "jsae" + RANDOMIZED: "JSAEs (Randomized LLM)",
+    "plain" + RANDOMIZED: "Traditional SAEs (Randomized LLM)",
+}
+"""Each kind as the paper's figures label it."""
+
+
+def pair_kind(plain: bool, randomized: bool) -> str:
+    """The kind of a pair trained with (``plain`` False) or without the Jacobian penalty, on
+    the real or the randomized model."""
+    return ("plain" if plain else "jsae") + (RANDOMIZED if randomized else "")
+
+
+def is_randomized(kind: str) -> bool:
+    """Whether pairs of ``kind`` read a randomized copy of the model, not the model itself."""
+    return kind.endswith(RANDOMIZED)
 
 
 def hook_in_name(layer: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,6 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
-from jsae.pair import hook_in_name
 
 
 @dataclass
@@ -77,10 +76,10 @@ def first_ablated(
     return int(not include_bos and bos is not None and len(tokens) > 0 and int(tokens[0]) == bos)
 
 
-# TransformerLens's run_with_cache adds hooks to the model's modules for the duration of the
-# forward pass. On a model shared between threads (the app's sessions share one through
+# Reading activations adds hooks to the model's modules for the duration of the forward
+# pass. On a model shared between threads (the app's sessions share one through
 # st.cache_resource) a concurrent forward would run the other thread's hooks too and
-# overwrite its cache, so hooked forwards on one model take turns.
+# overwrite its activations, so hooked forwards on one model take turns.
 _HOOK_LOCKS: weakref.WeakKeyDictionary[HookedTransformer, threading.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -97,13 +96,43 @@ def hook_lock(model: HookedTransformer) -> threading.Lock:
 
 
 @torch.no_grad()
+def mlp_activations(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], layers: Sequence[int]
+) -> dict[int, tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"]]]:
+    """What each block's MLP receives and returns, for a batch of token rows: per layer,
+    (MLP input, MLP output).
+
+    The input is what ``blocks.L.mlp`` is called with: ``ln2``'s output *with* its gain and
+    bias. TransformerLens 3 takes ``blocks.L.ln2.hook_normalized`` before the gain and bias
+    (its 2.x releases, which the research code used, took it after), so that hook is the MLP
+    input only on a model whose LayerNorms are folded (``LNPre``/``RMSPre``); the module's own
+    input is right for every model. The output is ``blocks.L.hook_mlp_out``, what the output
+    SAE reads. This is the one place jsae reads a pair's activations from a model.
+    """
+    captured: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+    with hook_lock(model):  # the hooks live on shared modules: registered under the lock too
+        handles = []
+        try:
+            for layer in layers:
+                block, grab = model.blocks[layer], captured[layer].append
+                handles.append(
+                    block.mlp.register_forward_pre_hook(lambda _m, args, grab=grab: grab(args[0]))
+                )
+                handles.append(
+                    block.hook_mlp_out.register_forward_hook(
+                        lambda _m, _args, out, grab=grab: grab(out)
+                    )
+                )
+            model(tokens.to(model.cfg.device), stop_at_layer=max(layers) + 1)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return {layer: (parts[0], parts[1]) for layer, parts in captured.items()}
+
+
 def mlp_inputs(
     model: HookedTransformer, tokens: Int[Tensor, " pos"], layer: int
 ) -> Float[Tensor, "pos d_model"]:
-    """Block ``layer``'s MLP input (``blocks.L.ln2.hook_normalized``) for every position."""
-    hook = hook_in_name(layer)
-    with hook_lock(model):
-        _, cache = model.run_with_cache(
-            tokens[None].to(model.cfg.device), names_filter=[hook], stop_at_layer=layer + 1
-        )
-    return cache[hook][0]
+    """Block ``layer``'s MLP input for every position of one sequence (see
+    ``mlp_activations``)."""
+    return mlp_activations(model, tokens[None], [layer])[layer][0][0]

@@ -29,8 +29,12 @@ def tiny_model(
     d_mlp: int = 64,
     n_ctx: int = 64,
     normalization_type: str | None = "LN",
+    folded: bool = False,
     **cfg_kwargs,
 ) -> HookedTransformer:
+    """A random model whose LayerNorms have a random gain and bias (so that the MLP input
+    differs from ``ln2.hook_normalized`` unless ``folded``, which folds them into the next
+    layers as ``from_pretrained`` does, leaving ``LNPre``)."""
     tokenizer = tiny_tokenizer()
     cfg = HookedTransformerConfig(
         n_layers=n_layers,
@@ -51,6 +55,8 @@ def tiny_model(
         for name, p in model.named_parameters():
             if name.endswith(("b_in", "b_out", ".b", ".w")):
                 p.add_(0.1 * torch.randn_like(p))
+    if folded:
+        model.process_weights_(fold_ln=True, center_writing_weights=False, center_unembed=False)
     return model
 
 

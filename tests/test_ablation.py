@@ -19,8 +19,9 @@ ATOL = 1e-5  # float32, engine vs the notebook's loop
     ("mode", "scale"), [("unit", 1.0), ("zero", 1.0), ("scale", 2.5), ("scale", -0.7)]
 )
 @pytest.mark.parametrize("act_fn", ["gelu", "relu"])
-def test_engine_equals_the_notebook_loop(mode, scale, act_fn):
-    model = tiny_model(act_fn=act_fn)
+@pytest.mark.parametrize("folded", [False, True], ids=["LN", "folded"])
+def test_engine_equals_the_notebook_loop(mode, scale, act_fn, folded):
+    model = tiny_model(act_fn=act_fn, folded=folded)
     pair = tiny_pair(model, layer=1, d_sae=48, k=6, apply_b_dec_to_input=True)
     x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[:12]
     expected = notebook_loop(model, pair, x, mode=mode, scale=scale)

@@ -117,7 +117,9 @@ def test_opens_on_the_default_source_and_waits_for_run(app, tiny_source):
     assert at.sidebar.radio(key="source_type").value == "folder"
     assert at.sidebar.selectbox(key="layer").options == ["0", "1"]
     assert at.sidebar.selectbox(key="layer").value == 0
-    assert at.sidebar.radio(key="kind").options == ["JSAE"]  # layer 0 has only a jsae pair
+    assert at.sidebar.radio(key="kind").options == [
+        "JSAEs"
+    ]  # layer 0 has only a jsae pair (the paper's label)
     name, text = first_prompt()
     assert at.selectbox(key="prompt_choice").value == name
     assert at.text_area(key="prompt_text").value == text

@@ -83,17 +83,6 @@ def test_research_folder_ignores_extra_keys_and_loads_with_a_model(tmp_path):
     )
 
 
-def test_randomized_llm_weights_are_loaded(tmp_path):
-    model = tiny_model()
-    pair = tiny_pair(model, layer=0)
-    _write_research_folder(tmp_path, pair, randomize_llm_weights=True)
-    randomized = {k: torch.randn_like(v) for k, v in model.state_dict().items() if "W_in" in k}
-    save_file(randomized, tmp_path / "randomized_llm_weights.safetensors")
-    fresh = tiny_model()
-    source = load_source(str(tmp_path), model=fresh)
-    torch.testing.assert_close(source.model.blocks[0].mlp.W_in, randomized["blocks.0.mlp.W_in"])
-
-
 def test_sae_lens_pair_round_trip_both_ways(tmp_path):
     model = tiny_model()
     pair = tiny_pair(model, layer=1, kind="plain", k=6, k_out=5)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from jsae.errors import UnsupportedError
+from jsae.pair import hook_in_name
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import ELEMENTWISE_ACTIVATIONS, MLPWeights, Sandwich
 from tests.helpers import tiny_model, tiny_pair
@@ -12,6 +13,24 @@ PROMPT = "The quick brown fox jumps over the lazy dog."
 
 def _inputs(model, layer):
     return mlp_inputs(model, tokenize(model, PROMPT).tokens, layer)
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["LN", "folded"])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_sandwich_equals_the_models_own_hooks(folded, layer):
+    """The sandwich's MLP pre-activations and output equal the model's own
+    blocks.L.mlp.hook_pre and blocks.L.hook_mlp_out, on an unfolded LayerNorm with a random
+    gain and bias (where ln2.hook_normalized is *not* the MLP input) and on a folded one."""
+    model = tiny_model(folded=folded)
+    assert model.cfg.normalization_type == ("LNPre" if folded else "LN")
+    tokens = tokenize(model, PROMPT).tokens
+    hooks = [f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.hook_mlp_out"]
+    _, cache = model.run_with_cache(tokens[None], names_filter=[*hooks, hook_in_name(layer)])
+    out = Sandwich(model, tiny_pair(model, layer=layer))(mlp_inputs(model, tokens, layer))
+    torch.testing.assert_close(out.pre, cache[hooks[0]][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.mlp_out, cache[hooks[1]][0], atol=1e-5, rtol=0)
+    gap = (cache[hook_in_name(layer)][0] - out.x).abs().max().item()
+    assert (gap == 0) if folded else (gap > 0.05), "the test must tell the two inputs apart"
 
 
 @pytest.mark.parametrize("act_fn", ELEMENTWISE_ACTIVATIONS)

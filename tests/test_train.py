@@ -19,12 +19,13 @@ from jsae.demo import (
     measure_bundle,
     metrics_table,
 )
-from jsae.errors import InputError, UnsupportedError
+from jsae.errors import InputError
 from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import load_source
 from jsae.pair import hook_in_name, hook_out_name, sae_pre_activations, topk_activations
 from jsae.sandwich import MLPWeights, Sandwich, jacobian_products
 from jsae.train import (
+    ActivationStream,
     PairTrainer,
     PairTrainingConfig,
     chunk_token_ids,
@@ -62,7 +63,8 @@ def micro_config(**overrides) -> PairTrainingConfig:
 
 @pytest.fixture(scope="module")
 def model():
-    # LayerNorm folded, so that ln2.hook_normalized is the MLP's input (see check_folded_norm)
+    # LayerNorm folded, so that ln2.hook_normalized is the MLP's input and `activations`
+    # below can read it from the model's own hooks, independently of jsae.prompt
     return tiny_model(normalization_type="LNPre")
 
 
@@ -186,9 +188,24 @@ def test_resume_refuses_other_settings(model, tokens, tmp_path):
     assert longer.step == 6
 
 
-def test_refuses_a_model_whose_layernorm_is_not_folded(tokens):
-    with pytest.raises(UnsupportedError, match="fold_ln"):
-        train_pair(tiny_model(), tokens, micro_config(steps=1), progress=False)
+def test_the_stream_reads_the_mlp_input_of_an_unfolded_model(tokens):
+    """LayerNorm with a random gain and bias, not folded (as the research code trains): the
+    stream's x is what the MLP receives, so the MLP maps it to the stream's y, which is the
+    model's own hook_mlp_out; ln2.hook_normalized (before gain and bias) is not x."""
+    model = tiny_model()
+    assert model.cfg.normalization_type == "LN"
+    stream = ActivationStream(model, tokens[:8], 1, block_sequences=8, model_batch_size=4, seed=0)
+    x, y = stream.block(0)
+    mlp = MLPWeights.from_model(model, 1)
+    torch.testing.assert_close(mlp.out_from_pre(mlp.pre(x)), y, rtol=1e-4, atol=1e-5)
+    hooks = [hook_in_name(1), hook_out_name(1)]
+    _, cache = model.run_with_cache(tokens[:8], names_filter=hooks)
+    d = model.cfg.d_model
+    normalized, mlp_out = (cache[h][:, 1:].reshape(-1, d) for h in hooks)
+    torch.testing.assert_close(y[y[:, 0].argsort()], mlp_out[mlp_out[:, 0].argsort()])
+    assert (x.sort(dim=0).values - normalized.sort(dim=0).values).abs().max() > 0.05
+    result = train_pair(model, tokens, micro_config(steps=2), progress=False)
+    assert result.step == 2
 
 
 def test_config_validation():

@@ -147,7 +147,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     try:
         result = ablate(
-            source.model,
+            source.model_for(layer, args.pair),
             pair,
             text,
             eps=eps,

@@ -42,9 +42,9 @@ class WindowEngine:
     def __init__(self, job: CorpusJob, device: str | None = None):
         self.job = job
         self.source = load_source(job.source, model=job.model, device=device or job.device)
-        self.model = self.source.model
         self.layer = job.layer if job.layer is not None else self.source.layers(job.pair_kind)[0]
         self.pair = self.source.pair(self.layer, job.pair_kind)
+        self.model = self.source.model_for(self.layer, job.pair_kind)
         self.pair.check_model(self.model)
         self.tokenizer = self.model.tokenizer
         if self.tokenizer is None:

@@ -22,7 +22,8 @@ from jsae.demo.language_model import language_model_loss
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
 from jsae.loading import DEMO_DIR, DEMO_SOURCE, Source, load_source
-from jsae.pair import JSAEPair, hook_in_name, hook_out_name, topk_encode
+from jsae.pair import JSAEPair, topk_encode
+from jsae.prompt import mlp_activations
 from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, is_important
 from jsae.train import explained_variance, tokenize_documents
@@ -61,16 +62,15 @@ def measure_bundle(
         for kind in kinds
     }
     needed = sorted({layer for by_layer in wanted.values() for layer in by_layer})
-    hooks = [name for layer in needed for name in (hook_in_name(layer), hook_out_name(layer))]
-    acts: dict[str, list[Tensor]] = {hook: [] for hook in hooks}
+    acts: dict[int, tuple[list[Tensor], list[Tensor]]] = {layer: ([], []) for layer in needed}
     bos = model.tokenizer.bos_token_id
     keep = tokens != bos
     for start in range(0, len(tokens), BATCH_SEQUENCES):
         rows = slice(start, start + BATCH_SEQUENCES)
-        _, cache = model.run_with_cache(tokens[rows], names_filter=hooks)
-        for hook in hooks:
-            acts[hook].append(cache[hook][keep[rows]].float())
-    stacked = {hook: torch.cat(parts) for hook, parts in acts.items()}
+        for layer, (x, y) in mlp_activations(model, tokens[rows], needed).items():
+            acts[layer][0].append(x[keep[rows]].float())
+            acts[layer][1].append(y[keep[rows]].float())
+    stacked = {layer: (torch.cat(xs), torch.cat(ys)) for layer, (xs, ys) in acts.items()}
     result: dict[str, Any] = {
         "tokens": int(keep.sum()),
         "sequences": len(tokens),
@@ -81,7 +81,7 @@ def measure_bundle(
     for kind, by_layer in wanted.items():
         for layer in by_layer:
             pair = source.pair(layer, kind)
-            x, y = stacked[hook_in_name(layer)], stacked[hook_out_name(layer)]
+            x, y = stacked[layer]
             stats = measure_pair(model, pair, x, y, eps=eps, ablation=ablation)
             result["pairs"].setdefault(kind, {})[str(layer)] = stats
     return result

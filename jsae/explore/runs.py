@@ -86,7 +86,7 @@ def run_ablation(
     """
     config = AblationConfig(mode=key.mode, scale=float(key.scale))
     result = ablation.ablate(
-        source.model,
+        source.model_for(key.layer, key.kind),
         source.pair(key.layer, key.kind),
         key.text,
         eps=DEFAULT_EPS,

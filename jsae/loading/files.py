@@ -14,7 +14,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from jsae.errors import SourceError
+from jsae.errors import SourceError, first_line
+
+DERIVED_BUFFERS = ("IGNORE", "mask", "rotary_sin", "rotary_cos")
+"""TransformerLens buffers a model computes from its config: a state dict may have them or
+not, depending on the TransformerLens version that wrote it."""
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -38,6 +42,22 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise SourceError(f"{path} is missing.") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise SourceError(f"{path} is corrupt ({err}).") from None
+
+
+def load_state_exactly(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    """Load ``state`` into ``model``: every parameter and stored buffer, nothing missing and
+    nothing extra (derived buffers aside), every shape right; else one ``SourceError``."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape mismatch
+        raise SourceError(f"{where} does not fit the model: {first_line(err)}") from None
+    missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS)]
+    unexpected = [k for k in unexpected if not k.endswith(DERIVED_BUFFERS)]
+    if missing or unexpected:
+        raise SourceError(
+            f"{where} does not fit the model: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}{' (and more)' if len(missing) > 3 or len(unexpected) > 3 else ''}."
+        )
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:

@@ -17,7 +17,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
 from jsae.errors import SourceError, first_line
-from jsae.loading.files import read_json, read_safetensors, write_json
+from jsae.loading.files import load_state_exactly, read_json, read_safetensors, write_json
 
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
@@ -89,14 +89,7 @@ def load_model_folder(path: Path, device: str = "cpu") -> HookedTransformer:
             raise SourceError(f"{path / MODEL_TOKENIZER} could not be read: {err}") from None
         tokenizer.add_bos_token = True
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    state = read_safetensors(path / MODEL_WEIGHTS)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    real_missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
-    if real_missing or unexpected:
-        raise SourceError(
-            f"{path / MODEL_WEIGHTS} does not fit {path / MODEL_CONFIG}: missing "
-            f"{real_missing[:3]}, unexpected {unexpected[:3]}."
-        )
+    load_state_exactly(model, read_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
     if device != "cpu":
         model.to(device)
     model.eval()

@@ -12,6 +12,7 @@ model folder inside it or a TransformerLens name; each pair folder is in the res
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from jsae.loading.research import (
 )
 from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, load_sae_lens_pair
 from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
-from jsae.pair import DEFAULT_KIND, PAIR_KINDS, JSAEPair
+from jsae.pair import DEFAULT_KIND, PAIR_KINDS, JSAEPair, is_randomized
 
 DEMO_SOURCE = "demo"
 """The name of the bundled default, wherever a source is asked for."""
@@ -48,14 +49,17 @@ class Source:
     Args:
         name: what the user typed to get it (``"demo"``, a path, an artifact path).
         model: the TransformerLens model; its ``tokenizer`` is the tokenizer.
-        pairs: ``pairs[kind][layer]``, kind ``"jsae"`` or ``"plain"``.
+        pairs: ``pairs[kind][layer]``, kinds from ``jsae.pair.PAIR_KINDS``.
         info: anything the source describes itself with (metrics, training settings).
+        pair_models: the model a pair reads when it is not ``model``, by (kind, layer): a
+            randomized-LLM control's own randomized copy of the model.
     """
 
     name: str
     model: HookedTransformer
     pairs: dict[str, dict[int, JSAEPair]]
     info: dict[str, Any] = field(default_factory=dict)
+    pair_models: dict[tuple[str, int], HookedTransformer] = field(default_factory=dict)
 
     @property
     def tokenizer(self):
@@ -67,6 +71,12 @@ class Source:
 
     def layers(self, kind: str = DEFAULT_KIND) -> list[int]:
         return sorted(self.pairs.get(kind, {}))
+
+    def model_for(self, layer: int, kind: str = DEFAULT_KIND) -> HookedTransformer:
+        """The model the ``kind`` pair of ``layer`` reads: its own randomized model for a
+        randomized-LLM control, else the source's model."""
+        self.pair(layer, kind)  # the same error as pair() for a missing pair
+        return self.pair_models.get((kind, layer), self.model)
 
     def pair(self, layer: int, kind: str = DEFAULT_KIND) -> JSAEPair:
         if kind not in self.pairs or not self.pairs[kind]:
@@ -122,9 +132,12 @@ def save_source(
     model: HookedTransformer,
     pairs: dict[str, dict[int, JSAEPair]],
     info: dict[str, Any] | None = None,
+    pair_models: dict[tuple[str, int], HookedTransformer] | None = None,
 ) -> Path:
     """Write a source folder: ``model/``, ``pairs/{kind}/layer_{L}/`` (research format) and
-    ``source.json``. ``info`` (metrics, settings) is stored in the manifest too."""
+    ``source.json``. ``info`` (metrics, settings) is stored in the manifest too;
+    ``pair_models`` gives each randomized-LLM control pair its randomized model (required for
+    those kinds: it is written beside the pair, as the research code writes it)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_model_folder(model, path / "model")
@@ -132,8 +145,17 @@ def save_source(
     for kind, by_layer in pairs.items():
         for layer, pair in sorted(by_layer.items()):
             rel = f"pairs/{kind}/layer_{layer}"
-            coefficient = {"jacobian_coefficient": 0.0} if kind == "plain" else {}
-            save_research_pair(pair, path / rel, model_name="model", extra_cfg=coefficient)
+            coefficient = {"jacobian_coefficient": 0.0} if kind.startswith("plain") else {}
+            randomized = (pair_models or {}).get((kind, layer)) if is_randomized(kind) else None
+            if is_randomized(kind) and randomized is None:
+                raise InputError(f"The {kind} pair of layer {layer} needs its randomized model.")
+            save_research_pair(
+                pair,
+                path / rel,
+                model_name="model",
+                extra_cfg=coefficient,
+                randomized_model=randomized,
+            )
             listing.setdefault(kind, {})[str(layer)] = rel
     manifest = {"model": "model", "pairs": listing, **(info or {})}
     write_json(manifest, path / SOURCE_MANIFEST)
@@ -169,18 +191,23 @@ def _load_source_folder(
         model = local if local.is_dir() else model_ref
     loaded = load_model(model, device=device)
     pairs: dict[str, dict[int, JSAEPair]] = {}
+    pair_models: dict[tuple[str, int], HookedTransformer] = {}
     for kind, by_layer in pair_dirs.items():
         for layer, rel in by_layer.items():
-            pair, _ = load_pair_folder(path / rel, device=device, kind=kind)
+            pair, cfg = load_pair_folder(path / rel, device=device, kind=kind)
             if pair.layer != int(layer):
                 raise SourceError(
                     f"{path / rel} holds a pair for layer {pair.layer}, but "
                     f"{SOURCE_MANIFEST} lists it under layer {layer}."
                 )
-            pair.check_model(loaded)
+            if cfg.get("randomize_llm_weights"):
+                reads = pair_models[kind, pair.layer] = randomized_model(model, path / rel, device)
+            else:
+                reads = loaded
+            pair.check_model(reads)
             pairs.setdefault(kind, {})[pair.layer] = pair
     info = {k: v for k, v in manifest.items() if k not in SOURCE_KEYS}
-    return Source(name, loaded, pairs, info)
+    return Source(name, loaded, pairs, info, pair_models)
 
 
 def _load_pair_source(
@@ -189,17 +216,29 @@ def _load_pair_source(
     """A single pair folder, with the model its cfg names (unless ``model`` overrides it)."""
     pair, cfg = load_pair_folder(path, device=device)
     if model is None:
-        model_name = cfg.get("model_name")
-        if not model_name:
+        model = cfg.get("model_name")
+        if not model:
             raise SourceError(f"{path} does not name its model; pass one with --model.")
-        no_processing = bool(cfg.get("randomize_llm_weights"))
-        loaded = load_model(model_name, device=device, no_processing=no_processing)
+    if cfg.get("randomize_llm_weights"):
+        loaded = randomized_model(model, path, device)
     else:
         loaded = load_model(model, device=device)
-    if cfg.get("randomize_llm_weights"):
-        load_randomized_weights(loaded, path)
     pair.check_model(loaded)
     return Source(name, loaded, {pair.kind: {pair.layer: pair}}, {"cfg": cfg})
+
+
+def randomized_model(
+    model: str | os.PathLike | HookedTransformer, path: Path, device: str
+) -> HookedTransformer:
+    """The randomized LLM a control pair in ``path`` reads, built as the research code builds
+    it: the model without weight processing (``from_pretrained_no_processing`` for a name; a
+    model folder as saved; a copy of a loaded model, which stays untouched), then the pair's
+    ``randomized_llm_weights.safetensors`` loaded into it strictly."""
+    if isinstance(model, HookedTransformer):
+        model = copy.deepcopy(model)
+    loaded = load_model(model, device=device, no_processing=True)
+    load_randomized_weights(loaded, path)
+    return loaded
 
 
 def load_pair_folder(

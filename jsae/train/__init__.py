@@ -19,7 +19,7 @@ from jsae.train.data import ActivationStream, chunk_token_ids, tokenize_document
 from jsae.train.losses import PairLoss, aux_k_loss, decode_topk, pair_loss
 from jsae.train.metrics import FiringTracker, explained_variance, total_variance
 from jsae.train.saes import new_pair, normalize_decoder
-from jsae.train.trainer import PairTrainer, check_folded_norm, train_pair
+from jsae.train.trainer import PairTrainer, train_pair
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -33,7 +33,6 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "aux_k_loss",
-    "check_folded_norm",
     "chunk_token_ids",
     "decode_topk",
     "explained_variance",

@@ -19,7 +19,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
-from jsae.pair import hook_in_name, hook_out_name
+from jsae.prompt import mlp_activations
 
 TOKENIZE_BATCH = 512
 """Documents handed to the tokenizer at once."""
@@ -103,7 +103,6 @@ class ActivationStream:
         self.seed = seed
         self.first = 1 if skip_bos else 0
         self.block_tokens = self.block_sequences * (tokens.shape[1] - self.first)
-        self.hooks = [hook_in_name(layer), hook_out_name(layer)]
 
     @torch.no_grad()
     def block(self, index: int) -> tuple[Float[Tensor, "n d"], Float[Tensor, "n d"]]:
@@ -116,11 +115,9 @@ class ActivationStream:
         device = self.model.cfg.device
         for start in range(0, len(rows), self.model_batch_size):
             batch = self.tokens[rows[start : start + self.model_batch_size]].to(device)
-            _, cache = self.model.run_with_cache(
-                batch, names_filter=self.hooks, stop_at_layer=self.layer + 1
-            )
-            for hook, parts in zip(self.hooks, (xs, ys), strict=True):
-                parts.append(cache[hook][:, self.first :].flatten(0, 1))
+            x, y = mlp_activations(self.model, batch, [self.layer])[self.layer]
+            xs.append(x[:, self.first :].flatten(0, 1))
+            ys.append(y[:, self.first :].flatten(0, 1))
         x, y = torch.cat(xs), torch.cat(ys)
         shuffle = np.random.default_rng([self.seed, epoch, b]).permutation(len(x))
         shuffle_t = torch.from_numpy(shuffle).to(x.device)

@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from jsae.errors import InputError, UnsupportedError
+from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.sandwich import MLPWeights, get_mlp
 from jsae.train.checkpoint import TrainState, load_checkpoint, resume, save_checkpoint
@@ -39,24 +39,11 @@ from jsae.train.metrics import FiringTracker, total_variance
 from jsae.train.saes import new_pair, normalize_decoder
 
 
-def check_folded_norm(model: HookedTransformer) -> None:
-    """The input SAE reads ``ln2.hook_normalized``, which is the MLP's input only when the
-    LayerNorm's weight and bias are folded into the next layer (``LNPre``/``RMSPre``, as
-    ``from_pretrained`` and ``process_weights_(fold_ln=True)`` leave a model)."""
-    norm = model.cfg.normalization_type
-    if norm not in ("LNPre", "RMSPre"):
-        raise UnsupportedError(
-            f"The model's normalization_type is {norm!r}: its MLP input is not "
-            "ln2.hook_normalized, which the input SAE reads. Fold the LayerNorm weights "
-            "first (model.process_weights_(fold_ln=True)), or load it with from_pretrained."
-        )
-
-
 class PairTrainer:
     """One run: a new pair (or the one of a checkpoint) trained on ``data`` (see module doc).
 
     Args:
-        model: frozen; block ``config.layer`` must have a supported MLP and folded LayerNorm.
+        model: frozen; block ``config.layer`` must have a supported MLP (LayerNorm folded or not).
         data: text (a string or documents) or token ids ``[sequences, context]`` whose rows
             start with BOS.
         config: the run's settings.
@@ -78,7 +65,6 @@ class PairTrainer:
         if not 0 <= config.layer < model.cfg.n_layers:
             raise InputError(f"Layer {config.layer} does not exist (0..{model.cfg.n_layers - 1}).")
         get_mlp(model, config.layer)  # refuses unsupported MLPs early
-        check_folded_norm(model)
         tokens = training_tokens(model, data, config.context_size)
         self.config = config
         self.stream = ActivationStream(
