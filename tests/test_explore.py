@@ -490,3 +490,142 @@ def test_pair_stats_and_jacobian_bins(source):
     for kind, values in logs.items():
         counts, _ = np.histogram(values, bins=np.linspace(lo, hi, 26))
         assert bins[bins["kind"] == kind]["count"].tolist() == counts[counts > 0].tolist()
+
+
+def matrix_rows(jacobian: np.ndarray, position: int = 3) -> pd.DataFrame:
+    """``token_connections``-like rows of a k_out × k_in Jacobian whose ranks are its row
+    and column indices (feature ids differ from the ranks)."""
+    k_out, k_in = jacobian.shape
+    out_rank, in_rank = np.divmod(np.arange(k_out * k_in), k_in)
+    return pd.DataFrame(
+        {
+            "position": position,
+            "in_feature": 100 + 7 * in_rank,
+            "out_feature": 500 + 3 * out_rank,
+            "in_rank": in_rank,
+            "out_rank": out_rank,
+            "jacobian": jacobian.ravel(),
+        }
+    )
+
+
+def places(rows: pd.DataFrame, axis: str) -> dict[int, int]:
+    """Each feature's single place on one axis ("in" or "out")."""
+    pairs = rows[[f"{axis}_feature", f"{axis}_order"]].drop_duplicates()
+    assert pairs[f"{axis}_feature"].is_unique, "a feature has two places"
+    return dict(zip(pairs[f"{axis}_feature"], pairs[f"{axis}_order"], strict=True))
+
+
+@pytest.mark.parametrize("order", list(explore.HEATMAP_ORDERS))
+def test_heatmap_orders_are_permutations_of_the_ranks(source, order):
+    data = explore.run_ablation(source, key())
+    rows = explore.token_connections(data.split(0.01), data.positions[2])
+    ordered = explore.order_connections(rows, order)
+    pair = source.pair(1)
+    assert sorted(places(ordered, "in").values()) == list(range(pair.k_in))
+    assert sorted(places(ordered, "out").values()) == list(range(pair.k_out))
+    cells = list(zip(ordered["in_order"], ordered["out_order"], strict=True))
+    assert len(set(cells)) == len(rows) == pair.k_in * pair.k_out  # no cell lost or doubled
+    pd.testing.assert_frame_equal(ordered[rows.columns], rows)  # the rows themselves unchanged
+    assert "in_order" not in rows  # the caller's frame is not modified
+
+
+def test_heatmap_order_by_activation_is_the_activation_rank(source):
+    rows = explore.token_connections(explore.run_ablation(source, key()).split(0.01), 3)
+    ordered = explore.order_connections(rows, explore.BY_ACTIVATION)
+    assert ordered["in_order"].tolist() == rows["in_rank"].tolist()
+    assert ordered["out_order"].tolist() == rows["out_rank"].tolist()
+
+
+def test_shuffled_heatmap_is_fixed_per_position_and_differs_between_positions(source):
+    data = explore.run_ablation(source, key())
+    table = data.split(0.01)
+    shuffled = {}
+    for position in data.positions:
+        rows = explore.token_connections(table, position)
+        ordered = explore.order_connections(rows, explore.SHUFFLED)
+        again = explore.order_connections(rows.copy(), explore.SHUFFLED)
+        assert places(ordered, "in") == places(again, "in")
+        assert places(ordered, "out") == places(again, "out")
+        shuffled[position] = (
+            tuple(ordered.sort_values("in_rank")["in_order"].unique()),
+            tuple(ordered.sort_values("out_rank")["out_order"].unique()),
+        )
+    assert len(set(shuffled.values())) > 1  # the seed is the position
+    by_rank = (tuple(range(source.pair(1).k_in)), tuple(range(source.pair(1).k_out)))
+    assert any(order != by_rank for order in shuffled.values())
+    assert explore.DEFAULT_HEATMAP_ORDER == explore.SHUFFLED
+
+
+def test_shuffled_heatmap_is_one_permutation_of_columns_then_one_of_rows():
+    rows = matrix_rows(np.arange(12.0).reshape(3, 4), position=11)
+    ordered = explore.order_connections(rows, explore.SHUFFLED)
+    rng = np.random.default_rng(11)
+    expected_in, expected_out = rng.permutation(4), rng.permutation(3)
+    assert ordered["in_order"].tolist() == expected_in[rows["in_rank"]].tolist()
+    assert ordered["out_order"].tolist() == expected_out[rows["out_rank"]].tolist()
+
+
+def test_clustered_heatmap_puts_identical_rows_and_columns_together():
+    rng = np.random.default_rng(5)
+    jacobian = rng.normal(0, 1, (6, 5)) * np.arange(1, 7)[:, None]  # rows far apart
+    jacobian[4] = -jacobian[0]  # the same |J| as row 0 (clustering is on |J|)
+    jacobian[:, 3] = jacobian[:, 0]
+    ordered = explore.order_connections(matrix_rows(jacobian), explore.CLUSTERED)
+    out_places = ordered.drop_duplicates("out_rank").set_index("out_rank")["out_order"]
+    in_places = ordered.drop_duplicates("in_rank").set_index("in_rank")["in_order"]
+    assert abs(out_places[0] - out_places[4]) == 1
+    assert abs(in_places[0] - in_places[3]) == 1
+    # Not simply the activation order, where they are apart.
+    assert out_places.tolist() != list(range(6))
+
+
+def test_clustered_heatmap_is_scipys_leaf_order():
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    jacobian = np.random.default_rng(9).normal(0, 1, (7, 6))
+    ordered = explore.order_connections(matrix_rows(jacobian), explore.CLUSTERED)
+    magnitude = np.abs(jacobian)
+    rows_leaves = leaves_list(linkage(magnitude, "average", optimal_ordering=True))
+    cols_leaves = leaves_list(linkage(magnitude.T, "average", optimal_ordering=True))
+    # Reading the axes in their drawn order gives the dendrograms' leaves.
+    by_out = ordered.drop_duplicates("out_rank").sort_values("out_order")["out_rank"]
+    by_in = ordered.drop_duplicates("in_rank").sort_values("in_order")["in_rank"]
+    assert by_out.tolist() == rows_leaves.tolist()
+    assert by_in.tolist() == cols_leaves.tolist()
+    assert rows_leaves.tolist() != list(range(7))  # the example does reorder
+
+
+@pytest.mark.parametrize(
+    "jacobian",
+    [
+        np.array([[0.5]]),  # 1 × 1
+        np.array([[0.1, -0.3, 0.2]]),  # one row
+        np.array([[0.1], [-0.3], [0.2]]),  # one column
+        np.zeros((3, 4)),  # all distances 0
+        np.array([[np.nan, 1.0], [np.inf, 0.0], [0.2, 0.2]]),  # non-finite J
+    ],
+)
+@pytest.mark.parametrize("order", list(explore.HEATMAP_ORDERS))
+def test_heatmap_orders_of_degenerate_jacobians(jacobian, order):
+    ordered = explore.order_connections(matrix_rows(jacobian), order)
+    k_out, k_in = jacobian.shape
+    assert sorted(places(ordered, "in").values()) == list(range(k_in))
+    assert sorted(places(ordered, "out").values()) == list(range(k_out))
+
+
+def test_unknown_heatmap_order_is_refused():
+    with pytest.raises(InputError, match="shuffled"):
+        explore.order_connections(matrix_rows(np.ones((2, 2))), "alphabetical")
+
+
+def test_heatmap_order_round_trips_through_query_params():
+    state = explore.ViewState(position=4, order=explore.CLUSTERED)
+    params = explore.to_query_params(state)
+    assert params["order"] == "clustered"
+    back, warnings = explore.parse_query_params(params, {}, explore.ViewState())
+    assert warnings == [] and back == state
+    assert "order" not in explore.to_query_params(explore.ViewState())  # the default
+    bad, warnings = explore.parse_query_params({"order": "sideways"}, {}, explore.ViewState())
+    assert bad.order == explore.DEFAULT_HEATMAP_ORDER
+    assert len(warnings) == 1 and "order" in warnings[0]

@@ -1,10 +1,10 @@
 """The explorer's logic, free of Streamlit: view state in the URL, runs, binning, verdicts,
-largest misses and the token explorer's helpers (its dose-response curve is the engine's,
-``jsae.dose``).
+largest misses and the token explorer's helpers (its heatmap's order among them; its
+dose-response curve is the engine's, ``jsae.dose``).
 
 The app's pages read widgets, call these functions and draw what they return (the charts
-come from ``jsae.charts``). Everything here is plain numpy / pandas / torch and is tested
-without a browser.
+come from ``jsae.charts``). Everything here is plain numpy / pandas / torch / SciPy and is
+tested without a browser.
 """
 
 from jsae.explore.binning import (
@@ -41,6 +41,16 @@ from jsae.explore.effect import (
     miss_labels,
     miss_links,
 )
+from jsae.explore.order import (
+    BY_ACTIVATION,
+    CLUSTERED,
+    DEFAULT_HEATMAP_ORDER,
+    HEATMAP_ORDER_HELP,
+    HEATMAP_ORDER_TITLES,
+    HEATMAP_ORDERS,
+    SHUFFLED,
+    order_connections,
+)
 from jsae.explore.runs import RunData, RunKey, run_ablation
 from jsae.explore.tokens import (
     MAX_TOKEN_CHIPS,
@@ -66,6 +76,13 @@ from jsae.explore.view import (
 )
 
 __all__ = [
+    "BY_ACTIVATION",
+    "CLUSTERED",
+    "DEFAULT_HEATMAP_ORDER",
+    "HEATMAP_ORDERS",
+    "HEATMAP_ORDER_HELP",
+    "HEATMAP_ORDER_TITLES",
+    "SHUFFLED",
     "COMPARED",
     "CUSTOM_PROMPT",
     "DEFAULT_SCALE",
@@ -108,6 +125,7 @@ __all__ = [
     "miss_labels",
     "miss_links",
     "nearest_eps_stop",
+    "order_connections",
     "pair_stats",
     "parquet_available",
     "parse_query_params",

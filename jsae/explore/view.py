@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from jsae.ablation import MODES
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
+from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
 from jsae.explore.runs import RunKey
 from jsae.pair import PAIR_KINDS
 from jsae.table import DEFAULT_EPS
@@ -35,6 +36,7 @@ class ViewState:
         text: the custom prompt text (when ``prompt`` is ``None``).
         run: whether results were on screen (a link then reruns them on open).
         position, in_feature, out_feature: the token explorer's selection.
+        order: the order of the token explorer's heatmap (``HEATMAP_ORDERS``).
     """
 
     source: str = "demo"
@@ -50,6 +52,7 @@ class ViewState:
     position: int | None = None
     in_feature: int | None = None
     out_feature: int | None = None
+    order: str = DEFAULT_HEATMAP_ORDER
 
 
 def _single(params: Mapping[str, Any], key: str) -> str | None:
@@ -132,7 +135,7 @@ def parse_query_params(
     if layer is not None:
         state["layer"] = layer
 
-    for key, choices in (("kind", PAIR_KINDS), ("mode", MODES)):
+    for key, choices in (("kind", PAIR_KINDS), ("mode", MODES), ("order", HEATMAP_ORDERS)):
         choice = _parse_choice(_single(params, key), key, tuple(choices), warnings)
         if choice is not None:
             state[key] = choice
@@ -188,6 +191,8 @@ def to_query_params(state: ViewState) -> dict[str, str]:
         value = getattr(state, key)
         if value is not None:
             params[key] = str(value)
+    if state.order != DEFAULT_HEATMAP_ORDER:
+        params["order"] = state.order
     return params
 
 
@@ -207,10 +212,11 @@ def view_of(
     position: int | None = None,
     in_feature: int | None = None,
     out_feature: int | None = None,
+    order: str = DEFAULT_HEATMAP_ORDER,
 ) -> ViewState:
     """The view of settings ``key`` at ε. The prompt goes by its example name when ``prompt``
     names an example whose text is the key's, else as its text; ``run`` says the results
-    of ``key`` are on screen; position and features are the token explorer's selection."""
+    of ``key`` are on screen; position, features and order are the token explorer's."""
     named = prompt if prompt is not None and prompts.get(prompt) == key.text else None
     return ViewState(
         source=key.source,
@@ -226,4 +232,5 @@ def view_of(
         position=position,
         in_feature=in_feature,
         out_feature=out_feature,
+        order=order,
     )
