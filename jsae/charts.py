@@ -13,6 +13,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
+
 EXPERIMENT_ORDER = ["important", "unimportant"]
 EXPERIMENT_COLORS = ["#e8590c", "#1c7ed6"]
 KIND_ORDER = ["jsae", "plain"]
@@ -276,35 +278,46 @@ def jacobian_heatmap(
     rows: pd.DataFrame,
     *,
     selected: tuple[int, int] | None = None,
+    order: str = BY_ACTIVATION,
     height: int = 420,
 ) -> alt.LayerChart:
     """One token's k_out × k_in Jacobian (``explore.token_connections`` rows), feature ids
-    on the axes (most active first), diverging colours centred on 0. ``selected`` =
-    (in_feature, out_feature) is outlined."""
-    data = rows[
-        [
-            "in_feature",
-            "out_feature",
-            "in_rank",
-            "out_rank",
-            "in_act",
-            "out_act",
-            "jacobian",
-            "diff",
-        ]
-    ].copy()
+    on the axes, diverging colours centred on 0. ``selected`` = (in_feature, out_feature)
+    is outlined.
+
+    The axes are sorted by ``in_order`` / ``out_order`` (``explore.order_connections``)
+    and their titles name ``order``; rows without those columns are drawn in activation
+    order (``in_rank`` / ``out_rank``, most active first), which only ``order`` =
+    ``"activation"`` may claim.
+    """
+    if order not in HEATMAP_ORDERS:
+        raise ValueError(
+            f"Unknown heatmap order {order!r}; use one of {', '.join(HEATMAP_ORDERS)}."
+        )
+    if {"in_order", "out_order"} <= set(rows.columns):
+        in_field, out_field = "in_order", "out_order"
+    elif order == BY_ACTIVATION:
+        in_field, out_field = "in_rank", "out_rank"
+    else:
+        raise ValueError(
+            f"The {order!r} heatmap needs in_order / out_order columns (explore.order_connections)."
+        )
+    keep = ["in_feature", "out_feature", "in_rank", "out_rank", "in_act", "out_act", "jacobian"]
+    keep += ["diff"] + [f for f in (in_field, out_field) if f not in ("in_rank", "out_rank")]
+    data = rows[keep].copy()
     m = float(np.abs(data["jacobian"]).max()) if len(data) else 1.0
     m = m if m > 0 else 1.0
+    title = HEATMAP_ORDER_TITLES[order]
     x = alt.X(
         "in_feature:O",
-        sort=alt.EncodingSortField(field="in_rank", order="ascending"),
-        title="in_feature (most active first)",
+        sort=alt.EncodingSortField(field=in_field, order="ascending"),
+        title=f"in_feature ({title})",
         axis=alt.Axis(labelAngle=-90, labelOverlap=False, labelFontSize=9),
     )
     y = alt.Y(
         "out_feature:O",
-        sort=alt.EncodingSortField(field="out_rank", order="ascending"),
-        title="out_feature (most active first)",
+        sort=alt.EncodingSortField(field=out_field, order="ascending"),
+        title=f"out_feature ({title})",
         axis=alt.Axis(labelOverlap=False, labelFontSize=9),
     )
     cells = (

@@ -170,6 +170,58 @@ def test_jacobian_heatmap():
     )
 
 
+def heatmap_rows() -> pd.DataFrame:
+    """A 3 × 4 Jacobian of position 5 as ``token_connections`` rows."""
+    out_rank, in_rank = np.divmod(np.arange(12), 4)
+    jacobian = np.random.default_rng(2).normal(0, 1, 12)
+    return pd.DataFrame(
+        {
+            "position": 5,
+            "in_feature": 40 - in_rank,
+            "out_feature": 90 + out_rank,
+            "in_rank": in_rank,
+            "out_rank": out_rank,
+            "in_act": 4.0 - in_rank,
+            "out_act": 3.0 - out_rank,
+            "jacobian": jacobian,
+            "diff": jacobian / 2,
+        }
+    )
+
+
+@pytest.mark.parametrize("order", list(explore.HEATMAP_ORDERS))
+def test_jacobian_heatmap_sorts_by_the_chosen_order(order):
+    ordered = explore.order_connections(heatmap_rows(), order)
+    spec = spec_of(charts.jacobian_heatmap(ordered, selected=(39, 91), order=order))
+    cells, outline = layers(spec)
+    name = explore.HEATMAP_ORDER_TITLES[order]
+    for layer in (cells, outline):
+        enc = layer["encoding"]
+        assert enc["x"]["sort"] == {"field": "in_order", "order": "ascending"}
+        assert enc["y"]["sort"] == {"field": "out_order", "order": "ascending"}
+        assert enc["x"]["title"] == f"in_feature ({name})"
+        assert enc["y"]["title"] == f"out_feature ({name})"
+    drawn = values(spec, cells)
+    assert len(drawn) == 12
+    place = {r["in_feature"]: r["in_order"] for r in drawn}
+    expected = ordered.drop_duplicates("in_feature").set_index("in_feature")["in_order"]
+    assert place == expected.to_dict()
+    assert values(spec, outline)[0]["in_order"] == expected[39]
+    if order == explore.SHUFFLED:
+        assert "random" in cells["encoding"]["x"]["title"]
+
+
+def test_jacobian_heatmap_titles_follow_the_rows_order():
+    titles = {o: explore.HEATMAP_ORDER_TITLES[o] for o in explore.HEATMAP_ORDERS}
+    assert len(set(titles.values())) == len(titles)  # each order is named apart
+    with pytest.raises(ValueError, match="order_connections"):
+        charts.jacobian_heatmap(heatmap_rows(), order=explore.CLUSTERED)  # rows not ordered
+    with pytest.raises(ValueError, match="Unknown heatmap order"):
+        charts.jacobian_heatmap(heatmap_rows(), order="alphabetical")
+    plain = spec_of(charts.jacobian_heatmap(heatmap_rows()))  # activation order by default
+    assert layers(plain)[0]["encoding"]["x"]["title"] == "in_feature (most active first)"
+
+
 def test_dose_response_chart():
     curve = pd.DataFrame({"in_act": np.linspace(0, 5, 11), "out_act": np.linspace(0, 1, 11)})
     spec = spec_of(charts.dose_response_chart(curve, 2.0, 0.4, jacobian=0.2))
