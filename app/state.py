@@ -18,6 +18,7 @@ INITIALISED = "_initialised"
 URL_WARNINGS = "_url_warnings"
 AUTORUN = "_autorun"
 PAIR_REQUEST = "_pair_request"  # (layer, kind, from the URL) for the pair picker to apply
+HEATMAP_ORDER = "tok_order"  # the token explorer's heatmap order (its widget's key)
 
 
 @dataclass
@@ -82,6 +83,7 @@ def init_session() -> None:
         st.session_state["prompt_choice"] = name
         st.session_state["prompt_text"] = prompts[name]
     st.session_state[AUTORUN] = view.run
+    st.session_state[HEATMAP_ORDER] = view.order
     if view.position is not None:
         st.session_state[SELECTION] = {
             "position": view.position,

@@ -6,14 +6,16 @@ from __future__ import annotations
 import streamlit as st
 
 from app.registry import TOKEN_PAGE
-from app.state import RUN, SELECTION, URL_WARNINGS, Context
+from app.state import HEATMAP_ORDER, RUN, SELECTION, URL_WARNINGS, Context
 from jsae import explore
 from jsae.table import DEFAULT_EPS
 
 
 def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore.ViewState:
     """The view of the settings as they are now, on ``page``."""
-    selection = (st.session_state.get(SELECTION) or {}) if page == TOKEN_PAGE else {}
+    on_tokens = page == TOKEN_PAGE
+    selection = (st.session_state.get(SELECTION) or {}) if on_tokens else {}
+    order = st.session_state.get(HEATMAP_ORDER) if on_tokens else None
     return explore.view_of(
         current,
         eps=eps if eps is not None else DEFAULT_EPS,
@@ -23,6 +25,7 @@ def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore
         position=selection.get("position"),
         in_feature=selection.get("in_feature"),
         out_feature=selection.get("out_feature"),
+        order=order if order in explore.HEATMAP_ORDERS else explore.DEFAULT_HEATMAP_ORDER,
     )
 
 
@@ -38,6 +41,7 @@ def run_view(ctx: Context) -> explore.ViewState:
         position=view.position,
         in_feature=view.in_feature,
         out_feature=view.out_feature,
+        order=view.order,
     )
 
 

@@ -10,6 +10,7 @@ import os
 import pandas as pd
 import pytest
 import streamlit as st
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from app.registry import DEFAULT_PAGE, TOKEN_PAGE
@@ -441,6 +442,72 @@ def test_token_explorer(app, loaded):
 
 def _key(loaded, layer=0, kind="jsae"):
     return explore.RunKey("tiny", None, layer, kind, "unit", 1.0, first_prompt()[1])
+
+
+def heatmap_cells(at: AppTest) -> list[dict]:
+    """The rows each layer of the page's heatmap draws, without their places on the axes."""
+    chart = at.get("vega_lite_chart")[0].proto
+    data = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.datasets}
+    layers = json.loads(chart.spec)["layer"]
+    return [
+        data[layer["data"]["name"]].drop(columns=["in_order", "out_order"]).to_dict("records")
+        for layer in layers
+    ]
+
+
+def token_page_snapshot(at: AppTest) -> dict:
+    """What the token explorer shows, less the heatmap's axis titles and order (its
+    sort fields stay) and the URL's order."""
+    heat, dose = chart_specs(at)
+    for layer in heat["layer"]:
+        layer.pop("data")  # named by a hash of the rows, places included
+        for axis in ("x", "y"):
+            layer["encoding"][axis].pop("title")
+    return {
+        "cells": heatmap_cells(at),
+        "position": at.button_group(key="tok_position").value,
+        "connection": at.selectbox(key="tok_connection").value,
+        "metrics": metrics(at),
+        "boxes": [b.value for b in [*at.success, *at.info, *at.warning, *at.error]],
+        "texts": [t.value for t in [*at.subheader, *at.caption]],
+        "top": at.dataframe[0].value.to_dict(),
+        "heatmap": heat,
+        "dose": dose,
+        "url": {k: v for k, v in at.query_params.items() if k != "order"},
+    }
+
+
+def heatmap_titles(at: AppTest) -> tuple[str, str]:
+    encoding = chart_specs(at)[0]["layer"][0]["encoding"]
+    return encoding["x"]["title"], encoding["y"]["title"]
+
+
+def test_token_explorer_heatmap_order(app):
+    at = run(app.run())
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    assert at.button_group(key="tok_order").value == explore.DEFAULT_HEATMAP_ORDER
+    assert heatmap_titles(at) == ("in_feature (random order)", "out_feature (random order)")
+    assert "order" not in at.query_params  # the default is left out
+    shown = token_page_snapshot(at)
+    for order in (explore.CLUSTERED, explore.BY_ACTIVATION, explore.SHUFFLED):
+        at.button_group(key="tok_order").set_value(order).run()
+        no_problems(at)
+        name = explore.HEATMAP_ORDER_TITLES[order]
+        assert heatmap_titles(at) == (f"in_feature ({name})", f"out_feature ({name})")
+        assert at.query_params.get("order") == (None if order == explore.SHUFFLED else order)
+        assert token_page_snapshot(at) == shown  # only the order changed
+
+
+def test_token_explorer_heatmap_order_from_the_url(app):
+    app.query_params.update({"run": "1", "order": explore.CLUSTERED})
+    at = app.run()
+    assert "order" not in at.query_params  # not the token explorer's page
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    assert at.button_group(key="tok_order").value == explore.CLUSTERED
+    assert heatmap_titles(at)[0] == "in_feature (clustered by |J|)"
+    assert at.query_params["order"] == explore.CLUSTERED
 
 
 def test_long_prompts_pick_the_token_with_a_slider(app, monkeypatch):

@@ -76,6 +76,22 @@ def pick_connection(rows, position: int, from_link: bool) -> tuple[int, int]:
     return int(in_feature), int(out_feature)
 
 
+def pick_order() -> str:
+    """The heatmap's order (shuffled unless chosen: activation order suggests structure)."""
+    if st.session_state.get(state.HEATMAP_ORDER) not in explore.HEATMAP_ORDERS:
+        st.session_state[state.HEATMAP_ORDER] = explore.DEFAULT_HEATMAP_ORDER
+    order = st.segmented_control(
+        "Order of rows and columns",
+        list(explore.HEATMAP_ORDERS),
+        format_func=explore.HEATMAP_ORDERS.get,
+        required=True,
+        key=state.HEATMAP_ORDER,
+        help=explore.HEATMAP_ORDER_HELP,
+        persist_state="session",
+    )
+    return order if order in explore.HEATMAP_ORDERS else explore.DEFAULT_HEATMAP_ORDER
+
+
 def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: int) -> None:
     key = data.key
     response = guard.guarded(
@@ -134,7 +150,13 @@ def main() -> None:
         st.subheader(
             f"Jacobian of position {position} ({explore.token_label(data.strings[position])})"
         )
-        st.altair_chart(charts.jacobian_heatmap(rows, selected=(in_f, out_f)), width="stretch")
+        order = pick_order()
+        st.altair_chart(
+            charts.jacobian_heatmap(
+                explore.order_connections(rows, order), selected=(in_f, out_f), order=order
+            ),
+            width="stretch",
+        )
     with right:
         st.subheader("Top connections")
         top = explore.top_connections(rows, n=25)[
