@@ -78,8 +78,10 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
                     step=0.001,
                     format="%g",
                     on_change=_on_eps_number,
-                    help="A connection is important when |J| > ε, unimportant when |J| ≤ ε. "
-                    "Changing ε only re-splits; nothing is recomputed.",
+                    help="A connection is important when |J| > ε, unimportant when |J| ≤ ε "
+                    "(|J| exactly ε counts as unimportant; the research notebook's strict < and "
+                    "> left it in neither set). Changing ε only re-splits; nothing is "
+                    "recomputed.",
                 )
             with c2:
                 st.select_slider(
