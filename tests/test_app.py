@@ -10,6 +10,7 @@ import os
 import pandas as pd
 import pytest
 import streamlit as st
+import torch
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
@@ -20,6 +21,7 @@ from jsae.ablation import AblationConfig, ablate
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
 from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
+from jsae.pair import KIND_LABELS, PAIR_KINDS
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
 from jsae.table import DEFAULT_EPS
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
@@ -595,3 +597,39 @@ def test_no_pages_folder_beside_the_entry_script():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert os.path.isfile(os.path.join(root, "streamlit_app.py"))
     assert not os.path.exists(os.path.join(root, "pages"))
+
+
+def test_randomized_controls_are_offered_with_the_papers_labels(tmp_path, monkeypatch):
+    """A source holding the JSAE, the plain pair and both randomized-LLM controls: the kind
+    picker lists all four as the paper labels them, and a control's run reads its own
+    randomized model (the numbers are the package's on that model, not on the real one)."""
+    model = tiny_model()
+    randomized = tiny_model()
+    with torch.no_grad():
+        for name, p in randomized.named_parameters():
+            if "W_" in name:
+                p.normal_(0, 0.2)
+    pairs = {kind: {1: tiny_pair(model, 1, kind=kind)} for kind in PAIR_KINDS}
+    controls = {(k, 1): randomized for k in PAIR_KINDS if k.endswith("_randomized")}
+    folder = str(save_source(tmp_path / "src", model, pairs, pair_models=controls))
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, folder)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"layer": "1", "kind": "jsae_randomized", "run": "1"})
+    at.run()
+    no_problems(at)
+    kind = at.sidebar.radio(key="kind")
+    assert kind.options == [KIND_LABELS[k] for k in PAIR_KINDS]
+    assert kind.options[2:] == ["JSAEs (Randomized LLM)", "Traditional SAEs (Randomized LLM)"]
+    assert kind.value == "jsae_randomized"
+    text = first_prompt()[1]
+    on_control = ablate(randomized, pairs["jsae_randomized"][1], text).table
+    on_model = ablate(model, pairs["jsae_randomized"][1], text).table
+    n = summarize(on_control).loc["important", "connections"]
+    assert n != summarize(on_model).loc["important", "connections"], "the test must tell"
+    assert metrics(at)["Important connections"] == f"{n:,}"
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    assert [h.value for h in at.subheader][:2] == [
+        "JSAEs (Randomized LLM)",
+        "Traditional SAEs (Randomized LLM)",
+    ]

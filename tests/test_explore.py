@@ -454,6 +454,19 @@ def test_linked_selection(source):
         assert gone.position is None and f"Position {position} was not ablated" in gone.warning
 
 
+def test_compared_kinds_and_gaps_of_the_randomized_controls():
+    assert explore.compared_kinds("plain") == ("jsae", "plain")
+    assert explore.compared_kinds("jsae_randomized") == ("jsae_randomized", "plain_randomized")
+    layers = {"jsae": [1], "plain": [1], "jsae_randomized": [1], "plain_randomized": [0]}
+    assert explore.comparison_gap(layers, 1) is None
+    controls = explore.compared_kinds("plain_randomized")
+    gap = explore.comparison_gap(layers, 1, controls)
+    assert gap.message.startswith("Layer 1 has only a jsae_randomized pair.")
+    assert gap.switch_to is None and "No layer of this source has both" in gap.message
+    only = explore.comparison_gap({"jsae": [1], "jsae_randomized": [1]}, 1)
+    assert "only jsae pairs" in only.message  # two kinds, but not the two compared
+
+
 def test_comparison_gap():
     both = {"jsae": [0, 1, 2], "plain": [1, 2]}
     assert explore.comparison_gap(both, 1) is None

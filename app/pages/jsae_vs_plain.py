@@ -6,14 +6,14 @@ import streamlit as st
 
 from app import cache, results, state
 from jsae import charts, explore
+from jsae.pair import KIND_LABELS
 
-KIND_TITLES = {"jsae": "JSAE pair", "plain": "Plain pair"}
 
-
-def missing_kind_note(ctx: state.Context, layer: int) -> bool:
+def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
     """Say why there is nothing to compare; True when that is the case."""
     source = ctx.source
-    gap = explore.comparison_gap({k: source.layers(k) for k in source.kinds}, layer)
+    layers_by_kind = {k: source.layers(k) for k in source.kinds}
+    gap = explore.comparison_gap(layers_by_kind, layer, explore.compared_kinds(kind))
     if gap is None:
         return False
     st.info(gap.message, icon=":material/info:")
@@ -22,7 +22,7 @@ def missing_kind_note(ctx: state.Context, layer: int) -> bool:
             f"Compare at layer {gap.switch_to}",
             key="cmp_switch_layer",
             on_click=results.request_layer,
-            args=(gap.switch_to, "jsae"),
+            args=(gap.switch_to, explore.compared_kinds(kind)[0]),
             icon=":material/swap_horiz:",
         )
     return True
@@ -31,7 +31,7 @@ def missing_kind_note(ctx: state.Context, layer: int) -> bool:
 def main() -> None:
     ctx = state.context()
     if ctx.run is None:
-        if not missing_kind_note(ctx, ctx.current.layer):
+        if not missing_kind_note(ctx, ctx.current.layer, ctx.current.kind):
             st.info(
                 "Press **Run** to ablate the prompt through both pairs.",
                 icon=":material/play_arrow:",
@@ -43,30 +43,35 @@ def main() -> None:
             "old ones. Press **Run** to update them.",
             icon=":material/update:",
         )
-    if missing_kind_note(ctx, ctx.run.layer):
+    if missing_kind_note(ctx, ctx.run.layer, ctx.run.kind):
         return
     if ctx.eps is None:
         st.error(ctx.eps_error or "ε is unusable.", icon=":material/error:")
         return
     eps = ctx.eps
+    # keyed by the base kind (jsae, plain), so that the charts' colours stay the same for
+    # the randomized-LLM controls; the titles name the pairs as the paper does
+    compared = dict(zip(explore.COMPARED, explore.compared_kinds(ctx.run.kind), strict=True))
+    titles = {base: KIND_LABELS[kind] for base, kind in compared.items()}
     tables = {}
-    for kind in explore.COMPARED:
+    for base, kind in compared.items():
         data = cache.load_run(results.with_kind(ctx.run, kind))
         if data is None:
             return
-        if data.notice and kind == "jsae":
+        if data.notice and base == explore.COMPARED[0]:
             st.warning(data.notice, icon=":material/content_cut:")
-        tables[kind] = data.split(eps)
+        tables[base] = data.split(eps)
     if any(t.empty for t in tables.values()):
         st.warning("The prompt has no token to ablate besides BOS; type a longer prompt.")
         return
-    results.run_caption(results.with_kind(ctx.run, "jsae"), f" · both pairs · ε = {eps:g}")
+    first = compared[explore.COMPARED[0]]
+    results.run_caption(results.with_kind(ctx.run, first), f" · both pairs · ε = {eps:g}")
 
     stats = {kind: explore.pair_stats(table, eps) for kind, table in tables.items()}
     cols = st.columns(2)
     for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
-            st.subheader(KIND_TITLES[kind])
+            st.subheader(titles[kind])
             a, b, c = st.columns(3)
             a.metric(
                 "Fraction |J| > ε",
@@ -101,7 +106,7 @@ def main() -> None:
     cols = st.columns(2)
     for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
-            st.markdown(f"**{KIND_TITLES[kind]}**")
+            st.markdown(f"**{titles[kind]}**")
             results.summary_table(pair.summary)
 
 

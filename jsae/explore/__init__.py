@@ -29,7 +29,15 @@ from jsae.explore.choices import (
     resolve_pair,
     source_type,
 )
-from jsae.explore.compare import COMPARED, Gap, PairStats, comparison_gap, jacobian_bins, pair_stats
+from jsae.explore.compare import (
+    COMPARED,
+    Gap,
+    PairStats,
+    compared_kinds,
+    comparison_gap,
+    jacobian_bins,
+    pair_stats,
+)
 from jsae.explore.downloads import download_name, parquet_available
 from jsae.explore.effect import (
     SCATTER_MAX,
@@ -105,6 +113,7 @@ __all__ = [
     "ViewState",
     "agreement",
     "comparison_gap",
+    "compared_kinds",
     "connection_options",
     "data_range",
     "default_prompts",

@@ -15,12 +15,19 @@ import numpy as np
 import pandas as pd
 
 from jsae.explore.binning import data_range, histogram_bins, log_abs_jacobian
-from jsae.explore.choices import kinds_at
 from jsae.explore.verdicts import Verdict, verdict
+from jsae.pair import RANDOMIZED, is_randomized
 from jsae.stats import importance_ratio, jacobian_sparsity, summarize
 
 COMPARED = ("jsae", "plain")
 """The pair kinds the page compares, in its column order."""
+
+
+def compared_kinds(kind: str) -> tuple[str, str]:
+    """The JSAE and the plain pair to compare for a run of ``kind``: the real model's, or
+    the randomized-LLM controls' when ``kind`` is one of those."""
+    suffix = RANDOMIZED if is_randomized(kind) else ""
+    return (COMPARED[0] + suffix, COMPARED[1] + suffix)
 
 
 @dataclass(frozen=True)
@@ -36,21 +43,24 @@ class Gap:
     switch_to: int | None = None
 
 
-def comparison_gap(layers_by_kind: Mapping[str, Sequence[int]], layer: int) -> Gap | None:
-    """None when ``layer`` has both a JSAE and a plain pair, else why not (and which layer
-    has both). ``layers_by_kind`` maps each of the source's kinds to its layers."""
-    kinds = [kind for kind in layers_by_kind if layers_by_kind[kind]]
-    if len(kinds) < 2:
-        only = kinds[0] if kinds else "no"
+def comparison_gap(
+    layers_by_kind: Mapping[str, Sequence[int]], layer: int, kinds: tuple[str, str] = COMPARED
+) -> Gap | None:
+    """None when ``layer`` has both pairs of ``kinds`` (a JSAE and a plain pair), else why
+    not (and which layer has both). ``layers_by_kind`` maps each of the source's kinds to its
+    layers."""
+    present = [kind for kind in kinds if layers_by_kind.get(kind)]
+    if len(present) < 2:
+        only = present[0] if present else "no"
         return Gap(
             f"This source has only {only} pairs, so there is nothing to compare. Load a "
             "source with both a JSAE and a plain pair for the same layer (the bundled "
             "default has both for every layer)."
         )
-    here = kinds_at(layers_by_kind, layer)
-    if len(here) >= 2:
+    here = [kind for kind in kinds if layer in layers_by_kind.get(kind, ())]
+    if len(here) == 2:
         return None
-    both = sorted(set(layers_by_kind.get("jsae", ())) & set(layers_by_kind.get("plain", ())))
+    both = sorted(set(layers_by_kind[kinds[0]]) & set(layers_by_kind[kinds[1]]))
     hint = (
         f"Layers with both: {', '.join(map(str, both))}."
         if both
