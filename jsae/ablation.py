@@ -30,14 +30,14 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
-from jsae.sandwich import Sandwich, SandwichOutput
+from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
 from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table, split
 
 MODES = ("unit", "zero", "scale")
@@ -129,15 +129,22 @@ def tokens_per_chunk(pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: in
     return max(1, min(CHUNK_TOKENS, left // _token_bytes(pair, d_model, d_mlp)))
 
 
-Chunk = tuple[
-    Int[Tensor, "tokens k_in"],
-    Int[Tensor, "tokens k_out"],
-    Float[Tensor, "tokens k_in"],
-    Float[Tensor, "tokens k_out"],
-    Float[Tensor, "tokens k_in k_out"],
-    Float[Tensor, "tokens k_in k_out"],
-    Float[Tensor, "tokens k_in k_out"],
-]
+@dataclass
+class Chunk:
+    """One chunk of tokens' results: the unperturbed pass's active features and, per
+    (token, in rank, out rank), the Jacobian entry and what the perturbation did."""
+
+    in_idx: Int[Tensor, "tokens k_in"]
+    out_idx: Int[Tensor, "tokens k_out"]
+    in_act: Float[Tensor, "tokens k_in"]
+    out_act: Float[Tensor, "tokens k_out"]
+    margin: Float[Tensor, "tokens k_out"]
+    jacobian: Float[Tensor, "tokens k_in k_out"]
+    predicted: Float[Tensor, "tokens k_in k_out"]
+    diff: Float[Tensor, "tokens k_in k_out"]
+    pre_diff: Float[Tensor, "tokens k_in k_out"]
+    exited: Bool[Tensor, "tokens k_in k_out"]
+    entered: Int[Tensor, "tokens k_in"]
 
 
 @torch.no_grad()
@@ -149,11 +156,25 @@ def _ablate_chunk(
 ) -> Chunk:
     base = sandwich(x)
     s = config.perturbation(base.in_act)
-    diff = _perturbed_out_acts(sandwich, base, s, config.memory_budget, tokens_done)
-    diff.sub_(base.out_act[:, None, :])
+    after = _perturbed_out_acts(sandwich, base, s, config.memory_budget, tokens_done)
+    diff = after.acts.sub_(base.out_act[:, None, :])
+    pre_diff = after.pre.sub_(base.out_pre[:, None, :])
     jacobian = base.jacobian.transpose(1, 2)  # tokens k_in k_out
     predicted = -s[:, :, None] * jacobian
-    return base.in_idx, base.out_idx, base.in_act, base.out_act, jacobian, predicted, diff
+    margin = base.out_pre - base.runner_up[:, None]
+    return Chunk(
+        base.in_idx,
+        base.out_idx,
+        base.in_act,
+        base.out_act,
+        margin,
+        jacobian,
+        predicted,
+        diff,
+        pre_diff,
+        after.exited,
+        after.entered,
+    )
 
 
 def _blocks(tokens: int, k_in: int, rows: int) -> Iterator[tuple[int, int, int, int]]:
@@ -175,10 +196,10 @@ def _perturbed_out_acts(
     s: Float[Tensor, "tokens k_in"],
     memory_budget: int,
     tokens_done: Callable[[int], None] | None = None,
-) -> Float[Tensor, "tokens k_in k_out"]:
+) -> Perturbed:
     """The output SAE's activations of each token's k_out active features after each of its
     k_in perturbations, with top-k re-selection (``Sandwich.perturbed_out_acts``: a feature
-    that left the top k reads 0).
+    that left the top k reads 0), their un-gated pre-activations, exits and entries.
 
     Runs in blocks of rows; a block keeps only its rows' k_out values, and its output-SAE
     pre-activations go into one [block, d_sae_out] buffer that every block reuses. Few,
@@ -188,16 +209,23 @@ def _perturbed_out_acts(
     n, k_in = base.in_idx.shape
     d_model, d_mlp = sandwich.mlp.W_in.shape
     block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget))
-    out = base.out_act.new_empty(n, k_in, pair.k_out)
+    grid = (n, k_in, pair.k_out)
+    out = Perturbed(
+        acts=base.out_act.new_empty(grid),
+        pre=base.out_act.new_empty(grid),
+        exited=base.out_act.new_empty(grid, dtype=torch.bool),
+        entered=base.out_idx.new_empty(n, k_in),
+    )
     sae_pre = base.out_act.new_empty(block, pair.d_sae_out)
     for t0, t1, i0, i1 in _blocks(n, k_in, block):
+        t, i = slice(t0, t1), slice(i0, i1)
         sandwich.perturbed_out_acts(
-            base.pre[t0:t1],
-            base.in_idx[t0:t1, i0:i1],
-            s[t0:t1, i0:i1],
-            base.out_idx[t0:t1],
+            base.pre[t],
+            base.in_idx[t, i],
+            s[t, i],
+            base.out_idx[t],
             buffer=sae_pre[: (t1 - t0) * (i1 - i0)],
-            out=out[t0:t1, i0:i1],
+            out=Perturbed(*(part[t, i] for part in out)),
         )
         if tokens_done is not None and i1 == k_in:
             tokens_done(t1)
@@ -238,19 +266,31 @@ def _connections(chunks: list[Chunk], positions: Tensor, k_in: int, k_out: int) 
     if not chunks:
         empty = torch.empty(0)
         return Connections(*([empty] * len(Connections.__dataclass_fields__)))
-    in_idx, out_idx, in_act, out_act, jac, predicted, diff = (
-        torch.cat(part).cpu() for part in zip(*chunks, strict=True)
-    )
-    grid = (len(in_idx), k_in, k_out)
+    parts = {
+        name: torch.cat([getattr(chunk, name) for chunk in chunks]).cpu()
+        for name in Chunk.__dataclass_fields__
+    }
+    grid = (len(parts["in_idx"]), k_in, k_out)
+
+    def per_in(name: str) -> Tensor:  # one value per (token, in rank), for every out rank
+        return parts[name][:, :, None].expand(grid).reshape(-1)
+
+    def per_out(name: str) -> Tensor:  # one value per (token, out rank), for every in rank
+        return parts[name][:, None, :].expand(grid).reshape(-1)
+
     return Connections(
         position=positions.cpu()[:, None, None].expand(grid).reshape(-1),
-        in_feature=in_idx[:, :, None].expand(grid).reshape(-1),
-        out_feature=out_idx[:, None, :].expand(grid).reshape(-1),
-        in_act=in_act[:, :, None].expand(grid).reshape(-1),
-        out_act=out_act[:, None, :].expand(grid).reshape(-1),
-        jacobian=jac.reshape(-1),
-        predicted=predicted.reshape(-1),
-        diff=diff.reshape(-1),
+        in_feature=per_in("in_idx"),
+        out_feature=per_out("out_idx"),
+        in_act=per_in("in_act"),
+        out_act=per_out("out_act"),
+        jacobian=parts["jacobian"].reshape(-1),
+        predicted=parts["predicted"].reshape(-1),
+        diff=parts["diff"].reshape(-1),
+        pre_diff=parts["pre_diff"].reshape(-1),
+        exited=parts["exited"].reshape(-1),
+        entered=per_in("entered"),
+        margin=per_out("margin"),
     )
 
 

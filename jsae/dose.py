@@ -30,7 +30,9 @@ class DoseResponse:
     """The output feature's activation along a sweep of the input feature's activation.
 
     Args:
-        curve: ``in_act`` (the swept a′) and ``out_act`` (after top-k re-selection).
+        curve: ``in_act`` (the swept a′), ``out_act`` (after top-k re-selection), ``pre``
+            (the output feature's un-gated pre-activation, the line J is the slope of) and
+            ``in_top_k`` (whether the output feature is among the k largest there).
         actual_in: the input feature's actual activation a on this token (0 if inactive).
         actual_out: the output feature's activation at a′ = a.
         jacobian: J[out_feature, in_feature] at the actual point (d out_pre / d a).
@@ -83,13 +85,20 @@ def dose_response(
         in_acts = np.linspace(0.0, top, points)
     grid = np.unique(np.append(np.asarray(in_acts, dtype=np.float64), a))
     device = base.pre.device
-    y = sandwich.perturbed_out_acts(
+    after = sandwich.perturbed_out_acts(
         base.pre,
         torch.full((1, len(grid)), in_feature, device=device),
         torch.tensor(a - grid, dtype=base.pre.dtype, device=device)[None],
         torch.tensor([[out_feature]], device=device),
     )
-    curve = pd.DataFrame({"in_act": grid, "out_act": y[0, :, 0].double().cpu().numpy()})
+    curve = pd.DataFrame(
+        {
+            "in_act": grid,
+            "out_act": after.acts[0, :, 0].double().cpu().numpy(),
+            "pre": after.pre[0, :, 0].double().cpu().numpy(),
+            "in_top_k": ~after.exited[0, :, 0].cpu().numpy(),
+        }
+    )
     actual_out = float(curve.loc[np.argmin(np.abs(grid - a)), "out_act"])
     if in_feature in in_idx and out_feature in out_idx:
         jac = float(base.jacobian[0, out_idx.index(out_feature), in_idx.index(in_feature)])

@@ -13,16 +13,17 @@ reconstruction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import einops
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.components.mlps.mlp import MLP
 
 from jsae.errors import UnsupportedError
-from jsae.pair import JSAEPair, topk_encode
+from jsae.pair import JSAEPair, sae_pre_activations, topk_encode
 
 # Elementwise activation functions of TransformerLens whose derivative we take by autograd.
 # "solu"/"solu_ln" mix the d_mlp units (softmax, LayerNorm) and are not elementwise.
@@ -161,6 +162,10 @@ class SandwichOutput:
         in_act, in_idx: the input SAE's k active features (activation, index), largest first.
         pre: the MLP pre-activations; act_grad: act_fn'(pre).
         mlp_out: the MLP output; out_act, out_idx: the output SAE's k active features.
+        out_pre: those features' pre-activations (out_act is their ReLU).
+        runner_up: the best inactive feature's pre-activation, the (k+1)-th largest (-inf
+            when every feature is active): out_pre - runner_up is each active feature's
+            margin, how far it is from being displaced from the top k.
         jacobian: J[t, j, i] = d out_pre[t, j] / d in_act[t, i].
     """
 
@@ -172,7 +177,27 @@ class SandwichOutput:
     mlp_out: Float[Tensor, "tokens d_model"]
     out_act: Float[Tensor, "tokens k_out"]
     out_idx: Int[Tensor, "tokens k_out"]
+    out_pre: Float[Tensor, "tokens k_out"]
+    runner_up: Float[Tensor, " tokens"]
     jacobian: Float[Tensor, "tokens k_out k_in"]
+
+
+class Perturbed(NamedTuple):
+    """What ``Sandwich.perturbed_out_acts`` reads on every perturbed row.
+
+    Args:
+        acts: the tracked output features' activations, top-k re-selected (0 when a feature
+            is not among the row's k largest pre-activations, as ``TopKSAE.encode`` gives it).
+        pre: their un-gated pre-activations (what J is the derivative of).
+        exited: the tracked feature is no longer among the row's k largest.
+        entered: the strongest feature now in the row's top k that is not among the tracked
+            ones (-1 when none entered).
+    """
+
+    acts: Float[Tensor, "tokens rows n"]
+    pre: Float[Tensor, "tokens rows n"]
+    exited: Bool[Tensor, "tokens rows n"]
+    entered: Int[Tensor, "tokens rows"]
 
 
 class Sandwich:
@@ -229,32 +254,46 @@ class Sandwich:
         s: Float[Tensor, "tokens rows"],
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None = None,
-        out: Float[Tensor, "tokens rows n"] | None = None,
-    ) -> Float[Tensor, "tokens rows n"]:
+        out: Perturbed | None = None,
+    ) -> Perturbed:
         """Perturb each token's MLP input along input features ``in_idx`` by steps ``s``,
-        x' = x - s * W_dec_in[i] (one row per token and feature), and read the output SAE's
-        activations of the token's ``out_idx`` features on every row, with top-k
-        re-selection: a feature that is not among the row's k_out largest pre-activations
-        reads 0, as ``TopKSAE.encode`` gives it.
+        x' = x - s * W_dec_in[i] (one row per token and feature), and read the output SAE on
+        every row for the token's ``out_idx`` features, with top-k re-selection: a feature
+        that is not among the row's k_out largest pre-activations reads 0, as
+        ``TopKSAE.encode`` gives it. Also returns their un-gated pre-activations, which of
+        them left the top k, and which feature entered it (see ``Perturbed``).
 
         ``pre`` are the tokens' unperturbed MLP pre-activations. The rows' output-SAE
         pre-activations of all features go into ``buffer`` (tokens * rows x d_sae_out) when
-        given, so that a caller running many blocks reuses one; the result into ``out``.
+        given, so that a caller running many blocks reuses one; the results into ``out``.
         """
         tokens, rows = in_idx.shape
         d_mlp = pre.shape[-1]
         # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
         row_pre = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, rows, d_mlp)
         torch.addcmul(pre[:, None, :], row_pre, s[:, :, None], value=-1, out=row_pre)
-        sae_pre = self.out_pre_from_pre(row_pre, out=buffer)
+        sae_pre = self.out_pre_from_pre(row_pre, out=buffer).view(tokens, rows, -1)
         del row_pre
         # Membership of the new top k by its k-th largest value (ties have measure zero);
         # a feature that left the top k reads 0, and max(kth, 0) also applies the ReLU.
-        kth = torch.topk(sae_pre, k=self.pair.k_out, dim=-1, sorted=False).values.amin(-1)
-        threshold = kth.clamp_min_(0)[:, :, None]
+        top = torch.topk(sae_pre, k=self.pair.k_out, dim=-1, sorted=False)
+        kth = top.values.amin(-1, keepdim=True)
         tracked = out_idx[:, None, :].expand(tokens, rows, out_idx.shape[-1])
-        new_pre = sae_pre.gather(-1, tracked)
-        return torch.where(new_pre >= threshold, new_pre, new_pre.new_zeros(()), out=out)
+        new_pre = torch.gather(sae_pre, -1, tracked, out=None if out is None else out.pre)
+        exited = torch.lt(new_pre, kth, out=None if out is None else out.exited)
+        zero = new_pre.new_zeros(())
+        acts = torch.where(
+            new_pre >= kth.clamp_min(0), new_pre, zero, out=None if out is None else out.acts
+        )
+        # The features that entered: top-k members that were not tracked; the strongest one
+        newcomer = (top.indices[..., :, None] != out_idx[:, None, None, :]).all(-1)
+        best = torch.where(newcomer, top.values, -torch.inf).argmax(-1, keepdim=True)
+        strongest = top.indices.gather(-1, best)[..., 0]
+        entered = torch.where(newcomer.any(-1), strongest, -1)
+        if out is not None:
+            out.entered.copy_(entered)
+            entered = out.entered
+        return Perturbed(acts, new_pre, exited, entered)
 
     @torch.no_grad()
     def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:
@@ -262,9 +301,31 @@ class Sandwich:
         pre = self.mlp.pre(x)
         act_grad = self.mlp.act_grad(pre)
         mlp_out = self.mlp.out_from_pre(pre)
-        out_act, out_idx = topk_encode(self.pair.sae_out, mlp_out)
+        k_out = self.pair.k_out
+        # The top k + 1 pre-activations: the first k are topk_encode's (same order), the
+        # last one is the runner-up every active feature's margin is measured against
+        out_pre_all = sae_pre_activations(self.pair.sae_out, mlp_out)
+        values, indices = torch.topk(out_pre_all, k=min(k_out + 1, out_pre_all.shape[-1]), dim=-1)
+        out_pre, out_idx = values[:, :k_out], indices[:, :k_out]
+        runner_up = (
+            values[:, k_out]
+            if values.shape[-1] > k_out
+            else torch.full_like(values[:, 0], -torch.inf)
+        )
         jacobian = self.jacobian(in_idx, act_grad, out_idx)
-        return SandwichOutput(x, in_act, in_idx, pre, act_grad, mlp_out, out_act, out_idx, jacobian)
+        return SandwichOutput(
+            x,
+            in_act,
+            in_idx,
+            pre,
+            act_grad,
+            mlp_out,
+            out_pre.relu(),
+            out_idx,
+            out_pre,
+            runner_up,
+            jacobian,
+        )
 
     def jacobian(
         self,

@@ -19,7 +19,7 @@ from typing import IO, Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from jsae.errors import InputError, os_reason
@@ -34,12 +34,41 @@ COLUMNS = (
     "jacobian",
     "predicted",
     "diff",
+    "pre_diff",
+    "curvature",
+    "gate",
+    "exited",
+    "entered",
+    "margin",
     "important",
 )
-"""The table's columns, in order: ``important`` is |J| > ε at the table's ε."""
+"""The table's columns, in order.
 
-INT_COLUMNS = ("position", "in_feature", "out_feature")
-FLOAT_COLUMNS = ("in_act", "out_act", "jacobian", "predicted", "diff")
+``diff`` splits exactly into three parts, diff = predicted + curvature + gate:
+
+* ``predicted`` = -s·J, the linear part (J is the derivative of the pre-activation);
+* ``curvature`` = pre_diff - predicted, the rest of the un-gated change of the output
+  feature's pre-activation (``pre_diff``);
+* ``gate`` = diff - pre_diff, what the top-k re-selection and the ReLU did: -out_act -
+  pre_diff when the feature left the top k (``exited``), 0 while it stays active and positive.
+
+``entered`` is the strongest feature that took a place in the perturbed row's top k (-1:
+none), ``margin`` how far above the best inactive feature the output feature sat before the
+perturbation, and ``important`` is |J| > ε at the table's ε."""
+
+INT_COLUMNS = ("position", "in_feature", "out_feature", "entered")
+FLOAT_COLUMNS = (
+    "in_act",
+    "out_act",
+    "jacobian",
+    "predicted",
+    "diff",
+    "pre_diff",
+    "curvature",
+    "gate",
+    "margin",
+)
+BOOL_COLUMNS = ("exited", "important")
 
 DEFAULT_EPS = 0.01
 """ε when none is given: connections with |J| above it are important."""
@@ -61,6 +90,10 @@ class Connections:
         jacobian: J[out_feature, in_feature] on that token.
         predicted: the first-order prediction of diff, -s * J.
         diff: out_act after the perturbation minus out_act before.
+        pre_diff: the output feature's pre-activation after minus before, un-gated.
+        exited: the output feature left the top k (then diff = -out_act).
+        entered: the strongest feature that entered the perturbed row's top k (-1: none).
+        margin: the output feature's pre-activation minus the best inactive one, unperturbed.
     """
 
     position: Int[Tensor, " n"]
@@ -71,6 +104,10 @@ class Connections:
     jacobian: Float[Tensor, " n"]
     predicted: Float[Tensor, " n"]
     diff: Float[Tensor, " n"]
+    pre_diff: Float[Tensor, " n"]
+    exited: Bool[Tensor, " n"]
+    entered: Int[Tensor, " n"]
+    margin: Float[Tensor, " n"]
 
 
 def check_eps(eps: object) -> float:
@@ -103,14 +140,25 @@ def split(table: pd.DataFrame, eps: float) -> pd.DataFrame:
 
 
 def connection_columns(connections: Connections) -> dict[str, np.ndarray]:
-    """The engine's flat tensors as numpy columns: ids as int32, values as float32
-    (``token`` is left to the caller, who knows the token strings)."""
-    columns: dict[str, np.ndarray] = {
-        name: getattr(connections, name).numpy().astype(np.int32) for name in INT_COLUMNS
-    }
-    for name in FLOAT_COLUMNS:
-        columns[name] = getattr(connections, name).float().numpy()
-    return columns
+    """The engine's flat tensors as numpy columns in ``COLUMNS`` order: ids as int32, values
+    as float32, ``curvature`` and ``gate`` derived (``token`` and ``important`` are left to the
+    caller, who knows the token strings and ε)."""
+    columns: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        if name in ("token", "important", "curvature", "gate"):
+            continue
+        value = getattr(connections, name)
+        if name in INT_COLUMNS:
+            columns[name] = value.numpy().astype(np.int32)
+        elif name in BOOL_COLUMNS:
+            columns[name] = value.numpy().astype(bool)
+        else:
+            columns[name] = value.float().numpy()
+    # In float64, then rounded once: the three parts add up to diff to float32 rounding
+    pre_diff = columns["pre_diff"].astype(np.float64)
+    columns["curvature"] = (pre_diff - columns["predicted"]).astype(np.float32)
+    columns["gate"] = (columns["diff"] - pre_diff).astype(np.float32)
+    return {name: columns[name] for name in COLUMNS if name in columns}
 
 
 def connections_table(connections: Connections, strings: list[str], eps: float) -> pd.DataFrame:

@@ -59,3 +59,43 @@ def token_jacobian_function(model: HookedTransformer, pair: JSAEPair, x: torch.T
         return z[active_out]
 
     return f, a0, active_in, active_out
+
+
+@torch.no_grad()
+def decomposition_loop(
+    model: HookedTransformer, pair: JSAEPair, x: torch.Tensor, mode: str = "unit"
+) -> dict[tuple[int, int, int], dict[str, float]]:
+    """Per connection, by full sorts of the output SAE's pre-activations (sae-lens's own
+    encoder matmul, TransformerLens's MLP module): the un-gated pre-activation change, whether
+    j left the top k, the strongest newcomer to the top k, and j's margin over the best
+    inactive feature before the perturbation.
+
+    Returns {(token, in_feature, out_feature): {pre_diff, exited, entered, margin}}.
+    """
+    mlp = model.blocks[pair.layer].mlp
+    sae_in, sae_out = pair.sae_in, pair.sae_out
+
+    def out_pre(x_row: torch.Tensor) -> torch.Tensor:
+        y = mlp(x_row[None, None])[0, 0]
+        return sae_out.process_sae_in(y) @ sae_out.W_enc + sae_out.b_enc
+
+    rows = {}
+    for t in range(len(x)):
+        in_acts = sae_in.encode(x[t])
+        active_in = torch.topk(in_acts, pair.k_in).indices.tolist()
+        pre = out_pre(x[t])
+        order = torch.sort(pre, descending=True).indices.tolist()
+        active_out, runner_up = order[: pair.k_out], pre[order[pair.k_out]].item()
+        for i in active_in:
+            s = {"unit": 1.0, "zero": in_acts[i].item()}[mode]
+            new = out_pre(x[t] - s * sae_in.W_dec[i])
+            new_order = torch.sort(new, descending=True).indices.tolist()[: pair.k_out]
+            newcomers = [f for f in new_order if f not in active_out]  # strongest first
+            for j in active_out:
+                rows[(t, i, j)] = {
+                    "pre_diff": (new[j] - pre[j]).item(),
+                    "exited": j not in new_order,
+                    "entered": newcomers[0] if newcomers else -1,
+                    "margin": pre[j].item() - runner_up,
+                }
+    return rows

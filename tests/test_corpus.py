@@ -13,6 +13,7 @@ from jsae.ablation import AblationConfig, ablate
 from jsae.corpus import (
     ABS_EDGES,
     MANIFEST,
+    MANIFEST_FORMAT,
     SHARD_COLUMNS,
     SHARD_SCHEMA,
     CorpusError,
@@ -334,7 +335,7 @@ def test_refuses_a_folder_that_is_not_a_corpus_run(source_dir, corpus_dir, tmp_p
 def test_manifest_entries_describe_their_shards(full_run):
     run, rows = full_run
     raw = json.loads((run.output / MANIFEST).read_text())
-    assert raw["format"] == 1 and list(raw) == ["format", "config", "info", "shards"]
+    assert raw["format"] == MANIFEST_FORMAT and list(raw) == ["format", "config", "info", "shards"]
     assert [s.to_json() for s in read_manifest(run.output).shards] == raw["shards"]
     last_window = rows.groupby("document")["window"].max()
     for entry in raw["shards"]:
@@ -361,6 +362,10 @@ def test_shards_are_the_prompt_tables_columns_typed_for_arrow(full_run):
         "in_feature": pa.int32(),
         "out_feature": pa.int32(),
         **dict.fromkeys(["in_act", "out_act", "jacobian", "predicted", "diff"], pa.float32()),
+        **dict.fromkeys(["pre_diff", "curvature", "gate"], pa.float32()),
+        "exited": pa.bool_(),
+        "entered": pa.int32(),
+        "margin": pa.float32(),
         "important": pa.bool_(),
     }
     assert pa.schema(list(expected.items())) == SHARD_SCHEMA
@@ -372,7 +377,12 @@ def test_shards_are_the_prompt_tables_columns_typed_for_arrow(full_run):
 def test_a_manifest_written_before_reads_into_named_fields(tmp_path):
     entry = {"shard": 3, "file": "shard-00003.parquet", "rows": 12, "tokens": 3, "windows": 1}
     entry |= {"start": [2, "c.txt", 0], "end": [4, "sub/d.txt", 1], "final": True}
-    data = {"format": 1, "config": {"eps": 0.05}, "info": {"source": "demo"}, "shards": [entry]}
+    data = {
+        "format": MANIFEST_FORMAT,
+        "config": {"eps": 0.05},
+        "info": {"source": "demo"},
+        "shards": [entry],
+    }
     (tmp_path / MANIFEST).write_text(json.dumps(data, indent=1))
     manifest = read_manifest(tmp_path)
     shard = manifest.shards[0]
@@ -402,9 +412,10 @@ def test_a_manifest_written_before_reads_into_named_fields(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(data))
     with pytest.raises(CorpusError, match="is corrupt"):
         read_manifest(tmp_path)
-    (tmp_path / MANIFEST).write_text(json.dumps(data | {"format": 2}))
-    with pytest.raises(CorpusError, match="has format 2; this jsae reads 1"):
-        read_manifest(tmp_path)
+    for other in (1, MANIFEST_FORMAT + 1):  # 1: shards without the decomposition columns
+        (tmp_path / MANIFEST).write_text(json.dumps(data | {"format": other}))
+        with pytest.raises(CorpusError, match=f"has format {other}; this jsae reads 2 .*new"):
+            read_manifest(tmp_path)
 
 
 # --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 On disk (format ``MANIFEST_FORMAT``)::
 
-    {"format": 1, "config": {...}, "info": {...},
+    {"format": 2, "config": {...}, "info": {...},
      "shards": [{"shard": 0, "file": "shard-00000.parquet", "rows": ..., "tokens": ...,
                  "windows": ..., "start": [ordinal, document, index],
                  "end": [ordinal, document, index], "final": false}, ...]}
@@ -25,7 +25,7 @@ from jsae.corpus.job import CorpusError
 from jsae.errors import first_line, os_reason
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 
 
 class WindowKey(NamedTuple):
@@ -179,7 +179,8 @@ def read_manifest(output: str | os.PathLike) -> Manifest:
         data = json.loads(path.read_text())
         if data.get("format") != MANIFEST_FORMAT:
             raise CorpusError(
-                f"{path} has format {data.get('format')!r}; this jsae reads {MANIFEST_FORMAT}."
+                f"{path} has format {data.get('format')!r}; this jsae reads {MANIFEST_FORMAT} "
+                "(its shards have other columns): write this run to a new --output folder."
             )
         shards = [ShardEntry.from_json(s) for s in data["shards"]]
         return Manifest(path, data["config"], data.get("info", {}), shards)

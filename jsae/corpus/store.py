@@ -23,7 +23,7 @@ from jsae.corpus.job import CorpusError
 from jsae.corpus.manifest import MANIFEST, Manifest, ShardEntry, read_manifest
 from jsae.corpus.plan import Unit
 from jsae.errors import os_reason
-from jsae.table import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
+from jsae.table import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 
 SHARD_NAME = "shard-{:05d}.parquet"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet(\.tmp)?$")
@@ -33,7 +33,7 @@ _ARROW_TYPES = {
     **dict.fromkeys(("document", "token"), pa.dictionary(pa.int32(), pa.string())),
     **dict.fromkeys(("window", *INT_COLUMNS), pa.int32()),
     **dict.fromkeys(FLOAT_COLUMNS, pa.float32()),
-    "important": pa.bool_(),
+    **dict.fromkeys(BOOL_COLUMNS, pa.bool_()),
 }
 SHARD_SCHEMA = pa.schema([(name, _ARROW_TYPES[name]) for name in SHARD_COLUMNS])
 
