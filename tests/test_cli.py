@@ -200,6 +200,14 @@ def test_ablate_dataset_resumes_and_corpus_stats_resplits(source_dir, corpus_dir
     for experiment in ("important", "unimportant"):
         assert f"{expected.loc[experiment, 'connections']:,}" in printed
     assert f"{expected.loc['important', 'mean_abs_diff']:.4g}" in printed
+    table = split(rows, 0.2)
+    unimportant = table[~table["important"]]
+    p_exit = unimportant["exited"].mean()
+    assert "where the movement comes from" in printed and "P(exit)" in printed
+    assert f"{p_exit:.4g}" in printed.split("P(exit)")[1].splitlines()[0]
+    stays = unimportant[~unimportant["exited"]]["diff"].abs().mean()
+    important = table[table["important"] & ~table["exited"]]["diff"].abs().mean()
+    assert f"without exits: {important / stays:.3g}" in printed
 
 
 @pytest.mark.parametrize(

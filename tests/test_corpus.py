@@ -183,6 +183,38 @@ def test_corpus_stats_match_summarize_at_any_eps(full_run):
         assert importance_ratio(stats) == pytest.approx(importance_ratio(expected), rel=1e-12)
 
 
+def test_corpus_decomposition_is_exact_against_the_rows(full_run):
+    """P(exit), exit mass share, mean |diff| without exits, on-the-line by mass and the ratio
+    without exits, merged over shards, equal the same numbers computed on all rows at once."""
+    run, rows = full_run
+    assert rows["exited"].any() and not rows["exited"].all()
+    eps, tol = 0.05, Tolerance()
+    stats = corpus_stats(run.output, eps, tol)
+    table = split(rows, eps)
+    absdiff = table["diff"].abs().to_numpy(np.float64)
+    within = tol.within(table["diff"], table["predicted"])
+    for name, mask in (("important", table["important"]), ("unimportant", ~table["important"])):
+        mask = mask.to_numpy(bool)
+        exited = table["exited"].to_numpy(bool) & mask
+        got = stats.decomposition().loc[name]
+        assert got["p_exit"] == pytest.approx(exited.sum() / mask.sum(), rel=1e-12)
+        assert got["exit_mass_share"] == pytest.approx(
+            absdiff[exited].sum() / absdiff[mask].sum(), rel=1e-9
+        )
+        stays = mask & ~exited
+        assert got["mean_abs_diff_without_exits"] == pytest.approx(absdiff[stays].mean(), rel=1e-9)
+        assert got["on_line_mass_share"] == pytest.approx(
+            absdiff[mask & within].sum() / absdiff[mask].sum(), rel=1e-9
+        )
+    imp = table["important"].to_numpy(bool) & ~table["exited"].to_numpy(bool)
+    unimp = ~table["important"].to_numpy(bool) & ~table["exited"].to_numpy(bool)
+    assert stats.ratio_without_exits() == pytest.approx(
+        absdiff[imp].mean() / absdiff[unimp].mean(), rel=1e-9
+    )
+    again = CorpusStats.from_dict(stats.to_dict())
+    pd.testing.assert_frame_equal(again.decomposition(), stats.decomposition())
+
+
 def test_merged_accumulators_equal_one_accumulator():
     rng = np.random.default_rng(0)
     n = 20_000

@@ -15,6 +15,7 @@ from jsae.cli.options import (
     add_wandb_arguments,
     check_positive,
     check_wandb,
+    format_decomposition,
     print_summary,
     tolerance,
     wandb_target,
@@ -189,6 +190,9 @@ def print_corpus_summary(stats) -> None:
     """The merged summary of a run's shards, and which figures are read off the histogram."""
     print()
     print_summary(stats.summary(), stats.tolerance)
+    print("\nwhere the movement comes from (top-k exits: the output feature left the top k):")
+    print(format_decomposition(stats.decomposition()))
+    print(f"mean |diff| important / unimportant without exits: {stats.ratio_without_exits():.3g}")
     print(
         "median and 99th pct |diff| are read off a log-spaced histogram (within ~2.3%); the "
         "other figures are exact"

@@ -108,6 +108,21 @@ def check_positive(value: int | None, flag: str) -> None:
         raise InputError(f"{flag} must be a positive integer, got {value}.")
 
 
+DECOMPOSITION_LABELS = {
+    "p_exit": "P(exit)",
+    "exit_mass_share": "Exits' share of |diff|",
+    "mean_abs_diff_without_exits": "Mean |diff| without exits",
+    "on_line_mass_share": "Within tolerance, by |diff|",
+}
+
+
+def format_decomposition(frame: pd.DataFrame) -> str:
+    """The decomposition table (rows: experiments) as plain text, experiments side by side."""
+    shown = frame.rename(columns=DECOMPOSITION_LABELS).T
+    shown.columns = [str(c).capitalize() for c in shown.columns]
+    return shown.map(lambda v: "—" if v != v else f"{v:.4g}").to_string()
+
+
 def print_summary(summary: pd.DataFrame, tol: Tolerance) -> None:
     """The two experiments' summary table, their ratio and the tolerance it used."""
     print(format_summary(summary))

@@ -37,7 +37,13 @@ from jsae.corpus.manifest import (
     WindowRef,
     read_manifest,
 )
-from jsae.corpus.mergeable import ABS_EDGES, DIFF_EDGES, CorpusStats, ExperimentStats
+from jsae.corpus.mergeable import (
+    ABS_EDGES,
+    DECOMPOSITION_COLUMNS,
+    DIFF_EDGES,
+    CorpusStats,
+    ExperimentStats,
+)
 from jsae.corpus.plan import DoneSet, Unit, Window, document_windows, plan_units
 from jsae.corpus.ray import (
     INSTALL_HINT,
@@ -81,6 +87,7 @@ __all__ = [
     "CorpusProgress",
     "CorpusRun",
     "CorpusStats",
+    "DECOMPOSITION_COLUMNS",
     "DoneSet",
     "ExperimentStats",
     "Manifest",

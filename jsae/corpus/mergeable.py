@@ -9,7 +9,11 @@ unimportant |J| <= ε) keeps
   double-double arithmetic, so the merged sums do not depend on how rows were split into
   shards beyond ~1e-30 relative),
 * fixed-grid histograms of diff and of |diff| (exact integer counts on one grid shared by every
-  shard and every run, so they add).
+  shard and every run, so they add),
+* the decomposition's mergeable parts: how many connections' output feature left the top k
+  (``exited``), and the |diff| mass of those and of the connections within tolerance
+  (double-double sums), so P(exit), the exits' share of the mass, on-the-line by mass and the
+  ratio without exits are exact too.
 
 So *count, mean diff, mean |diff|, within-tolerance and the important/unimportant ratio are
 exact*; the *median and 99th percentile of |diff| are approximated from the |diff| histogram*:
@@ -85,6 +89,9 @@ class ExperimentStats:
         within: how many were within tolerance of −s·J.
         sum_diff, sum_abs_diff: sums of diff and |diff| as (hi, lo) double-double pairs.
         hist_diff: counts on ``DIFF_EDGES``; hist_abs: counts on ``ABS_EDGES``.
+        exited: how many connections' output feature left the top k.
+        sum_abs_exited, sum_abs_within: |diff| summed over those, and over the connections
+            within tolerance, as double-double pairs.
     """
 
     count: int = 0
@@ -93,13 +100,21 @@ class ExperimentStats:
     sum_abs_diff: tuple[float, float] = (0.0, 0.0)
     hist_diff: np.ndarray = field(default_factory=lambda: _zeros(N_DIFF_BINS))
     hist_abs: np.ndarray = field(default_factory=lambda: _zeros(N_ABS_BINS))
+    exited: int = 0
+    sum_abs_exited: tuple[float, float] = (0.0, 0.0)
+    sum_abs_within: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
-    def of(cls, diff: np.ndarray, within: np.ndarray) -> ExperimentStats:
-        """Statistics of one batch: ``diff`` per connection and its within-tolerance flag."""
+    def of(
+        cls, diff: np.ndarray, within: np.ndarray, exited: np.ndarray | None = None
+    ) -> ExperimentStats:
+        """Statistics of one batch: ``diff`` per connection, its within-tolerance flag and
+        whether its output feature left the top k (None: no exits recorded)."""
         diff = np.asarray(diff, dtype=np.float64)
         absdiff = np.abs(diff)
         a_idx = abs_bin(absdiff)
+        within = np.asarray(within, dtype=bool)
+        exited = np.zeros(len(diff), bool) if exited is None else np.asarray(exited, bool)
         return cls(
             count=len(diff),
             within=int(np.count_nonzero(within)),
@@ -107,6 +122,9 @@ class ExperimentStats:
             sum_abs_diff=(math.fsum(absdiff.tolist()), 0.0),
             hist_diff=np.bincount(diff_bin(diff, a_idx), minlength=N_DIFF_BINS),
             hist_abs=np.bincount(a_idx, minlength=N_ABS_BINS),
+            exited=int(np.count_nonzero(exited)),
+            sum_abs_exited=(math.fsum(absdiff[exited].tolist()), 0.0),
+            sum_abs_within=(math.fsum(absdiff[within].tolist()), 0.0),
         )
 
     def merge(self, other: ExperimentStats) -> ExperimentStats:
@@ -117,7 +135,23 @@ class ExperimentStats:
             sum_abs_diff=_dd_add(self.sum_abs_diff, other.sum_abs_diff),
             hist_diff=self.hist_diff + other.hist_diff,
             hist_abs=self.hist_abs + other.hist_abs,
+            exited=self.exited + other.exited,
+            sum_abs_exited=_dd_add(self.sum_abs_exited, other.sum_abs_exited),
+            sum_abs_within=_dd_add(self.sum_abs_within, other.sum_abs_within),
         )
+
+    def decomposition(self) -> dict[str, float]:
+        """``DECOMPOSITION_COLUMNS``: P(exit), the exits' share of the |diff| mass, mean |diff|
+        without the exits, and on-the-line as a share of the mass (all exact)."""
+        total = sum(self.sum_abs_diff)
+        exits = sum(self.sum_abs_exited)
+        stays = self.count - self.exited
+        return {
+            "p_exit": self.exited / self.count if self.count else math.nan,
+            "exit_mass_share": exits / total if total > 0 else math.nan,
+            "mean_abs_diff_without_exits": (total - exits) / stays if stays else math.nan,
+            "on_line_mass_share": sum(self.sum_abs_within) / total if total > 0 else math.nan,
+        }
 
     def abs_quantile(self, q: float) -> float:
         """The q-quantile of |diff| from the histogram, as numpy's default: linear between the
@@ -167,6 +201,9 @@ class ExperimentStats:
             "sum_abs_diff": list(self.sum_abs_diff),
             "hist_diff": [nz_d.tolist(), self.hist_diff[nz_d].tolist()],
             "hist_abs": [nz_a.tolist(), self.hist_abs[nz_a].tolist()],
+            "exited": self.exited,
+            "sum_abs_exited": list(self.sum_abs_exited),
+            "sum_abs_within": list(self.sum_abs_within),
         }
 
     @classmethod
@@ -181,7 +218,19 @@ class ExperimentStats:
             sum_abs_diff=tuple(data["sum_abs_diff"]),
             hist_diff=hist_diff,
             hist_abs=hist_abs,
+            exited=int(data.get("exited", 0)),
+            sum_abs_exited=tuple(data.get("sum_abs_exited", (0.0, 0.0))),
+            sum_abs_within=tuple(data.get("sum_abs_within", (0.0, 0.0))),
         )
+
+
+DECOMPOSITION_COLUMNS = (
+    "p_exit",
+    "exit_mass_share",
+    "mean_abs_diff_without_exits",
+    "on_line_mass_share",
+)
+"""The exact, mergeable part of the decomposition that ``CorpusStats.decomposition`` gives."""
 
 
 @dataclass
@@ -207,6 +256,7 @@ class CorpusStats:
         diff: np.ndarray,
         eps: float,
         tolerance: Tolerance | None = None,
+        exited: np.ndarray | None = None,
     ) -> CorpusStats:
         """Statistics of one batch of connections (columns of a shard or a result table)."""
         tol = tolerance or Tolerance()
@@ -214,13 +264,14 @@ class CorpusStats:
         predicted = np.asarray(predicted, dtype=np.float64)
         keep = ~np.isnan(diff)
         diff, predicted, jacobian = diff[keep], predicted[keep], np.asarray(jacobian)[keep]
+        exited = np.zeros(len(diff), bool) if exited is None else np.asarray(exited, bool)[keep]
         within = tol.within(diff, predicted)
         important = is_important(jacobian, eps)
         return cls(
             eps,
             tol,
-            ExperimentStats.of(diff[important], within[important]),
-            ExperimentStats.of(diff[~important], within[~important]),
+            ExperimentStats.of(diff[important], within[important], exited[important]),
+            ExperimentStats.of(diff[~important], within[~important], exited[~important]),
         )
 
     def merge(self, other: CorpusStats) -> CorpusStats:
@@ -243,6 +294,25 @@ class CorpusStats:
         return summary_frame(
             self.important.describe(), self.unimportant.describe(), self.all.describe()
         )
+
+    def decomposition(self) -> pd.DataFrame:
+        """``DECOMPOSITION_COLUMNS`` for the rows important, unimportant, all (exact)."""
+        rows = {
+            "important": self.important.decomposition(),
+            "unimportant": self.unimportant.decomposition(),
+            "all": self.all.decomposition(),
+        }
+        frame = pd.DataFrame.from_dict(rows, orient="index")[list(DECOMPOSITION_COLUMNS)]
+        frame.index.name = "experiment"
+        return frame
+
+    def ratio_without_exits(self) -> float:
+        """Mean |diff| of important over unimportant connections, exits left out of both."""
+        imp = self.important.decomposition()["mean_abs_diff_without_exits"]
+        unimp = self.unimportant.decomposition()["mean_abs_diff_without_exits"]
+        if math.isnan(imp) or math.isnan(unimp):
+            return math.nan
+        return imp / unimp if unimp > 0 else (math.inf if imp > 0 else math.nan)
 
     def histogram(self, of: str = "abs") -> pd.DataFrame:
         """The non-empty bins of the |diff| (``of="abs"``) or diff (``of="diff"``) grid:

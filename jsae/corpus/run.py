@@ -164,7 +164,7 @@ def corpus_stats(
         try:
             reader = pq.ParquetFile(path)
             batches = reader.iter_batches(
-                batch_size=batch_rows, columns=["jacobian", "predicted", "diff"]
+                batch_size=batch_rows, columns=["jacobian", "predicted", "diff", "exited"]
             )
             for batch in batches:
                 stats = stats.merge(
@@ -174,6 +174,7 @@ def corpus_stats(
                         batch.column("diff").to_numpy(),
                         eps,
                         stats.tolerance,
+                        exited=batch.column("exited").to_numpy(zero_copy_only=False),
                     )
                 )
         except (OSError, pa.ArrowInvalid) as err:
