@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
+from jsae.analysis import is_flat
 from jsae.demo import HELDOUT_FILE, METRICS_FILE, check_targets, measure_bundle
+from jsae.demo.targets import TARGET_OUTPUT_CV, TARGET_UNFIRED_OUT
 from jsae.loading import DEMO_DIR, load_source
 
 MAX_BYTES = 30 * 1024 * 1024
@@ -61,7 +63,16 @@ def test_metrics_recompute_on_the_heldout_sample(demo, metrics, remeasured):
     for kind in ("jsae", "plain"):
         for layer in map(str, range(demo.model.cfg.n_layers)):
             got, want = remeasured["pairs"][kind][layer], stored["pairs"][kind][layer]
-            for key in ("ev_in", "ev_out", "frac_abs_j_gt_eps", "mean_abs_j"):
+            for key in (
+                "ev_in",
+                "ev_out",
+                "frac_abs_j_gt_eps",
+                "mean_abs_j",
+                "output_cv",
+                "binary_ev_out",
+                "margin_median",
+                "margin_q10",
+            ):
                 assert got[key] == pytest.approx(want[key], abs=TOLERANCE), (kind, layer, key)
             for key in ("unfired_in", "unfired_out"):  # counts of 1/d_sae
                 assert got[key] == pytest.approx(want[key], abs=2 / demo.pair(0).d_sae_in)
@@ -86,3 +97,28 @@ def test_heldout_sample_is_small_token_ids(demo):
     assert tokens.shape[1] == demo.model.cfg.n_ctx
     assert 2000 <= tokens[:, 1:].numel() <= 20000
     assert (tokens[:, 0] == demo.model.tokenizer.bos_token_id).all()
+
+
+def test_a_flat_output_code_misses_its_target():
+    healthy = {
+        "ev_in": 0.9,
+        "ev_out": 0.9,
+        "output_cv": 0.6,
+        "unfired_out": 0.1,
+        "frac_abs_j_gt_eps": 0.9,
+    }
+    flat = {**healthy, "output_cv": 0.04, "unfired_out": 0.5}
+    targets = check_targets({"eps": 0.01, "pairs": {"plain": {"0": healthy}, "jsae": {"0": flat}}})
+    got = {(t["kind"], t["name"]): t["met"] for t in targets}
+    assert got[("plain", f"output_cv >= {TARGET_OUTPUT_CV}")]
+    assert got[("plain", f"unfired_out <= {TARGET_UNFIRED_OUT}")]
+    assert not got[("jsae", f"output_cv >= {TARGET_OUTPUT_CV}")]
+    assert not got[("jsae", f"unfired_out <= {TARGET_UNFIRED_OUT}")]
+
+
+def test_the_shipped_jsae_codes_are_flat_and_count_as_missed(metrics):
+    """The bundled JSAEs' output codes are flat (pair health's rule); the plain pairs' are not."""
+    for layer, stats in metrics["measured"]["pairs"]["jsae"].items():
+        assert is_flat(stats["output_cv"]), layer
+        assert not is_flat(metrics["measured"]["pairs"]["plain"][layer]["output_cv"]), layer
+    assert not metrics["all_targets_met"]

@@ -1,8 +1,10 @@
 """How good a bundle is: its pairs' quality on held-out tokens.
 
 Per pair: explained variance of each SAE, the features that never fire on the sample, the
-fraction of active |J| above ε and mean |J| (over every token's k × k active Jacobian), and the
-``unit``-mode ablation summary at ε (split by :func:`jsae.table.is_important`).
+output code's health (:func:`jsae.analysis.pair_health`: its within-token CV, binary explained
+variance and margins), the fraction of active |J| above ε and mean |J| (over every token's
+k × k active Jacobian), and the ``unit``-mode ablation summary at ε (split by
+:func:`jsae.table.is_important`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationConfig, ablate_activations
+from jsae.analysis import pair_health
 from jsae.demo.language_model import language_model_loss
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
 from jsae.loading import DEMO_DIR, DEMO_SOURCE, Source, load_source
-from jsae.pair import JSAEPair, topk_encode
+from jsae.pair import JSAEPair
 from jsae.prompt import mlp_activations
 from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, is_important
@@ -48,9 +51,11 @@ def measure_bundle(
     path of a ``heldout_tokens.safetensors``; None uses the sample stored in the bundle.
     BOS positions are left out of every statistic. Per pair: ``ev_in``/``ev_out``
     (explained variance, 1 - Σ||x - x̂||² / Σ||x - x̄||²), ``unfired_in``/``unfired_out``
-    (features that never fire on the sample), ``frac_abs_j_gt_eps`` and ``mean_abs_j`` (over
-    every token's k × k active Jacobian), and with ``ablation`` the ``unit``-mode ablation
-    summary at ``eps``: mean |diff| of the important (|J| > eps) and unimportant connections.
+    (features that never fire on the sample), the output code's health (``output_cv``,
+    ``binary_ev_out``, ``margin_median``, ``margin_q10``: see :mod:`jsae.analysis.health`),
+    ``frac_abs_j_gt_eps`` and ``mean_abs_j`` (over every token's k × k active Jacobian), and
+    with ``ablation`` the ``unit``-mode ablation summary at ``eps``: mean |diff| of the
+    important (|J| > eps) and unimportant connections.
     """
     if not isinstance(source, Source):
         source = load_source(source)
@@ -98,16 +103,18 @@ def measure_pair(
     ablation: bool = True,
 ) -> dict[str, Any]:
     """One pair's statistics on MLP inputs ``x`` and the model's MLP outputs ``y``."""
+    sandwich = Sandwich(model, pair)
+    health = pair_health(sandwich, x, y)
     stats: dict[str, Any] = {
         "ev_in": explained_variance(pair.sae_in, x),
-        "ev_out": explained_variance(pair.sae_out, y),
+        "ev_out": health.ev_out,
+        "unfired_in": health.unfired_in,
+        "unfired_out": health.unfired_out,
+        "output_cv": health.output_cv,
+        "binary_ev_out": health.binary_ev_out,
+        "margin_median": health.margin_median,
+        "margin_q10": health.margin_q10,
     }
-    for side, sae, data in (("in", pair.sae_in, x), ("out", pair.sae_out, y)):
-        values, indices = topk_encode(sae, data)
-        fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
-        fired[indices[values > 0].unique()] = True
-        stats[f"unfired_{side}"] = float((~fired).float().mean())
-    sandwich = Sandwich(model, pair)
     jacobian = sandwich(x).jacobian.abs()
     stats["frac_abs_j_gt_eps"] = float(is_important(jacobian, eps).double().mean())
     stats["mean_abs_j"] = float(jacobian.double().mean())

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsae.analysis.health import FLAT_CV, UNFIRED_OUT
+
 TARGET_EV_IN = 0.8
 """Every input SAE's explained variance on the held-out sample is at least this."""
 TARGET_EV_OUT = 0.7
 """Every output SAE's explained variance on the held-out sample is at least this."""
 TARGET_SPARSITY_RATIO = 0.25
 """A JSAE pair's fraction of |J| > ε is at most this times its layer's plain pair's."""
+TARGET_OUTPUT_CV = FLAT_CV
+"""Every output code is not flat: the median within-token CV of its firing output activations
+on the held-out sample is at least :data:`jsae.analysis.health.FLAT_CV` (pair health's flat
+rule), so a degenerate near-binary code, on which perturbations mostly swap features out of
+the top k, does not count as a good pair however sparse its Jacobian."""
+TARGET_UNFIRED_OUT = UNFIRED_OUT
+"""At most this share of every output SAE's features fire on none of the held-out tokens
+(:data:`jsae.analysis.health.UNFIRED_OUT`; the sample has about 4,000 tokens, on which a
+feature firing at the average rate k / d_sae fires about 60 times)."""
 
 
 def check_targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
@@ -18,15 +29,20 @@ def check_targets(measured: dict[str, Any]) -> list[dict[str, Any]]:
     pairs = measured["pairs"]
     for kind, by_layer in pairs.items():
         for layer, stats in by_layer.items():
-            for side, threshold in (("in", TARGET_EV_IN), ("out", TARGET_EV_OUT)):
-                value = stats[f"ev_{side}"]
+            for key, threshold, at_least in (
+                ("ev_in", TARGET_EV_IN, True),
+                ("ev_out", TARGET_EV_OUT, True),
+                ("output_cv", TARGET_OUTPUT_CV, True),
+                ("unfired_out", TARGET_UNFIRED_OUT, False),
+            ):
+                value = stats[key]
                 targets.append(
                     {
-                        "name": f"ev_{side} >= {threshold}",
+                        "name": f"{key} {'>=' if at_least else '<='} {threshold}",
                         "kind": kind,
                         "layer": int(layer),
                         "value": value,
-                        "met": value >= threshold,
+                        "met": value >= threshold if at_least else value <= threshold,
                     }
                 )
     for layer, stats in pairs.get("jsae", {}).items():
@@ -62,8 +78,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     rows = [
         "| layer | kind | λ | EV in | EV out | dead in/out (train) | unfired in/out (held-out) "
         f"| frac abs J>{metrics['measured']['eps']:g} | mean abs J | mean abs diff important "
-        "| mean abs diff unimportant |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean abs diff unimportant | output CV | binary EV out | margin median / q10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     measured = metrics["measured"]["pairs"]
     for layer in sorted({int(k) for by in measured.values() for k in by}):
@@ -80,10 +96,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
                 f"| {stats['unfired_in']:.3f} / {stats['unfired_out']:.3f} "
                 f"| {stats['frac_abs_j_gt_eps']:.4f} | {stats['mean_abs_j']:.5f} "
                 f"| {_fmt(abl.get('important_mean_abs_diff'))} "
-                f"| {_fmt(abl.get('unimportant_mean_abs_diff'))} |"
+                f"| {_fmt(abl.get('unimportant_mean_abs_diff'))} "
+                f"| {_fmt(stats.get('output_cv'), 3)} | {_fmt(stats.get('binary_ev_out'), 3)} "
+                f"| {_fmt(stats.get('margin_median'), 4)} / {_fmt(stats.get('margin_q10'), 4)} |"
             )
     return "\n".join(rows)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.5f}"
+def _fmt(value: float | None, digits: int = 5) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
