@@ -119,6 +119,16 @@ def test_mlp_output_defaults_to_the_sandwich_mlp(model, pair, acts):
     assert default.ev_out < 0 and np.isnan(default.binary_share)
 
 
+def test_margins_are_the_engines(model, pair, acts):
+    """The engine's per-connection margin (out_pre - runner_up) and pair health's agree."""
+    sandwich = Sandwich(model, pair)
+    base = sandwich(acts[0])
+    margins = (base.out_pre - base.runner_up[:, None]).double().numpy().ravel()
+    health = pair_health(sandwich, acts[0])
+    assert health.margin_median == pytest.approx(np.median(margins), abs=1e-6)
+    assert health.margin_q10 == pytest.approx(np.quantile(margins, 0.1), abs=1e-6)
+
+
 def with_output_code(pair, bias: torch.Tensor, noise: float):
     """A copy of the pair whose output SAE's pre-activations are bias + noise * (y - b_dec) @ W:
     a code chosen by ``bias``, nearly the same on every token."""

@@ -41,7 +41,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from jsae.errors import InputError
-from jsae.pair import topk_encode
+from jsae.pair import sae_pre_activations, topk_encode
 from jsae.sandwich import Sandwich
 from jsae.train.losses import decode_topk, fvu
 from jsae.train.metrics import explained_variance, total_variance
@@ -152,8 +152,9 @@ def pair_health(
     if y is None:
         y = sandwich.mlp.out_from_pre(sandwich.mlp.pre(x))
     k, d_sae = pair.k_out, pair.d_sae_out
-    pre = sandwich.out_pre(y)
-    # the k selected pre-activations and the best inactive one (the (k+1)-th largest)
+    # as topk_encode and the engine's SandwichOutput compute them: the same top k, and the
+    # engine's runner_up (the best inactive pre-activation, the (k+1)-th largest)
+    pre = sae_pre_activations(pair.sae_out, y)
     top, out_idx = torch.topk(pre, k=min(k + 1, d_sae), dim=-1, sorted=True)
     selected = top[:, :k]
     out_act = selected.relu()
