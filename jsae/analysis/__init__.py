@@ -1,7 +1,15 @@
 """The analysis layer: pure functions from the engine's output (and the model/pair where they
-must rerun it) to typed results with ``.summary()``; see ``health`` (how degenerate a pair's
-codes are)."""
+must rerun it) to typed results with ``.summary()``.
 
+``health`` — how degenerate a pair's codes are; ``statistics`` — ε-free numbers (AUC,
+Spearman, mass capture, on the line, exits) and the split's at one ε; ``bootstrap`` — token
+resampling for their intervals; ``effect`` — the ``EffectStatistics`` result and its tidy
+summary; ``sweep`` — the same across ε and pair kinds compared at a matched fraction of
+important connections.
+"""
+
+from jsae.analysis.bootstrap import BOOTSTRAPPED, bootstrap_replicates, percentile_interval
+from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.health import (
     FLAT_CV,
     TINY_MARGIN,
@@ -10,6 +18,37 @@ from jsae.analysis.health import (
     is_flat,
     is_tiny_margin,
     pair_health,
+)
+from jsae.analysis.statistics import (
+    BOOTSTRAP_SEED,
+    CAPTURE_FRACTION,
+    CAPTURE_POINTS,
+    CONFIDENCE,
+    DEFAULT_TAU,
+    N_BOOTSTRAP,
+    UnimportantMoved,
+    auc,
+    capture_at,
+    clopper_pearson_upper,
+    exit_mass_share,
+    exit_share_unimportant,
+    mass_capture,
+    on_line_share_count,
+    on_line_share_mass,
+    p_exit,
+    ratio,
+    ratio_without_exits,
+    spearman,
+    unimportant_moved,
+)
+from jsae.analysis.sweep import (
+    EPS_SWEEP_GRID,
+    MATCHED_FRACTION_DEFAULT,
+    MATCHED_REFERENCE,
+    SWEEP_STATISTICS,
+    eps_sweep,
+    matched_fraction,
+    sweep_frame,
 )
 
 __all__ = [
@@ -20,4 +59,36 @@ __all__ = [
     "is_flat",
     "is_tiny_margin",
     "pair_health",
+    "BOOTSTRAPPED",
+    "BOOTSTRAP_SEED",
+    "CAPTURE_FRACTION",
+    "CAPTURE_POINTS",
+    "CONFIDENCE",
+    "DEFAULT_TAU",
+    "EPS_SWEEP_GRID",
+    "MATCHED_FRACTION_DEFAULT",
+    "MATCHED_REFERENCE",
+    "N_BOOTSTRAP",
+    "SWEEP_STATISTICS",
+    "EffectStatistics",
+    "UnimportantMoved",
+    "auc",
+    "bootstrap_replicates",
+    "capture_at",
+    "clopper_pearson_upper",
+    "effect_statistics",
+    "eps_sweep",
+    "exit_mass_share",
+    "exit_share_unimportant",
+    "mass_capture",
+    "matched_fraction",
+    "on_line_share_count",
+    "on_line_share_mass",
+    "p_exit",
+    "percentile_interval",
+    "ratio",
+    "ratio_without_exits",
+    "spearman",
+    "sweep_frame",
+    "unimportant_moved",
 ]
