@@ -32,7 +32,7 @@ from jsae.analysis import (
     unimportant_moved,
 )
 from jsae.analysis.bootstrap import RankIndex, token_counts, token_resample
-from jsae.analysis.statistics import ratio_of_means
+from jsae.analysis.statistics import ratio_of_means, token_ids
 from jsae.errors import InputError
 from jsae.stats import Tolerance, importance_ratio, summarize
 from jsae.table import split
@@ -228,6 +228,29 @@ def test_each_replicate_is_the_statistic_of_the_resampled_tokens(ties):
         }
         for name in BOOTSTRAPPED:
             assert reps[name].iloc[b] == pytest.approx(expected[name], rel=1e-9), name
+
+
+def test_tokens_of_a_corpus_table_are_document_window_position():
+    # two documents, each with positions 0 and 1: four tokens, not two
+    t = random_table(n_tokens=4, per_token=30, seed=10)
+    t["position"] = np.repeat([0, 1, 0, 1], 30)
+    t["document"] = pd.Categorical(np.repeat(["b", "b", "a", "a"], 30))
+    t["window"] = 0
+    ids = token_ids(t)
+    np.testing.assert_array_equal(np.unique(ids), np.arange(4))
+    assert effect_statistics(t, 0.01, n_bootstrap=0).n_tokens == 4
+    reps = bootstrap_replicates(t, 0.01, n_bootstrap=5, seed=2)
+    keys = sorted(set(zip(t["document"], t["window"], t["position"], strict=True)))
+    for b, draws in enumerate(token_resample(4, 5, 2)):
+        parts = [
+            t[(t["document"] == d) & (t["window"] == w) & (t["position"] == p)]
+            for d, w, p in (keys[i] for i in draws)
+        ]
+        resampled = pd.concat(parts)
+        assert reps["ratio"].iloc[b] == pytest.approx(ratio(resampled, 0.01))
+        assert reps["auc"].iloc[b] == pytest.approx(
+            roc_auc_score(resampled["diff"].abs() > 0.1, resampled["jacobian"].abs())
+        )
 
 
 def test_bootstrap_resamples_tokens_not_rows():

@@ -26,6 +26,7 @@ from jsae.analysis.statistics import (
     CONFIDENCE,
     DEFAULT_TAU,
     N_BOOTSTRAP,
+    TOKEN_KEYS,
     UnimportantMoved,
     auc,
     capture_at,
@@ -39,6 +40,7 @@ from jsae.analysis.statistics import (
     ratio,
     ratio_without_exits,
     spearman,
+    token_ids,
     unimportant_moved,
 )
 from jsae.analysis.sweep import (
@@ -70,6 +72,7 @@ __all__ = [
     "MATCHED_REFERENCE",
     "N_BOOTSTRAP",
     "SWEEP_STATISTICS",
+    "TOKEN_KEYS",
     "EffectStatistics",
     "UnimportantMoved",
     "auc",
@@ -90,5 +93,6 @@ __all__ = [
     "ratio_without_exits",
     "spearman",
     "sweep_frame",
+    "token_ids",
     "unimportant_moved",
 ]

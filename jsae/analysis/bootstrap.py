@@ -38,6 +38,7 @@ from jsae.analysis.statistics import (
     exited_flags,
     important_flags,
     ratio_of_sums,
+    token_ids,
 )
 from jsae.errors import InputError
 
@@ -196,12 +197,12 @@ def bootstrap_replicates(
 ) -> pd.DataFrame:
     """The ``BOOTSTRAPPED`` statistics on each of ``n_bootstrap`` token resamples (one row
     each). Replicate b draws the tokens ``token_resample(n_tokens, n_bootstrap, seed)[b]``,
-    tokens numbered in ascending ``position`` order. Ratio-type numbers come from per-token
-    sums (counts @ sums); AUC and ρ from weighted mid-ranks, one pass per replicate."""
+    numbered by ``jsae.analysis.statistics.token_ids``. Ratio-type numbers come from
+    per-token sums (counts @ sums); AUC and ρ from weighted mid-ranks, one pass each."""
     n_bootstrap = check_n_bootstrap(n_bootstrap)
     important, abs_d, abs_j = important_flags(table, eps), abs_diff(table), abs_jacobian(table)
     positive = abs_d > check_tau(tau)
-    _, token = np.unique(table["position"].to_numpy(), return_inverse=True)
+    token = token_ids(table)
     n_tokens = int(token.max()) + 1 if len(token) else 0
     counts = token_counts(token_resample(n_tokens, n_bootstrap, seed), n_tokens)
     exited = exited_flags(table)

@@ -40,6 +40,7 @@ from jsae.analysis.statistics import (
     ratio,
     ratio_without_exits,
     spearman,
+    token_ids,
     unimportant_moved,
 )
 from jsae.errors import InputError
@@ -65,7 +66,7 @@ class EffectStatistics:
         confidence: coverage of the intervals and of the upper bound.
         n_bootstrap: token resamples behind the intervals (0: no intervals, all NaN).
         seed: the resampling seed.
-        n_connections, n_tokens: the table's connections and distinct positions.
+        n_connections, n_tokens: the table's connections and tokens (``token_ids``).
         fraction_important: share of connections with |J| > ε.
         auc, auc_ci: ROC AUC of |J| for m > τ, and its interval.
         spearman, spearman_ci: Spearman's ρ of |J| and m, and its interval.
@@ -202,7 +203,7 @@ def effect_statistics(
         n_bootstrap=n_bootstrap,
         seed=seed,
         n_connections=len(table),
-        n_tokens=int(table["position"].nunique()),
+        n_tokens=int(token_ids(table).max()) + 1 if len(table) else 0,
         fraction_important=float(important.mean()) if len(table) else math.nan,
         auc=auc(table, tau),
         auc_ci=intervals["auc"],

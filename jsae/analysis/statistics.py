@@ -58,6 +58,22 @@ CAPTURE_POINTS = tuple(float(x) for x in np.round(np.linspace(0, 1, 21), 2))
 """Fractions at which ``mass_capture`` draws its curve."""
 
 
+TOKEN_KEYS = ("document", "window", "position")
+"""The columns that name a token: ``position`` in one prompt's table; a corpus shard's rows
+also carry their ``document`` and ``window``."""
+
+
+def token_ids(table: pd.DataFrame) -> np.ndarray:
+    """Each connection's token as 0 .. n_tokens − 1, numbered in ascending order of the
+    ``TOKEN_KEYS`` the table has."""
+    keys = [key for key in TOKEN_KEYS if key in table.columns]
+    if not keys:
+        raise InputError("The connection table has no position column to tell its tokens apart.")
+    if keys == ["position"]:
+        return np.unique(table["position"].to_numpy(), return_inverse=True)[1].reshape(-1)
+    return table.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
+
+
 def abs_diff(table: pd.DataFrame) -> np.ndarray:
     """|diff| per connection, float64."""
     return np.abs(table["diff"].to_numpy(dtype=np.float64))
