@@ -5,7 +5,8 @@ must rerun it) to typed results with ``.summary()``.
 Spearman, mass capture, on the line, exits) and the split's at one ε; ``bootstrap`` — token
 resampling for their intervals; ``effect`` — the ``EffectStatistics`` result and its tidy
 summary; ``sweep`` — the same across ε and pair kinds compared at a matched fraction of
-important connections.
+important connections; ``verdict`` — the answer from those numbers and the health;
+``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result.
 """
 
 from jsae.analysis.bootstrap import BOOTSTRAPPED, bootstrap_replicates, percentile_interval
@@ -19,6 +20,7 @@ from jsae.analysis.health import (
     is_tiny_margin,
     pair_health,
 )
+from jsae.analysis.report import Analysis, analyse, prompt_health
 from jsae.analysis.statistics import (
     BOOTSTRAP_SEED,
     CAPTURE_FRACTION,
@@ -51,6 +53,14 @@ from jsae.analysis.sweep import (
     eps_sweep,
     matched_fraction,
     sweep_frame,
+)
+from jsae.analysis.verdict import (
+    EXIT_DOMINATED,
+    GOOD_AUC,
+    STRONG_RATIO,
+    WEAK_RATIO,
+    Verdict,
+    verdict,
 )
 
 __all__ = [
@@ -95,4 +105,13 @@ __all__ = [
     "sweep_frame",
     "token_ids",
     "unimportant_moved",
+    "Analysis",
+    "Verdict",
+    "EXIT_DOMINATED",
+    "GOOD_AUC",
+    "STRONG_RATIO",
+    "WEAK_RATIO",
+    "analyse",
+    "prompt_health",
+    "verdict",
 ]

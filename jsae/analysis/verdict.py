@@ -1,0 +1,157 @@
+"""The answer the explorer exists for: does this pair's sparse Jacobian mean sparse computation?
+
+One ``Verdict`` per pair and table, built from the ε-free statistics
+(``jsae.analysis.effect.EffectStatistics``) and, where known, the pair's health
+(``jsae.analysis.health.PairHealth``). The app, the CLI and W&B all show its ``sentence``
+and ``reasons``; none recomputes a ratio or an AUC.
+
+The rules, in order:
+
+1. **undetermined** when one side of the ε split is empty (nothing to compare).
+2. **no, perverse** ("sparse Jacobian without sparse computation") when most of the
+   unimportant connections' movement is top-k exits (``exit_share_unimportant`` ≥
+   ``EXIT_DOMINATED``) and |J| ranks the connections that moved poorly (AUC <
+   ``GOOD_AUC``) or the split separates them weakly (ratio < ``STRONG_RATIO``): the
+   Jacobian is sparse, but it does not say where the movement happens. A flat output code
+   or tiny margins (the health's warnings) are named as the reason when present.
+3. **yes** when the ratio is at least ``STRONG_RATIO``, |J| ranks the movement well (AUC
+   ≥ ``GOOD_AUC``) and exits do not dominate the unimportant movement.
+4. **partly** when the ratio is at least ``WEAK_RATIO``; **no** below it.
+
+The thresholds come from the research notebook (its Pythia-70m JSAE had a ratio of 6.6) and
+our bundle (plain pairs: ratio 5.7–6.5, AUC 0.95–0.99; JSAEs: ratio 1.9–2.1, AUC 0.57–0.59,
+93–95 % of the unimportant movement from exits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from jsae.analysis.effect import EffectStatistics
+from jsae.analysis.health import PairHealth
+
+STRONG_RATIO = 10.0
+"""Unimportant connections move at least this many times less: the split separates them."""
+WEAK_RATIO = 2.0
+"""Below this ratio the split hardly separates the two sets."""
+GOOD_AUC = 0.9
+"""|J| ranks the connections that moved (|diff| > τ) above those that did not this well."""
+EXIT_DOMINATED = 0.5
+"""At least this share of the unimportant connections' movement is top-k exits."""
+LEVELS = ("yes", "partly", "no", "undetermined")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one-line answer, and the numbers behind it.
+
+    Args:
+        level: one of ``LEVELS``.
+        sentence: the answer in plain words.
+        reasons: one sentence per number the answer rests on.
+        perverse: a sparse Jacobian without sparse computation (rule 2).
+        ratio: mean |diff| of important over unimportant connections.
+    """
+
+    level: str
+    sentence: str
+    reasons: tuple[str, ...]
+    perverse: bool
+    ratio: float
+
+
+def _interval(ci: tuple[float, float]) -> str:
+    lo, hi = ci
+    return "" if math.isnan(lo) or math.isnan(hi) else f" ({lo:.3g}–{hi:.3g})"
+
+
+def _reasons(stats: EffectStatistics, health: PairHealth | None) -> tuple[str, ...]:
+    pct = int(round(100 * stats.confidence))
+    reasons = [
+        f"Ratio of mean |diff|, important over unimportant at ε = {stats.eps:g}: "
+        f"{stats.ratio:.3g}{_interval(stats.ratio_ci)}; without exits "
+        f"{stats.ratio_without_exits:.3g}{_interval(stats.ratio_without_exits_ci)} "
+        f"({pct}% intervals over tokens).",
+        f"Top-k exits carry {stats.exit_share_unimportant:.0%} of the unimportant connections' "
+        f"movement and {stats.exit_mass_share:.0%} of all movement; "
+        f"{stats.p_exit:.1%} of connections exit.",
+        f"|J| ranks connections that moved (|diff| > {stats.tau:g}) above those that did not "
+        f"with AUC {stats.auc:.2f}{_interval(stats.auc_ci)}; Spearman ρ {stats.spearman:.2f}.",
+        f"The top {stats.capture_fraction:.0%} of connections by |J| carry {stats.capture:.0%} "
+        f"of the movement (at most {stats.capture_oracle:.0%} is possible).",
+        f"On the linear prediction −s·J: {stats.on_line_count:.0%} of connections, but only "
+        f"{stats.on_line_mass:.0%} of the movement.",
+    ]
+    moved = stats.unimportant
+    if moved.connections:
+        reasons.append(
+            f"{moved.share:.1%} of the unimportant connections moved by more than "
+            f"{stats.tau:g} (at most {moved.upper:.1%}, {pct}% bound)."
+        )
+    if health is not None:
+        reasons.extend(health.warnings)
+    return tuple(reasons)
+
+
+def verdict(stats: EffectStatistics, health: PairHealth | None = None) -> Verdict:
+    """Judge one table's statistics (and the pair's health, when known); see the module
+    docstring for the rules."""
+    eps = f"{stats.eps:g}"
+    n_important = round(stats.fraction_important * stats.n_connections)
+    reasons = _reasons(stats, health)
+    if stats.n_connections == 0 or n_important == 0:
+        return Verdict(
+            "undetermined",
+            f"No connection has |J| > ε = {eps}, so there is nothing to compare: lower ε.",
+            reasons,
+            False,
+            stats.ratio,
+        )
+    if n_important == stats.n_connections:
+        return Verdict(
+            "undetermined",
+            f"Every connection has |J| > ε = {eps}, so there is nothing to compare: raise ε.",
+            reasons,
+            False,
+            stats.ratio,
+        )
+    exits = stats.exit_share_unimportant
+    dominated = not math.isnan(exits) and exits >= EXIT_DOMINATED
+    poor_ranking = math.isnan(stats.auc) or stats.auc < GOOD_AUC
+    if dominated and (poor_ranking or stats.ratio < STRONG_RATIO):
+        cause = ""
+        if health is not None and (health.flat or health.tiny_margins):
+            cause = (
+                " The output code is nearly binary (a token's active output features have "
+                f"almost equal activations, CV {health.output_cv:.2f}), so what it encodes is "
+                "which features are selected, and small pushes swap them."
+            )
+        sentence = (
+            f"No — a sparse Jacobian without sparse computation: only "
+            f"{stats.fraction_important:.0%} of connections have |J| > ε = {eps}, but the "
+            f"Jacobian does not locate where the movement happens. {exits:.0%} of the "
+            "unimportant connections' movement is top-k swaps (output features pushed out of "
+            f"the top k), which no derivative sees, and |J| ranks the connections that moved "
+            f"with AUC {stats.auc:.2f}." + cause
+        )
+        return Verdict("no", sentence, reasons, True, stats.ratio)
+    ratio = stats.ratio
+    if ratio >= STRONG_RATIO and not poor_ranking and not dominated:
+        sentence = (
+            "Yes: unimportant connections barely move "
+            + ("at all" if math.isinf(ratio) else f"({ratio:,.0f}× less than important ones)")
+            + f", and |J| ranks the connections that moved well (AUC {stats.auc:.2f})."
+        )
+        return Verdict("yes", sentence, reasons, False, ratio)
+    if ratio >= WEAK_RATIO:
+        sentence = (
+            f"Partly: unimportant connections move {ratio:.1f}× less than important ones at "
+            f"ε = {eps}, and |J| ranks the connections that moved with AUC {stats.auc:.2f}."
+        )
+        return Verdict("partly", sentence, reasons, False, ratio)
+    sentence = (
+        f"No: unimportant connections move about as much as important ones (ratio "
+        f"{ratio:.2g} at ε = {eps})."
+    )
+    return Verdict("no", sentence, reasons, False, ratio)

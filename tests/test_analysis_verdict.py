@@ -1,0 +1,119 @@
+"""The verdict: each rule on a table built to meet it, the perverse case named as such, and
+``analyse`` end to end on a tiny pair."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae.ablation import ablate
+from jsae.analysis import (
+    EXIT_DOMINATED,
+    STRONG_RATIO,
+    analyse,
+    effect_statistics,
+    pair_health,
+    verdict,
+)
+from jsae.prompt import mlp_inputs
+from jsae.sandwich import Sandwich
+from tests.helpers import tiny_model, tiny_pair
+
+EPS = 0.01
+
+
+def table(jac, diff, exited=None, tokens=20):
+    """A synthetic table: every row its own output feature, rows spread over ``tokens``."""
+    jac, diff = np.asarray(jac, float), np.asarray(diff, float)
+    n = len(jac)
+    return pd.DataFrame(
+        {
+            "position": np.arange(n) % tokens + 1,
+            "jacobian": jac,
+            "predicted": -jac,
+            "diff": diff,
+            "exited": np.zeros(n, bool) if exited is None else np.asarray(exited, bool),
+        }
+    )
+
+
+def stats_of(t, **kwargs):
+    return effect_statistics(t, EPS, n_bootstrap=kwargs.pop("n_bootstrap", 50), **kwargs)
+
+
+def test_yes_when_unimportant_barely_move_and_j_ranks_the_movement():
+    rng = np.random.default_rng(0)
+    big = rng.uniform(0.5, 1.0, 200)
+    small = rng.uniform(0.0, 0.005, 200)
+    t = table(np.r_[big, small], -np.r_[big, small] * 0.9)
+    found = verdict(stats_of(t))
+    assert found.level == "yes" and not found.perverse
+    assert found.ratio >= STRONG_RATIO and found.sentence.startswith("Yes")
+
+
+def test_perverse_when_exits_carry_the_unimportant_movement():
+    """The bundled JSAE's case: a sparse Jacobian whose unimportant connections move by
+    swapping output features out of the top k, which |J| does not see."""
+    rng = np.random.default_rng(1)
+    n_imp, n_unimp = 100, 400
+    jac = np.r_[rng.uniform(0.02, 0.1, n_imp), rng.uniform(0.0, 0.009, n_unimp)]
+    diff = np.r_[rng.uniform(0.05, 0.2, n_imp), rng.uniform(0.0, 0.004, n_unimp)]
+    exited = np.zeros(n_imp + n_unimp, bool)
+    exited[n_imp::8] = True  # 1 in 8 unimportant connections exit, losing a whole activation
+    diff[exited] = -1.0
+    t = table(jac, diff, exited)
+    stats = stats_of(t)
+    assert stats.exit_share_unimportant >= EXIT_DOMINATED
+    found = verdict(stats)
+    assert found.level == "no" and found.perverse
+    assert "sparse Jacobian without sparse computation" in found.sentence
+    assert (
+        "top-k swaps" in found.sentence and f"{stats.exit_share_unimportant:.0%}" in found.sentence
+    )
+    assert any("Top-k exits carry" in r for r in found.reasons)
+
+
+def test_partly_and_no_by_the_ratio_without_exits():
+    rng = np.random.default_rng(2)
+    jac = np.r_[rng.uniform(0.02, 0.1, 200), rng.uniform(0.0, 0.009, 200)]
+    moves = np.r_[np.full(200, 0.3), np.full(200, 0.1)]  # ratio 3
+    assert verdict(stats_of(table(jac, moves))).level == "partly"
+    same = np.full(400, 0.2)  # ratio 1
+    found = verdict(stats_of(table(jac, same)))
+    assert found.level == "no" and not found.perverse and "about as much" in found.sentence
+
+
+@pytest.mark.parametrize(("jac", "word"), [([0.001, 0.002], "lower ε"), ([0.5, 0.6], "raise ε")])
+def test_undetermined_when_one_side_is_empty(jac, word):
+    found = verdict(stats_of(table(jac, [0.1, 0.2], tokens=2), n_bootstrap=0))
+    assert found.level == "undetermined" and word in found.sentence
+
+
+def test_flat_code_is_named_as_the_cause():
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=32, k=4)
+    x = mlp_inputs(model, model.to_tokens("The quick brown fox jumps.")[0], 1)
+    health = dataclasses.replace(pair_health(Sandwich(model, pair), x), output_cv=0.01)
+    assert health.flat
+    rng = np.random.default_rng(1)
+    jac = np.r_[rng.uniform(0.02, 0.1, 50), rng.uniform(0.0, 0.009, 200)]
+    diff = np.r_[np.full(50, 0.1), np.full(200, 0.001)]
+    exited = np.zeros(250, bool)
+    exited[50::4] = True
+    diff[exited] = -1.0
+    found = verdict(stats_of(table(jac, diff, exited)), health)
+    assert found.perverse and "nearly binary" in found.sentence and "CV 0.01" in found.sentence
+
+
+def test_analyse_end_to_end_reads_one_result():
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=48, k=6)
+    result = ablate(model, pair, "The quick brown fox jumps over the lazy dog.")
+    found = analyse(model, pair, result, n_bootstrap=20)
+    assert found.statistics.n_connections == len(result.table)
+    assert found.statistics.n_tokens == result.n_tokens == found.health.tokens
+    assert found.verdict == verdict(found.statistics, found.health)
+    summary = found.summary()
+    assert {"auc", "ratio_without_exits", "output_cv"} <= set(summary["statistic"])
+    assert list(summary.columns) == ["statistic", "value", "ci_low", "ci_high", "description"]
