@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from jsae.ablation import ablate
+from jsae.analysis import analyse
 from jsae.cli import main
 from jsae.loading import load_source, save_source
 from jsae.stats import summarize
@@ -60,6 +61,14 @@ def test_ablate_writes_the_table_and_prints_the_summary(source_dir, tmp_path, ca
     summary = summarize(expected.table)
     assert f"{summary.loc['important', 'connections']:,}" in printed
     assert "Important" in printed and "Unimportant" in printed and "mode zero" in printed
+    # the analysis under the summary: the package's own numbers and verdict
+    found = analyse(source.model, source.pair(1, "plain"), expected, n_bootstrap=200)
+    assert f"verdict: {found.verdict.sentence}" in printed
+    auc_line = next(line for line in printed.splitlines() if line.strip().startswith("auc "))
+    assert f"{found.statistics.auc:.4g}" in auc_line
+    lo, hi = found.statistics.auc_ci
+    assert f"[{lo:.4g}, {hi:.4g}]" in auc_line
+    assert "where the movement comes from" in printed and "output_cv" in printed
 
 
 def test_scale_and_prompt_file(source_dir, tmp_path, capsys):
@@ -95,6 +104,8 @@ def test_scale_and_prompt_file(source_dir, tmp_path, capsys):
         (["--prompt", "x", "--mode", "zero", "--scale", "2"], "drop --mode zero or drop --scale"),
         (["--prompt", "x", "--output", "r.xlsx"], "must end in .parquet or .csv"),
         (["--prompt-file", "/no/such/file.txt"], "does not exist"),
+        (["--prompt", "x", "--bootstrap", "-1"], "--bootstrap must be 0 or more"),
+        (["--prompt", "x y z", "--tau", "-1"], "τ"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(source_dir, capsys, args, message):

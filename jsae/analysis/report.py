@@ -40,10 +40,13 @@ class Analysis:
     def summary(self) -> pd.DataFrame:
         """The statistics' and the health's rows in one table (statistic, value, ci_low,
         ci_high, description)."""
-        frames = [self.statistics.summary()]
-        if self.health is not None:
-            frames.append(self.health.summary().assign(ci_low=float("nan"), ci_high=float("nan")))
-        return pd.concat(frames, ignore_index=True)[list(self.statistics.summary().columns)]
+        stats = self.statistics.summary()
+        if self.health is None:
+            return stats
+        health = self.health.summary()
+        health = health[~health["statistic"].isin(stats["statistic"])]  # "tokens" once
+        health = health.assign(ci_low=float("nan"), ci_high=float("nan"))
+        return pd.concat([stats, health[list(stats.columns)]], ignore_index=True)
 
 
 def prompt_health(

@@ -11,28 +11,32 @@ import torch
 from tqdm.auto import tqdm
 
 from jsae.ablation import MODES, AblationConfig, ablate
+from jsae.analysis import analyse
 from jsae.cli.corpus import ablate_corpus, add_corpus_arguments, refuse_corpus_flags
 from jsae.cli.options import (
+    add_statistics_arguments,
     add_tolerance_arguments,
     add_wandb_arguments,
     check_output,
     check_positive,
     check_wandb,
+    format_decomposition,
+    format_statistics,
     print_summary,
     read_prompt,
     resolve_mode,
     tolerance,
     wandb_target,
 )
+from jsae.corpus import CorpusStats
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE, load_source
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS
-from jsae.stats import summarize
+from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
 from jsae.wandb_log import log_to_wandb
 
 MIB = 2**20
-"""The pair ``--pair`` picks unless told: the JSAE's."""
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -88,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         help=f"working memory per chunk of tokens, MiB (default: {budget_mb:g})",
     )
     add_tolerance_arguments(ab)
+    add_statistics_arguments(ab)
     suffixes = " or ".join(f".{fmt}" for fmt in TABLE_FORMATS)
     ab.add_argument(
         "--output",
@@ -112,9 +117,28 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_wandb_arguments(ab)
 
 
+def print_analysis(model, pair, result, args: argparse.Namespace, tol: Tolerance) -> None:
+    """Where the movement comes from, the ε-free statistics, the pair's health and the
+    verdict (``jsae.analysis.analyse``; the decomposition is the corpus statistics' own)."""
+    t = result.table
+    decomposition = CorpusStats.of(
+        t["jacobian"], t["predicted"], t["diff"], result.eps, tol, exited=t["exited"]
+    )
+    print("\nwhere the movement comes from (top-k exits: the output feature left the top k):")
+    print(format_decomposition(decomposition.decomposition()))
+    found = analyse(model, pair, result, tau=args.tau, tolerance=tol, n_bootstrap=args.bootstrap)
+    print(f"\nstatistics that do not depend on ε ({args.bootstrap} token resamples):")
+    print(format_statistics(found.summary()))
+    print(f"\nverdict: {found.verdict.sentence}")
+    for reason in found.verdict.reasons:
+        print(f"  - {reason}")
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     eps = check_eps(args.eps)
     mode, scale = resolve_mode(args.mode, args.scale)
+    if args.bootstrap < 0:
+        raise InputError("--bootstrap must be 0 or more.")
     if not args.memory_budget_mb > 0:
         raise InputError("--memory-budget-mb must be a positive number.")
     config = AblationConfig(
@@ -167,6 +191,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         f"(k_out {pair.k_out} × k_in {pair.k_in} per token)\n"
     )
     print_summary(summary, tol)
+    print_analysis(source.model_for(layer, args.pair), pair, result, args, tol)
     if args.output is not None:
         write_table(result.table, args.output, table_format(args.output))
         print(f"wrote {len(result.table):,} connections to {args.output}")

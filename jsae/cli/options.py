@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from jsae.ablation import AblationConfig
+from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP
 from jsae.errors import InputError
 from jsae.stats import Tolerance, format_summary, importance_ratio
 from jsae.table import table_format
@@ -27,6 +28,37 @@ def add_tolerance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rtol", type=float, default=Tolerance.rtol, help="tolerance vs −s·J (relative)"
     )
+
+
+def add_statistics_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tau`` and ``--bootstrap``: the ε-free statistics' movement threshold and intervals."""
+    parser.add_argument(
+        "--tau",
+        type=float,
+        default=DEFAULT_TAU,
+        help=f"a connection moved when |diff| > tau (AUC, audit; default: {DEFAULT_TAU:g})",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=N_BOOTSTRAP,
+        help=f"token resamples behind the intervals, 0 for none (default: {N_BOOTSTRAP})",
+    )
+
+
+def format_statistics(frame: pd.DataFrame) -> str:
+    """An ``Analysis.summary()`` as plain text: value and interval per statistic."""
+
+    def shown(value: float) -> str:
+        return "—" if value != value else f"{value:.4g}"
+
+    lines = []
+    for row in frame.itertuples(index=False):
+        interval = (
+            "" if row.ci_low != row.ci_low else f"  [{shown(row.ci_low)}, {shown(row.ci_high)}]"
+        )
+        lines.append(f"  {row.statistic:<28} {shown(row.value):>10}{interval}")
+    return "\n".join(lines)
 
 
 def tolerance(args: argparse.Namespace) -> Tolerance:
