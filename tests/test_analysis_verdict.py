@@ -117,3 +117,18 @@ def test_analyse_end_to_end_reads_one_result():
     summary = found.summary()
     assert {"auc", "ratio_without_exits", "output_cv"} <= set(summary["statistic"])
     assert list(summary.columns) == ["statistic", "value", "ci_low", "ci_high", "description"]
+
+
+def test_exits_alone_are_not_perverse_when_j_ranks_the_movement():
+    """A plain pair's few unimportant connections also move mostly by exits, but |J| still
+    ranks the movement well: partly, not a sparse Jacobian without sparse computation."""
+    rng = np.random.default_rng(3)
+    jac = np.r_[rng.uniform(0.02, 1.0, 900), rng.uniform(0.0, 0.009, 100)]
+    diff = np.r_[jac[:900] * 0.8, np.full(100, 0.0005)]
+    exited = np.zeros(1000, bool)
+    exited[900:910] = True
+    diff[exited] = -0.05  # small exits, below τ: they dominate the unimportant mass only
+    stats = stats_of(table(jac, diff, exited))
+    assert stats.exit_share_unimportant >= EXIT_DOMINATED and stats.auc >= 0.9
+    found = verdict(stats)
+    assert not found.perverse and found.level in ("partly", "yes")

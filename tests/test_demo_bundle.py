@@ -80,6 +80,13 @@ def test_metrics_recompute_on_the_heldout_sample(demo, metrics, remeasured):
                 assert got["ablation"][key] == pytest.approx(
                     want["ablation"][key], abs=TOLERANCE
                 ), (kind, layer, key)
+            for key, value in want["causal"].items():
+                assert got["causal"][key] == pytest.approx(value, abs=TOLERANCE, nan_ok=True), (
+                    kind,
+                    layer,
+                    key,
+                )
+            assert got["verdict"] == want["verdict"], (kind, layer)
 
 
 def test_metrics_report_targets_honestly(metrics):
@@ -122,3 +129,14 @@ def test_the_shipped_jsae_codes_are_flat_and_count_as_missed(metrics):
         assert is_flat(stats["output_cv"]), layer
         assert not is_flat(metrics["measured"]["pairs"]["plain"][layer]["output_cv"]), layer
     assert not metrics["all_targets_met"]
+
+
+def test_the_shipped_jsaes_are_the_perverse_case_and_the_plain_pairs_are_not(metrics):
+    """What the bundle shows a user: each JSAE's sparse Jacobian does not locate its
+    computation (most unimportant movement is top-k exits, |J| ranks movement poorly); each
+    plain pair's |J| does."""
+    for layer, stats in metrics["measured"]["pairs"]["jsae"].items():
+        assert stats["verdict"] == {"level": "no", "perverse": True}, layer
+        assert stats["causal"]["exit_share_unimportant"] > 0.9 and stats["causal"]["auc"] < 0.65
+        plain = metrics["measured"]["pairs"]["plain"][layer]
+        assert not plain["verdict"]["perverse"] and plain["causal"]["auc"] > 0.9, layer

@@ -10,10 +10,11 @@ The rules, in order:
 1. **undetermined** when one side of the ε split is empty (nothing to compare).
 2. **no, perverse** ("sparse Jacobian without sparse computation") when most of the
    unimportant connections' movement is top-k exits (``exit_share_unimportant`` ≥
-   ``EXIT_DOMINATED``) and |J| ranks the connections that moved poorly (AUC <
-   ``GOOD_AUC``) or the split separates them weakly (ratio < ``STRONG_RATIO``): the
-   Jacobian is sparse, but it does not say where the movement happens. A flat output code
-   or tiny margins (the health's warnings) are named as the reason when present.
+   ``EXIT_DOMINATED``) and either |J| ranks the connections that moved poorly (AUC <
+   ``GOOD_AUC``) or the output code is flat (``PairHealth.flat``): the Jacobian is sparse,
+   but it does not say where the movement happens. A flat output code or tiny margins are
+   named as the reason when present. (A plain pair's few unimportant connections also move
+   mostly by exits, but |J| ranks its movement well: that is not this case.)
 3. **yes** when the ratio is at least ``STRONG_RATIO``, |J| ranks the movement well (AUC
    ≥ ``GOOD_AUC``) and exits do not dominate the unimportant movement.
 4. **partly** when the ratio is at least ``WEAK_RATIO``; **no** below it.
@@ -119,7 +120,8 @@ def verdict(stats: EffectStatistics, health: PairHealth | None = None) -> Verdic
     exits = stats.exit_share_unimportant
     dominated = not math.isnan(exits) and exits >= EXIT_DOMINATED
     poor_ranking = math.isnan(stats.auc) or stats.auc < GOOD_AUC
-    if dominated and (poor_ranking or stats.ratio < STRONG_RATIO):
+    flat = health is not None and health.flat
+    if dominated and (poor_ranking or flat):
         cause = ""
         if health is not None and (health.flat or health.tiny_margins):
             cause = (

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from safetensors.torch import load_file
@@ -20,7 +21,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationConfig, ablate_activations
-from jsae.analysis import pair_health
+from jsae.analysis import effect_statistics, pair_health, verdict
 from jsae.demo.language_model import language_model_loss
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
@@ -28,7 +29,7 @@ from jsae.loading import DEMO_DIR, DEMO_SOURCE, Source, load_source
 from jsae.pair import JSAEPair
 from jsae.prompt import mlp_activations
 from jsae.sandwich import Sandwich
-from jsae.table import DEFAULT_EPS, is_important
+from jsae.table import DEFAULT_EPS, connection_columns, is_important
 from jsae.train import explained_variance, tokenize_documents
 
 BATCH_SEQUENCES = 16
@@ -92,6 +93,22 @@ def measure_bundle(
     return result
 
 
+CAUSAL_FIELDS = (
+    "ratio",
+    "ratio_without_exits",
+    "exit_share_unimportant",
+    "exit_mass_share",
+    "p_exit",
+    "auc",
+    "spearman",
+    "capture",
+    "capture_oracle",
+    "on_line_count",
+    "on_line_mass",
+)
+"""The ε-free statistics (``jsae.analysis.EffectStatistics``) a pair's metrics record."""
+
+
 @torch.no_grad()
 def measure_pair(
     model: HookedTransformer,
@@ -130,6 +147,13 @@ def measure_pair(
             "important_connections": int(important.sum()),
             "unimportant_connections": int((~important).sum()),
         }
+        # every held-out token is its own position, so the statistics group by token
+        effect = effect_statistics(
+            pd.DataFrame(connection_columns(connections)), eps, n_bootstrap=0
+        )
+        stats["causal"] = {name: float(getattr(effect, name)) for name in CAUSAL_FIELDS}
+        found = verdict(effect, health)
+        stats["verdict"] = {"level": found.level, "perverse": found.perverse}
     return stats
 
 
