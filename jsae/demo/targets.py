@@ -103,5 +103,32 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def diagnostics_table(metrics: dict[str, Any]) -> str:
+    """Per pair, whether its sparse Jacobian locates the computation: the ratio with and
+    without exits, the exits' share of the unimportant movement, AUC and Spearman of |J|
+    against |diff|, on the line by count and by mass, the output code's CV and median margin,
+    and the verdict (a markdown table)."""
+    rows = [
+        "| layer | kind | ratio | ratio without exits | exits' share of unimportant abs diff "
+        "| AUC | Spearman | on the line: count / mass | output CV | margin median | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    measured = metrics["measured"]["pairs"]
+    for layer in sorted({int(k) for by in measured.values() for k in by}):
+        for kind in ("jsae", "plain"):
+            stats = measured.get(kind, {}).get(str(layer))
+            if stats is None or "causal" not in stats:
+                continue
+            c, v = stats["causal"], stats["verdict"]
+            level = v["level"] + (" (perverse)" if v["perverse"] else "")
+            rows.append(
+                f"| {layer} | {kind} | {c['ratio']:.2f} | {c['ratio_without_exits']:.2f} "
+                f"| {c['exit_share_unimportant']:.0%} | {c['auc']:.2f} | {c['spearman']:.2f} "
+                f"| {c['on_line_count']:.0%} / {c['on_line_mass']:.0%} "
+                f"| {stats['output_cv']:.3f} | {stats['margin_median']:.3f} | {level} |"
+            )
+    return "\n".join(rows)
+
+
 def _fmt(value: float | None, digits: int = 5) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
