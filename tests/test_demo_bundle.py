@@ -140,3 +140,15 @@ def test_the_shipped_jsaes_are_the_perverse_case_and_the_plain_pairs_are_not(met
         assert stats["causal"]["exit_share_unimportant"] > 0.9 and stats["causal"]["auc"] < 0.65
         plain = metrics["measured"]["pairs"]["plain"][layer]
         assert not plain["verdict"]["perverse"] and plain["causal"]["auc"] > 0.9, layer
+
+
+def test_diagnostics_table_shows_every_pair_and_its_verdict(metrics):
+    from jsae.demo.targets import diagnostics_table
+
+    lines = diagnostics_table(metrics).splitlines()
+    pairs = metrics["measured"]["pairs"]
+    assert len(lines) == 2 + sum(len(by) for by in pairs.values())
+    for layer, stats in pairs["jsae"].items():
+        row = next(line for line in lines if line.startswith(f"| {layer} | jsae |"))
+        assert row.endswith("| no (perverse) |")
+        assert f"| {stats['causal']['auc']:.2f} |" in row
