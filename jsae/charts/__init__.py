@@ -1,0 +1,36 @@
+"""Altair chart builders for the explorer: pure functions, small DataFrame in, chart out.
+
+Every builder takes data that is already binned or aggregated (``jsae.explore``), so a
+million connections chart as instantly as a hundred: the browser only ever receives the
+bins. One module per page (``causal``, ``effect``, ``token``, ``compare``) and what they
+share (``common``); everything is exported here, so ``from jsae import charts;
+charts.diff_histogram(...)`` works. Tested through ``chart.to_dict()``.
+"""
+
+from jsae.charts.causal import diff_histogram, diff_histogram_panels
+from jsae.charts.common import (
+    DIFF_TITLE,
+    EXPERIMENT_COLORS,
+    EXPERIMENT_ORDER,
+    KIND_COLORS,
+    KIND_ORDER,
+)
+from jsae.charts.compare import jacobian_histogram
+from jsae.charts.effect import effect_density, effect_scatter
+from jsae.charts.token import DOSE_SERIES, dose_response_chart, jacobian_heatmap
+
+__all__ = [
+    "DIFF_TITLE",
+    "DOSE_SERIES",
+    "EXPERIMENT_COLORS",
+    "EXPERIMENT_ORDER",
+    "KIND_COLORS",
+    "KIND_ORDER",
+    "diff_histogram",
+    "diff_histogram_panels",
+    "dose_response_chart",
+    "effect_density",
+    "effect_scatter",
+    "jacobian_heatmap",
+    "jacobian_histogram",
+]

@@ -1,0 +1,92 @@
+"""What every page's charts share: the experiments' and pair kinds' colours, the y scale,
+and bars drawn from precomputed bins (``jsae.explore.histogram_bins``)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+EXPERIMENT_ORDER = ["important", "unimportant"]
+EXPERIMENT_COLORS = ["#e8590c", "#1c7ed6"]
+KIND_ORDER = ["jsae", "plain"]
+KIND_COLORS = ["#7048e8", "#868e96"]
+DIFF_TITLE = "diff = out_act after − before"
+
+
+def y_scale(log: bool, values: pd.Series | None = None) -> alt.Scale:
+    """Linear from 0, or log starting half the smallest value down (so bars of the
+    smallest count still have a height)."""
+    if not log:
+        return alt.Scale(type="linear", zero=True)
+    positive = values[values > 0] if values is not None else pd.Series(dtype=float)
+    if positive.empty:
+        return alt.Scale(type="log")
+    return alt.Scale(type="log", domainMin=float(positive.min()) / 2)
+
+
+def binned_bars(
+    bins: pd.DataFrame,
+    *,
+    group: str,
+    order: list[str],
+    colors: list[str],
+    x_title: str,
+    log_count: bool,
+    y: str,
+    height: int,
+    value_range: tuple[float, float] | None = None,
+    opacity: float = 0.85,
+) -> alt.Chart:
+    """Bars from precomputed bins, one colour per group, on a fixed x domain.
+
+    Groups are dodged: in every bin, group g of n draws over the g-th n-th of the bin's
+    width (``bar_start`` to ``bar_end``), so no group hides another.
+    """
+    if y not in ("count", "share"):
+        raise ValueError(f"y must be 'count' or 'share', got {y!r}")
+    lo, hi = value_range or bins.attrs.get(
+        "range", (float(bins["bin_start"].min()), float(bins["bin_end"].max()))
+    )
+    y_title = "connections" if y == "count" else "share of the group"
+    if log_count:
+        y_title += " (log)"
+    present = [name for name in order if name in set(bins[group])] if len(bins) else order
+    slot = bins[group].map({name: i for i, name in enumerate(present)}).fillna(0).to_numpy()
+    width = (bins["bin_end"] - bins["bin_start"]).to_numpy() / max(len(present), 1)
+    data = bins.assign(
+        bar_start=bins["bin_start"].to_numpy() + slot * width,
+        bar_end=bins["bin_start"].to_numpy() + (slot + 1) * width,
+    )
+    return (
+        alt.Chart(data)
+        .mark_bar(opacity=opacity, binSpacing=0)
+        .encode(
+            x=alt.X(
+                "bar_start:Q",
+                bin="binned",  # pre-binned: vertical bars from the baseline
+                scale=alt.Scale(domain=[lo, hi], nice=False),
+                title=x_title,
+            ),
+            x2=alt.X2("bar_end:Q"),
+            y=alt.Y(
+                f"{y}:Q",
+                scale=y_scale(log_count, bins.get(y)),
+                stack=None,
+                title=y_title,
+                axis=alt.Axis(tickCount=5, gridOpacity=0.5),
+            ),
+            color=alt.Color(
+                f"{group}:N",
+                scale=alt.Scale(domain=order, range=colors),
+                legend=alt.Legend(title=None, orient="top"),
+            ),
+            tooltip=[
+                alt.Tooltip(f"{group}:N"),
+                alt.Tooltip("bin_start:Q", format=".4g", title="from"),
+                alt.Tooltip("bin_end:Q", format=".4g", title="to"),
+                alt.Tooltip("count:Q", format=","),
+                alt.Tooltip("share:Q", format=".2%"),
+            ],
+        )
+        .properties(height=height, width="container")
+    )
