@@ -1,6 +1,7 @@
 """The explorer's logic, free of Streamlit: view state in the URL, runs, binning, verdicts,
-largest misses and the token explorer's helpers (its heatmap's order among them; its
-dose-response curve is the engine's, ``jsae.dose``).
+the split of diff into exits, linear part and curvature, largest misses and the token
+explorer's helpers (its heatmap's order, the output features' margins, where a
+dose-response curve leaves the top k; the curve itself is the engine's, ``jsae.dose``).
 
 The app's pages read widgets, call these functions and draw what they return (the charts
 come from ``jsae.charts``). Everything here is plain numpy / pandas / torch / SciPy and is
@@ -38,6 +39,7 @@ from jsae.explore.compare import (
     jacobian_bins,
     pair_stats,
 )
+from jsae.explore.decomposition import PARTS, decomposition, exit_rates
 from jsae.explore.downloads import download_name, parquet_available
 from jsae.explore.effect import (
     SCATTER_MAX,
@@ -46,8 +48,16 @@ from jsae.explore.effect import (
     draws_dots,
     effect_grid,
     effect_range,
+    miss_display_order,
     miss_labels,
     miss_links,
+)
+from jsae.explore.margins import (
+    LEAVES,
+    MARGIN_COLUMNS,
+    REENTERS,
+    output_margins,
+    top_k_steps,
 )
 from jsae.explore.order import (
     BY_ACTIVATION,
@@ -73,7 +83,14 @@ from jsae.explore.tokens import (
     token_label,
     top_connections,
 )
-from jsae.explore.verdicts import MISS_COLUMNS, Verdict, format_number, largest_misses, verdict
+from jsae.explore.verdicts import (
+    MISS_COLUMNS,
+    Verdict,
+    format_number,
+    format_share,
+    largest_misses,
+    verdict,
+)
 from jsae.explore.view import (
     MAX_URL_TEXT,
     ViewState,
@@ -96,10 +113,14 @@ __all__ = [
     "DEFAULT_SCALE",
     "DEFAULT_SOURCE_ENV",
     "EPS_GRID",
+    "LEAVES",
+    "MARGIN_COLUMNS",
     "MAX_TOKEN_CHIPS",
     "MAX_URL_TEXT",
     "MISS_COLUMNS",
     "MODE_LABELS",
+    "PARTS",
+    "REENTERS",
     "SCATTER_MAX",
     "SOURCE_TYPES",
     "SOURCE_TYPE_LABELS",
@@ -118,23 +139,28 @@ __all__ = [
     "data_range",
     "default_prompts",
     "default_source",
+    "decomposition",
     "density_grid",
     "download_name",
     "draws_dots",
     "effect_grid",
     "effect_range",
     "escape_markdown",
+    "exit_rates",
     "format_number",
+    "format_share",
     "histogram_bins",
     "jacobian_bins",
     "kinds_at",
     "largest_misses",
     "linked_selection",
     "log_abs_jacobian",
+    "miss_display_order",
     "miss_labels",
     "miss_links",
     "nearest_eps_stop",
     "order_connections",
+    "output_margins",
     "pair_stats",
     "parquet_available",
     "parse_query_params",
@@ -149,6 +175,7 @@ __all__ = [
     "token_input",
     "token_label",
     "top_connections",
+    "top_k_steps",
     "verdict",
     "view_link",
     "view_of",

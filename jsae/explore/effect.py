@@ -1,8 +1,10 @@
 """Jacobian vs effect: how well the first-order prediction −s·J matches the measured diff.
 
 Shares of connections within tolerance per group, the chart's common range for predicted
-and measured values (dots for a few connections, a density grid for many), and the largest
-misses as rows that link to the token explorer.
+and measured values (dots for a few connections, a density grid for many; both keep the
+connections whose output feature left the top k apart, as they lie on the band diff =
+−out_act that no derivative sees), and the largest misses as rows that link to the token
+explorer.
 """
 
 from __future__ import annotations
@@ -68,13 +70,26 @@ def effect_range(table: pd.DataFrame) -> tuple[float, float]:
 
 
 def effect_grid(table: pd.DataFrame, bins: int) -> pd.DataFrame:
-    """predicted against diff on a ``bins`` × ``bins`` grid over ``effect_range``."""
-    return density_grid(
-        table["predicted"].to_numpy(),
-        table["diff"].to_numpy(),
-        bins=bins,
-        value_range=effect_range(table),
+    """predicted against diff on a ``bins`` × ``bins`` grid over ``effect_range``, counted
+    apart for the connections whose output feature left the top k: one row per non-empty
+    cell and ``exited`` value (a table without ``exited`` counts every connection as
+    staying)."""
+    value_range = effect_range(table)
+    exited = (
+        table["exited"].to_numpy(dtype=bool)
+        if "exited" in table
+        else np.zeros(len(table), dtype=bool)
     )
+    x, y = table["predicted"].to_numpy(), table["diff"].to_numpy()
+    grids = [
+        density_grid(
+            x[exited == flag], y[exited == flag], bins=bins, value_range=value_range
+        ).assign(exited=flag)
+        for flag in (False, True)
+    ]
+    out = pd.concat(grids, ignore_index=True)
+    out.attrs["range"] = value_range
+    return out
 
 
 def miss_links(misses: pd.DataFrame, page: str, params: Mapping[str, str]) -> list[str]:
@@ -90,6 +105,19 @@ def miss_links(misses: pd.DataFrame, page: str, params: Mapping[str, str]) -> li
         )
         for r in misses.itertuples()
     ]
+
+
+MISS_UP_FRONT = ("exited", "entered")
+"""Columns the misses table shows right after ``diff``: whether the miss is an exit."""
+
+
+def miss_display_order(misses: pd.DataFrame) -> list[str]:
+    """The misses table's columns in display order: ``MISS_UP_FRONT`` moved right after
+    ``diff``, the rest as they are."""
+    rest = [c for c in misses.columns if c not in MISS_UP_FRONT]
+    front = [c for c in MISS_UP_FRONT if c in misses.columns]
+    at = rest.index("diff") + 1 if "diff" in rest else len(rest)
+    return [*rest[:at], *front, *rest[at:]]
 
 
 def miss_labels(misses: pd.DataFrame) -> list[str]:

@@ -88,6 +88,13 @@ def format_number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def format_share(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage with ``digits`` decimals, ``—`` for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}%}"
+
+
 # The engine's columns, with ``miss`` in place of ``important`` (misses are all unimportant).
 MISS_COLUMNS = (*(c for c in COLUMNS if c != "important"), "miss")
 
