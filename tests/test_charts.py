@@ -15,9 +15,10 @@ def spec_of(chart) -> dict:
 
 
 def values(spec: dict, node: dict | None = None) -> list[dict]:
-    """The inline rows a (sub)spec draws."""
+    """The inline rows a (sub)spec draws (a layer without data of its own draws its
+    parent's)."""
     node = node or spec
-    return spec["datasets"][node["data"]["name"]]
+    return spec["datasets"][node.get("data", spec.get("data"))["name"]]
 
 
 def layers(spec: dict) -> list[dict]:
@@ -255,3 +256,178 @@ def test_jacobian_histogram_marks_eps():
     assert rule["mark"]["type"] == "rule"
     assert values(spec, rule)[0]["log_eps"] == pytest.approx(-2.0)
     assert sum(r["count"] for r in values(spec, bars)) == 1000
+
+
+def exits_table() -> pd.DataFrame:
+    """Five connections, diff = predicted + curvature + gate; two exits."""
+    return pd.DataFrame(
+        {
+            "position": [1, 1, 2, 2, 3],
+            "token": pd.Categorical(["a", "a", "b", "b", "c"]),
+            "in_feature": [3, 4, 5, 6, 7],
+            "out_feature": [6, 7, 8, 9, 10],
+            "jacobian": [-1.0, 0.5, -0.1, -0.001, 0.002],
+            "predicted": [1.0, -0.5, 0.1, 0.001, -0.002],
+            "curvature": [0.2, 0.1, 0.0, 0.001, 0.0],
+            "gate": [0.0, 0.0, -1.1, -0.5, 0.0],
+            "diff": [1.2, -0.4, -1.0, -0.498, -0.002],
+            "exited": [False, False, True, True, False],
+            "important": [True, True, True, False, False],
+        }
+    )
+
+
+def test_decomposition_bars_stack_the_shares():
+    parts = explore.decomposition(exits_table())
+    spec = spec_of(charts.decomposition_bars(parts))
+    bars, text = layers(spec)
+    assert bars["mark"]["type"] == "bar" and text["mark"]["type"] == "text"
+    enc = bars["encoding"]
+    assert (enc["x"]["field"], enc["x2"]["field"], enc["y"]["field"]) == (
+        "start",
+        "end",
+        "experiment",
+    )
+    assert enc["x"]["scale"]["domain"] == [0, 1]
+    assert enc["y"]["sort"] == ["important", "unimportant"]
+    assert enc["color"]["field"] == "label"
+    assert enc["color"]["scale"]["domain"] == ["exits (gate)", "linear (−s·J)", "curvature"]
+    assert enc["color"]["scale"]["range"][0] == charts.EXIT_COLOR  # exits share the exits' colour
+    rows = pd.DataFrame(values(spec, bars))
+    imp = rows[rows["experiment"] == "important"]
+    # Σ|gate| 1.1, Σ|predicted| 1.6, Σ|curvature| 0.3 of 3.0, stacked in that order.
+    np.testing.assert_allclose(imp["share"], [1.1 / 3, 1.6 / 3, 0.3 / 3])
+    np.testing.assert_allclose(imp["start"], [0, 1.1 / 3, 2.7 / 3])
+    np.testing.assert_allclose(imp["end"], [1.1 / 3, 2.7 / 3, 1.0])
+    unimp = rows[rows["experiment"] == "unimportant"]
+    assert unimp["end"].iloc[-1] == pytest.approx(1.0)
+    labels = pd.DataFrame(values(spec, text))
+    assert labels["text"].tolist() == ["37%", "53%", "10%", "99%", "", ""]  # < 6%: unlabelled
+    np.testing.assert_allclose(labels["middle"], (rows["start"] + rows["end"]) / 2)
+
+
+def test_decomposition_bars_leave_out_a_group_that_did_not_move():
+    table = exits_table()
+    table.loc[~table["important"], ["predicted", "curvature", "gate", "diff"]] = 0.0
+    spec = spec_of(charts.decomposition_bars(explore.decomposition(table)))
+    rows = values(spec, layers(spec)[0])
+    assert {r["experiment"] for r in rows} == {"important"}
+    assert layers(spec)[0]["encoding"]["y"]["sort"] == ["important"]
+
+
+def test_effect_scatter_colours_exits_apart():
+    table = exits_table()
+    spec = spec_of(charts.effect_scatter(table, (-1.0, 1.2)))
+    dots, _line = layers(spec)
+    color = dots["encoding"]["color"]
+    assert color["field"] == "group"
+    assert color["scale"]["domain"] == ["important", "unimportant", charts.EXIT_LABEL]
+    assert color["scale"]["range"][2] == charts.EXIT_COLOR
+    rows = values(spec, dots)
+    assert [r["group"] for r in rows] == [
+        "important",
+        "important",
+        charts.EXIT_LABEL,
+        charts.EXIT_LABEL,
+        "unimportant",
+    ]
+    assert [r["experiment"] for r in rows][2:4] == ["important", "unimportant"]
+    assert [r["exited"] for r in rows] == [False, False, True, True, False]
+
+
+def test_effect_density_draws_exits_in_their_own_layer():
+    rng = np.random.default_rng(5)
+    n = 2000
+    exited = rng.random(n) < 0.2
+    out_act = rng.uniform(0.5, 2, n)
+    predicted = rng.normal(0, 0.3, n)
+    table = pd.DataFrame(
+        {
+            "predicted": predicted,
+            "diff": np.where(exited, -out_act, predicted + rng.normal(0, 0.05, n)),
+            "exited": exited,
+        }
+    )
+    grid = explore.effect_grid(table, 20)
+    spec = spec_of(charts.effect_density(grid))
+    heat, exits, line = layers(spec)
+    assert heat["mark"]["type"] == exits["mark"]["type"] == "rect"
+    assert line["mark"]["type"] == "line"
+    assert heat["encoding"]["color"]["field"] == "count"
+    assert exits["encoding"]["color"]["field"] == "group"
+    assert exits["encoding"]["color"]["scale"] == {
+        "domain": [charts.EXIT_LABEL],
+        "range": [charts.EXIT_COLOR],
+    }
+    assert exits["encoding"]["opacity"]["field"] == "count"
+    assert spec["resolve"]["scale"]["color"] == "independent"
+    assert sum(r["count"] for r in values(spec, heat)) == (~exited).sum()
+    assert sum(r["count"] for r in values(spec, exits)) == exited.sum()
+    # Without exits: the heatmap and the line only, as before.
+    calm = spec_of(charts.effect_density(explore.effect_grid(table[~exited], 20)))
+    assert [layer["mark"]["type"] for layer in layers(calm)] == ["rect", "line"]
+
+
+def test_dose_response_chart_draws_the_ungated_line_and_the_exits():
+    a = np.linspace(0, 5, 11)
+    curve = pd.DataFrame(
+        {
+            "in_act": a,
+            "pre": 1.0 - 0.3 * a,
+            "out_act": np.where(a <= 2.0, 1.0 - 0.3 * a, 0.0),
+            "in_top_k": a <= 2.0,
+        }
+    )
+    steps = explore.top_k_steps(curve, actual_in=1.0)
+    spec = spec_of(charts.dose_response_chart(curve, 1.0, 0.7, jacobian=-0.3, steps=steps))
+    marks = [layer["mark"]["type"] for layer in layers(spec)]
+    assert marks == ["line", "line", "line", "rule", "rule", "point"]
+    measured, pre, tangent, exits, actual, point = layers(spec)
+    assert [r["out_act"] for r in values(spec, pre)] == pytest.approx(curve["pre"].tolist())
+    assert {r["series"] for r in values(spec, pre)} == {charts.DOSE_PRE}
+    assert pre["mark"]["strokeDash"] == [2, 2]
+    assert [r["out_act"] for r in values(spec, measured)] == pytest.approx(curve["out_act"])
+    marked = values(spec, exits)
+    assert [(r["in_act"], r["series"]) for r in marked] == [(2.25, explore.LEAVES)]
+    color = measured["encoding"]["color"]["scale"]
+    assert color["domain"] == [*charts.DOSE_SERIES[:1], charts.DOSE_PRE, charts.DOSE_SERIES[1]] + [
+        explore.LEAVES
+    ]
+    assert color["range"][-1] == charts.EXIT_COLOR
+    assert exits["encoding"]["color"]["scale"] == measured["encoding"]["color"]["scale"]
+    assert values(spec, point)[0]["in_act"] == 1.0
+
+
+def test_margin_chart_runs_from_the_runner_up():
+    rows = pd.DataFrame(
+        {
+            "position": 4,
+            "in_feature": [7, 7, 7, 8, 8, 8],
+            "out_feature": [10, 11, 12] * 2,
+            "out_act": [2.0, 0.8, 0.0] * 2,
+            "margin": [2.3, 1.1, 0.2] * 2,
+            "exited": [False, False, True, False, True, True],
+        }
+    )
+    margins = explore.output_margins(rows)
+    spec = spec_of(charts.margin_chart(margins, selected=11))
+    bars, rule = layers(spec)
+    assert bars["mark"]["type"] == "bar" and rule["mark"]["type"] == "rule"
+    assert (bars["encoding"]["x"]["field"], bars["encoding"]["x2"]["field"]) == (
+        "bar_start",
+        "bar_end",
+    )
+    assert bars["encoding"]["y"]["sort"] == [12, 11, 10]  # smallest margin on top
+    drawn = pd.DataFrame(values(spec, bars))
+    np.testing.assert_allclose(drawn["bar_start"], [-0.3] * 3, atol=1e-9)
+    np.testing.assert_allclose(drawn["bar_end"], [-0.1, 0.8, 2.0], atol=1e-9)
+    np.testing.assert_allclose(drawn["bar_end"] - drawn["bar_start"], drawn["margin"], atol=1e-9)
+    assert drawn["selected"].tolist() == [False, True, False]
+    assert drawn["p_exit"].tolist() == [1.0, 0.5, 0.0]
+    assert values(spec, rule)[0]["runner_up"] == pytest.approx(-0.3)
+    # With no inactive feature the bars run from 0 to the margin, and there is no rule.
+    every = margins.assign(runner_up=-math.inf, margin=math.inf)
+    spec = spec_of(charts.margin_chart(every))
+    assert len(layers(spec)) == 1
+    drawn = values(spec, layers(spec)[0])
+    assert all(r["bar_start"] == 0.0 and r["bar_end"] is None for r in drawn)

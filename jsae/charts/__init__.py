@@ -7,25 +7,39 @@ share (``common``); everything is exported here, so ``from jsae import charts;
 charts.diff_histogram(...)`` works. Tested through ``chart.to_dict()``.
 """
 
-from jsae.charts.causal import diff_histogram, diff_histogram_panels
+from jsae.charts.causal import decomposition_bars, diff_histogram, diff_histogram_panels
 from jsae.charts.common import (
     DIFF_TITLE,
+    EXIT_COLOR,
+    EXIT_LABEL,
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
     KIND_COLORS,
     KIND_ORDER,
+    PART_COLORS,
 )
 from jsae.charts.compare import jacobian_histogram
 from jsae.charts.effect import effect_density, effect_scatter
-from jsae.charts.token import DOSE_SERIES, dose_response_chart, jacobian_heatmap
+from jsae.charts.token import (
+    DOSE_PRE,
+    DOSE_SERIES,
+    dose_response_chart,
+    jacobian_heatmap,
+    margin_chart,
+)
 
 __all__ = [
     "DIFF_TITLE",
+    "DOSE_PRE",
     "DOSE_SERIES",
+    "EXIT_COLOR",
+    "EXIT_LABEL",
     "EXPERIMENT_COLORS",
     "EXPERIMENT_ORDER",
     "KIND_COLORS",
     "KIND_ORDER",
+    "PART_COLORS",
+    "decomposition_bars",
     "diff_histogram",
     "diff_histogram_panels",
     "dose_response_chart",
@@ -33,4 +47,5 @@ __all__ = [
     "effect_scatter",
     "jacobian_heatmap",
     "jacobian_histogram",
+    "margin_chart",
 ]

@@ -1,11 +1,22 @@
-"""Causal sparsity's charts: the two experiments' diff histograms."""
+"""Causal sparsity's charts: the two experiments' diff histograms and the split of their
+movement into its parts (exits, linear, curvature)."""
 
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
-from jsae.charts.common import DIFF_TITLE, EXPERIMENT_COLORS, EXPERIMENT_ORDER, binned_bars
+from jsae.charts.common import (
+    DIFF_TITLE,
+    EXPERIMENT_COLORS,
+    EXPERIMENT_ORDER,
+    PART_COLORS,
+    binned_bars,
+)
+
+LABEL_MIN_SHARE = 0.06
+"""Segments of the decomposition bar at least this wide carry their percentage."""
 
 
 def diff_histogram(
@@ -62,3 +73,64 @@ def diff_histogram_panels(
         )
         for name, color in zip(EXPERIMENT_ORDER, EXPERIMENT_COLORS, strict=True)
     ]
+
+
+def decomposition_bars(parts: pd.DataFrame, *, height: int = 130) -> alt.LayerChart:
+    """One horizontal bar per experiment (important on top), split into the shares of its
+    movement's mass that exits (gate), the linear part and curvature carry
+    (``explore.decomposition``); segments of at least ``LABEL_MIN_SHARE`` are labelled.
+
+    Args:
+        parts: ``explore.decomposition`` output (``experiment``, ``part``, ``label``,
+            ``share``, ``mass``, ``signed_share``, ``connections``); rows with a NaN share
+            (a group that did not move) are left out.
+    """
+    data = parts[np.isfinite(parts["share"].to_numpy(dtype=np.float64))].copy()
+    part_order = list(dict.fromkeys(parts["part"]))  # the stacking order, as given
+    labels = dict(zip(parts["part"], parts["label"], strict=False))
+    data["start"] = data.groupby("experiment", sort=False)["share"].cumsum() - data["share"]
+    data["end"] = data["start"] + data["share"]
+    data["middle"] = (data["start"] + data["end"]) / 2
+    data["text"] = [f"{v:.0%}" if v >= LABEL_MIN_SHARE else "" for v in data["share"]]
+    data = data[
+        ["experiment", "part", "label", "share", "mass", "signed_share", "connections"]
+        + ["start", "end", "middle", "text"]
+    ]
+    present = [e for e in EXPERIMENT_ORDER if e in set(data["experiment"])]
+    y = alt.Y("experiment:N", sort=present, title=None, scale=alt.Scale(domain=present))
+    bars = (
+        alt.Chart(data)
+        .mark_bar(height={"band": 0.7})
+        .encode(
+            x=alt.X(
+                "start:Q",
+                scale=alt.Scale(domain=[0, 1], nice=False),
+                axis=alt.Axis(format="%", tickCount=5),
+                title="share of Σ|linear| + Σ|curvature| + Σ|gate|",
+            ),
+            x2="end:Q",
+            y=y,
+            color=alt.Color(
+                "label:N",
+                scale=alt.Scale(
+                    domain=[labels[p] for p in part_order],
+                    range=[PART_COLORS.get(p, "#868e96") for p in part_order],
+                ),
+                legend=alt.Legend(title=None, orient="top"),
+            ),
+            tooltip=[
+                alt.Tooltip("experiment:N"),
+                alt.Tooltip("label:N", title="part"),
+                alt.Tooltip("share:Q", format=".1%"),
+                alt.Tooltip("mass:Q", format=".4g", title="Σ|part|"),
+                alt.Tooltip("signed_share:Q", format=".1%", title="signed share of Σ|diff|"),
+                alt.Tooltip("connections:Q", format=","),
+            ],
+        )
+    )
+    text = (
+        alt.Chart(data)
+        .mark_text(color="white", fontWeight="bold")
+        .encode(x="middle:Q", y=y, text="text:N")
+    )
+    return alt.layer(bars, text).properties(height=height, width="container")

@@ -1,5 +1,5 @@
-"""What every page's charts share: the experiments' and pair kinds' colours, the y scale,
-and bars drawn from precomputed bins (``jsae.explore.histogram_bins``)."""
+"""What every page's charts share: the experiments', pair kinds', exits' and diff parts'
+colours, the y scale, and bars drawn from precomputed bins (``jsae.explore.histogram_bins``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ EXPERIMENT_COLORS = ["#e8590c", "#1c7ed6"]
 KIND_ORDER = ["jsae", "plain"]
 KIND_COLORS = ["#7048e8", "#868e96"]
 DIFF_TITLE = "diff = out_act after − before"
+EXIT_LABEL = "exited (left the top k)"
+EXIT_COLOR = "#c2255c"
+"""Connections whose output feature left the top k, on every chart that shows them apart."""
+PART_COLORS = {"gate": EXIT_COLOR, "predicted": "#2f9e44", "curvature": "#f59f00"}
+"""The parts of diff (``jsae.explore.decomposition.PARTS``): exits share the exits' colour."""
 
 
 def y_scale(log: bool, values: pd.Series | None = None) -> alt.Scale:

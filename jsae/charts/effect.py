@@ -1,5 +1,7 @@
 """Jacobian vs effect's charts: the first-order prediction −s·J against the measured diff,
-as a density heatmap (many connections) or one dot per connection (few)."""
+as a density heatmap (many connections) or one dot per connection (few). Connections whose
+output feature left the top k (``exited``) are drawn in their own colour: they form the
+band diff = −out_act that no derivative sees."""
 
 from __future__ import annotations
 
@@ -7,7 +9,17 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from jsae.charts.common import DIFF_TITLE, EXPERIMENT_COLORS, EXPERIMENT_ORDER
+from jsae.charts.common import (
+    DIFF_TITLE,
+    EXIT_COLOR,
+    EXIT_LABEL,
+    EXPERIMENT_COLORS,
+    EXPERIMENT_ORDER,
+)
+
+POINT_ORDER = [*EXPERIMENT_ORDER, EXIT_LABEL]
+POINT_COLORS = [*EXPERIMENT_COLORS, EXIT_COLOR]
+"""The scatter's colours: important, unimportant, and exited connections (of either)."""
 
 
 def _diagonal(lo: float, hi: float) -> alt.Chart:
@@ -23,43 +35,87 @@ def _square_axes(lo: float, hi: float) -> tuple[alt.Scale, alt.Scale]:
     return alt.Scale(domain=[lo, hi], nice=False), alt.Scale(domain=[lo, hi], nice=False)
 
 
-def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
-    """Predicted change (−s·J) against the measured diff as a 2-D density heatmap
-    (``explore.density_grid`` output), with the y = x line."""
-    lo, hi = grid.attrs.get("range", (0.0, 1.0))
-    xs, ys = _square_axes(lo, hi)
-    heat = (
-        alt.Chart(grid)
+def _cells(data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, **extra) -> alt.Chart:
+    return (
+        alt.Chart(data)
         .mark_rect()
         .encode(
             x=alt.X("x_start:Q", bin="binned", scale=xs, title="predicted = −s·J"),
             x2="x_end:Q",
             y=alt.Y("y_start:Q", bin="binned", scale=ys, title=DIFF_TITLE),
             y2="y_end:Q",
-            color=alt.Color(
-                "count:Q",
-                scale=alt.Scale(type="log", scheme="viridis"),
-                legend=alt.Legend(title="connections"),
-            ),
+            color=color,
             tooltip=[
                 alt.Tooltip("x_start:Q", format=".3g", title="predicted from"),
                 alt.Tooltip("y_start:Q", format=".3g", title="diff from"),
                 alt.Tooltip("count:Q", format=","),
             ],
+            **extra,
         )
     )
-    return alt.layer(heat, _diagonal(lo, hi)).properties(height=height, width="container")
+
+
+def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
+    """Predicted change (−s·J) against the measured diff as a 2-D density heatmap
+    (``explore.density_grid`` or ``explore.effect_grid`` output), with the y = x line.
+
+    Cells of ``exited`` connections (``explore.effect_grid``) are drawn over the others in
+    the exits' colour, their opacity growing with the count, with their own legend entry;
+    the first layer is always the cells of the connections that stayed in the top k."""
+    lo, hi = grid.attrs.get("range", (0.0, 1.0))
+    xs, ys = _square_axes(lo, hi)
+    exited = grid["exited"].to_numpy(dtype=bool) if "exited" in grid else np.zeros(len(grid), bool)
+    stayed = grid[~exited].drop(columns=["exited"], errors="ignore")
+    heat = _cells(
+        stayed,
+        xs,
+        ys,
+        alt.Color(
+            "count:Q",
+            scale=alt.Scale(type="log", scheme="viridis"),
+            legend=alt.Legend(title="connections"),
+        ),
+    )
+    if not exited.any():
+        return alt.layer(heat, _diagonal(lo, hi)).properties(height=height, width="container")
+    exits = _cells(
+        grid[exited].drop(columns=["exited"]).assign(group=EXIT_LABEL),
+        xs,
+        ys,
+        alt.Color(
+            "group:N",
+            scale=alt.Scale(domain=[EXIT_LABEL], range=[EXIT_COLOR]),
+            legend=alt.Legend(title=None, orient="top"),
+        ),
+        opacity=alt.Opacity("count:Q", scale=alt.Scale(type="log", range=[0.35, 1]), legend=None),
+    )
+    return (
+        alt.layer(heat, exits, _diagonal(lo, hi))
+        .resolve_scale(color="independent", opacity="independent")
+        .properties(height=height, width="container")
+    )
 
 
 def effect_scatter(
     points: pd.DataFrame, value_range: tuple[float, float], *, height: int = 420
 ) -> alt.LayerChart:
     """Predicted change against measured diff, one dot per connection (for few points),
-    coloured by experiment, with the y = x line."""
+    coloured by experiment, connections that left the top k (``exited``, when the table
+    has it) in the exits' colour whatever their experiment; with the y = x line."""
     lo, hi = value_range
     xs, ys = _square_axes(lo, hi)
+    experiment = np.where(
+        points["important"].to_numpy(dtype=bool), "important", "unimportant"
+    ).astype(object)
+    exited = (
+        points["exited"].to_numpy(dtype=bool)
+        if "exited" in points
+        else np.zeros(len(points), dtype=bool)
+    )
     data = points.assign(
-        experiment=np.where(points["important"].to_numpy(dtype=bool), "important", "unimportant"),
+        experiment=experiment,
+        group=np.where(exited, EXIT_LABEL, experiment),
+        exited=exited,
         token=points["token"].astype(str),
     )[
         [
@@ -71,6 +127,8 @@ def effect_scatter(
             "predicted",
             "diff",
             "experiment",
+            "exited",
+            "group",
         ]
     ]
     dots = (
@@ -80,15 +138,17 @@ def effect_scatter(
             x=alt.X("predicted:Q", scale=xs, title="predicted = −s·J"),
             y=alt.Y("diff:Q", scale=ys, title=DIFF_TITLE),
             color=alt.Color(
-                "experiment:N",
-                scale=alt.Scale(domain=EXPERIMENT_ORDER, range=EXPERIMENT_COLORS),
-                legend=alt.Legend(title=None, orient="top"),
+                "group:N",
+                scale=alt.Scale(domain=POINT_ORDER, range=POINT_COLORS),
+                legend=alt.Legend(title=None, orient="top", labelLimit=300),
             ),
             tooltip=[
                 "position:Q",
                 "token:N",
                 "in_feature:Q",
                 "out_feature:Q",
+                "experiment:N",
+                "exited:N",
                 alt.Tooltip("jacobian:Q", format=".4g"),
                 alt.Tooltip("predicted:Q", format=".4g"),
                 alt.Tooltip("diff:Q", format=".4g"),

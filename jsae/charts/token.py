@@ -1,5 +1,6 @@
-"""The token explorer's charts: one token's Jacobian heatmap and a connection's
-dose-response curve."""
+"""The token explorer's charts: one token's Jacobian heatmap, its output features' margins
+over the best inactive one, and a connection's dose-response curve (gated and un-gated,
+with the steps where the output feature leaves the top k)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from jsae.charts.common import EXIT_COLOR
+from jsae.explore.margins import LEAVES, REENTERS
 from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
 
 DOSE_SERIES = ("measured (top-k re-selected)", "first order: out_act + J·(a′ − a)")
+DOSE_PRE = "un-gated pre-activation (no top k, no ReLU)"
 
 
 def jacobian_heatmap(
@@ -95,19 +99,33 @@ def dose_response_chart(
     actual_in: float,
     actual_out: float,
     jacobian: float | None = None,
+    steps: pd.DataFrame | None = None,
     *,
     height: int = 320,
 ) -> alt.LayerChart:
     """The output feature's activation along the input feature's sweep (``in_act`` →
-    ``out_act``), the actual point marked, and the Jacobian's tangent there (dashed)."""
-    measured = curve[["in_act", "out_act"]].assign(series=DOSE_SERIES[0])
+    ``out_act``), the actual point marked, and the Jacobian's tangent there (dashed).
+
+    With a ``pre`` column the un-gated pre-activation is drawn too (dotted: the line J is
+    the slope of, before top-k re-selection and the ReLU); ``steps``
+    (``explore.top_k_steps``) are drawn as vertical rules where the output feature leaves
+    (or re-enters) the top k. Layers, in order: measured, un-gated, tangent, steps, the
+    actual activation's rule, the actual point (each only when there is something to draw).
+    """
     x = alt.X("in_act:Q", title="in_feature activation a′", scale=alt.Scale(nice=False))
     y = alt.Y("out_act:Q", title="out_feature activation")
+    has_pre = "pre" in curve
+    has_tangent = jacobian is not None and math.isfinite(jacobian)
+    events = [] if steps is None or steps.empty else list(dict.fromkeys(steps["event"]))
+    domain = [DOSE_SERIES[0]] + [DOSE_PRE] * has_pre + [DOSE_SERIES[1]] * has_tangent + events
+    palette = {DOSE_SERIES[0]: "#1c7ed6", DOSE_PRE: "#495057", DOSE_SERIES[1]: "#e8590c"}
+    palette |= {LEAVES: EXIT_COLOR, REENTERS: "#2f9e44"}
     color = alt.Color(
         "series:N",
-        scale=alt.Scale(domain=list(DOSE_SERIES), range=["#1c7ed6", "#e8590c"]),
+        scale=alt.Scale(domain=domain, range=[palette.get(s, "#868e96") for s in domain]),
         legend=alt.Legend(title=None, orient="top", labelLimit=400),
     )
+    measured = curve[["in_act", "out_act"]].assign(series=DOSE_SERIES[0])
     layers = [
         alt.Chart(measured)
         .mark_line(strokeWidth=2)
@@ -118,7 +136,22 @@ def dose_response_chart(
             tooltip=[alt.Tooltip("in_act:Q", format=".3g"), alt.Tooltip("out_act:Q", format=".4g")],
         )
     ]
-    if jacobian is not None and math.isfinite(jacobian):
+    if has_pre:
+        pre = curve[["in_act"]].assign(out_act=curve["pre"].to_numpy(), series=DOSE_PRE)
+        layers.append(
+            alt.Chart(pre)
+            .mark_line(strokeWidth=1.5, strokeDash=[2, 2])
+            .encode(
+                x=x,
+                y=y,
+                color=color,
+                tooltip=[
+                    alt.Tooltip("in_act:Q", format=".3g"),
+                    alt.Tooltip("out_act:Q", format=".4g", title="pre-activation"),
+                ],
+            )
+        )
+    if has_tangent:
         top = float(curve["in_act"].max())
         a0, a1 = max(0.0, actual_in - 1.0), min(top, actual_in + 1.0)
         tangent = pd.DataFrame(
@@ -135,6 +168,21 @@ def dose_response_chart(
             alt.Chart(tangent)
             .mark_line(strokeDash=[6, 4], strokeWidth=2)
             .encode(x=x, y=y, color=color)
+        )
+    if events:
+        marks = steps[["in_act", "from_act", "to_act", "event"]].rename(columns={"event": "series"})
+        layers.append(
+            alt.Chart(marks)
+            .mark_rule(strokeWidth=2)
+            .encode(
+                x="in_act:Q",
+                color=color,
+                tooltip=[
+                    alt.Tooltip("series:N", title="out_feature"),
+                    alt.Tooltip("from_act:Q", format=".3g", title="between a′"),
+                    alt.Tooltip("to_act:Q", format=".3g", title="and a′"),
+                ],
+            )
         )
     point = pd.DataFrame({"in_act": [actual_in], "out_act": [actual_out], "label": ["actual"]})
     layers.append(
@@ -153,4 +201,68 @@ def dose_response_chart(
             ],
         )
     )
+    return alt.layer(*layers).properties(height=height, width="container")
+
+
+def margin_chart(
+    margins: pd.DataFrame, selected: int | None = None, *, bar_height: int = 16
+) -> alt.LayerChart:
+    """One bar per active output feature from the token's runner-up (the best inactive
+    pre-activation, a dashed rule) to its own pre-activation: the bar's length is its
+    margin. Colour: the share of its connections that made it exit; ``selected`` (an
+    out_feature) is outlined. Without a finite runner-up the bars run from 0 to the margin.
+
+    Args:
+        margins: ``explore.output_margins`` output, in the order to draw (top first).
+    """
+    data = margins.copy()
+    finite = np.isfinite(data["runner_up"].to_numpy(dtype=np.float64)).all() and len(data)
+    if finite:
+        data["bar_start"], data["bar_end"] = data["runner_up"], data["out_pre"]
+        title = "output-SAE pre-activation (bar: runner-up → out_pre = margin)"
+    else:
+        data["bar_start"], data["bar_end"] = 0.0, data["margin"]
+        title = "margin over the best inactive feature"
+    data = data.replace([np.inf, -np.inf], np.nan)
+    data["selected"] = data["out_feature"] == selected
+    y = alt.Y(
+        "out_feature:O",
+        sort=data["out_feature"].tolist(),
+        title="out_feature (smallest margin first)",
+        axis=alt.Axis(labelFontSize=9, labelOverlap=False),
+    )
+    bars = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("bar_start:Q", title=title, scale=alt.Scale(zero=False)),
+            x2="bar_end:Q",
+            y=y,
+            color=alt.Color(
+                "p_exit:Q",
+                scale=alt.Scale(domain=[0, 1], range=["#ced4da", EXIT_COLOR]),
+                legend=alt.Legend(title="P(exit)", format="%"),
+            ),
+            stroke=alt.condition("datum.selected", alt.value("#212529"), alt.value(None)),
+            strokeWidth=alt.value(2),
+            tooltip=[
+                "out_feature:O",
+                alt.Tooltip("out_pre:Q", format=".4g"),
+                alt.Tooltip("runner_up:Q", format=".4g", title="runner-up"),
+                alt.Tooltip("margin:Q", format=".4g"),
+                alt.Tooltip("exits:Q", title="exits"),
+                alt.Tooltip("connections:Q"),
+            ],
+        )
+    )
+    layers = [bars]
+    if finite:
+        rule = pd.DataFrame({"runner_up": [float(data["runner_up"].iloc[0])]})
+        rule["label"] = "runner-up: best inactive pre-activation"
+        layers.append(
+            alt.Chart(rule)
+            .mark_rule(color="#212529", strokeDash=[4, 3], strokeWidth=1.5)
+            .encode(x="runner_up:Q", tooltip=["label:N", alt.Tooltip("runner_up:Q", format=".4g")])
+        )
+    height = max(80, bar_height * len(data))
     return alt.layer(*layers).properties(height=height, width="container")
