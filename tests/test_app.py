@@ -152,8 +152,9 @@ def test_run_shows_the_packages_numbers(app, loaded):
     found = explore.verdict(summary, 0.01)
     assert shown["Ratio important/unimportant"] == explore.format_number(found.ratio, 3)
     assert any(found.sentence in box.value for box in [*at.success, *at.info, *at.warning])
-    # The histogram, with the two experiments on shared numpy bins.
-    (spec,) = chart_specs(at)
+    # The histogram, with the two experiments on shared numpy bins, then the decomposition.
+    spec, parts = chart_specs(at)
+    assert marks(parts) == ["bar", "text"]
     assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
     bins = explore.histogram_bins(experiment_diffs(table), bins=60)
     assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
@@ -174,7 +175,7 @@ def test_histogram_views(app):
     at.button_group(key="hist_layout").set_value("facet").run()
     at.button_group(key="hist_y").set_value("share").run()
     no_problems(at)
-    important, unimportant = chart_specs(at)  # one panel per experiment
+    important, unimportant, _parts = chart_specs(at)  # one panel per experiment
     for spec in (important, unimportant):
         assert spec["encoding"]["y"]["field"] == "share"
         assert spec["encoding"]["y"]["scale"]["type"] == "linear"
@@ -389,14 +390,15 @@ def test_jacobian_vs_effect(app, loaded):
     assert f"in_feature={top['in_feature'].iloc[0]}" in link and "run=1" in link
 
 
-def test_many_connections_draw_a_density_heatmap(app):
+def test_many_connections_draw_a_density_heatmap(app, loaded):
     at = app.run()
     at.text_area(key="prompt_text").set_value("word " * 200).run()
     run(at)
     at.switch_page(PAGES["effect"]).run()
     no_problems(at)
     (spec,) = chart_specs(at)
-    assert marks(spec) == ["rect", "line"]
+    exits = expected_table(loaded, text="word " * 200)["exited"].any()
+    assert marks(spec) == ["rect", "rect", "line"] if exits else ["rect", "line"]
 
 
 def test_misses_open_the_token_explorer(app, loaded):
@@ -419,8 +421,9 @@ def test_token_explorer(app, loaded):
     table = expected_table(loaded)
     positions = sorted(table["position"].unique())
     assert at.button_group(key="tok_position").value == positions[0]
-    heat, dose = chart_specs(at)
-    assert marks(heat) == ["rect", "rect"] and marks(dose) == ["line", "line", "rule", "point"]
+    heat, margins, dose = chart_specs(at)
+    assert marks(heat) == ["rect", "rect"] and marks(margins) == ["bar", "rule"]
+    assert marks(dose)[:3] == ["line", "line", "line"] and marks(dose)[-2:] == ["rule", "point"]
     at.button_group(key="tok_position").set_value(positions[2]).run()
     no_problems(at)
     rows = explore.token_connections(
@@ -460,7 +463,7 @@ def heatmap_cells(at: AppTest) -> list[dict]:
 def token_page_snapshot(at: AppTest) -> dict:
     """What the token explorer shows, less the heatmap's axis titles and order (its
     sort fields stay) and the URL's order."""
-    heat, dose = chart_specs(at)
+    heat, margins, dose = chart_specs(at)
     for layer in heat["layer"]:
         layer.pop("data")  # named by a hash of the rows, places included
         for axis in ("x", "y"):
@@ -474,6 +477,7 @@ def token_page_snapshot(at: AppTest) -> dict:
         "texts": [t.value for t in [*at.subheader, *at.caption]],
         "top": at.dataframe[0].value.to_dict(),
         "heatmap": heat,
+        "margins": margins,
         "dose": dose,
         "url": {k: v for k, v in at.query_params.items() if k != "order"},
     }

@@ -1,5 +1,5 @@
 """End to end in a real browser: `streamlit run` on loopback, Debian's Chromium driven by
-Playwright, Run on the default prompt, the histogram drawn.
+Playwright, Run on the default prompt, the histogram and the decomposition bar drawn.
 
 Uses the bundled default when it exists, else a tiny source folder. Leaves a screenshot
 and the measured time from Run to the chart in test-output/.
@@ -38,6 +38,7 @@ OUTPUT = ROOT / "test-output"
 SERVER_START_S = 90
 RUN_TO_CHART_S = 120
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+DECOMPOSITION_HEADING = "Where does the movement come from?"
 
 
 def free_port() -> int:
@@ -111,7 +112,7 @@ def server(tmp_path):
         yield url, which, log
 
 
-def test_run_draws_the_histogram(server):
+def test_run_draws_the_histogram_and_the_decomposition(server):
     from playwright.sync_api import sync_playwright
 
     url, which, log = server
@@ -138,6 +139,14 @@ def test_run_draws_the_histogram(server):
             page.locator(CHART).first.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
             elapsed = time.perf_counter() - start
             page.get_by_text("Important connections").first.wait_for(state="visible")
+            # Under the histogram: the decomposition bar (the page's second chart) and
+            # P(exit) per experiment.
+            page.get_by_role("heading", name=DECOMPOSITION_HEADING).wait_for(state="visible")
+            bar = page.locator(CHART).nth(1)
+            bar.scroll_into_view_if_needed()
+            bar.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            page.get_by_text("Unimportant P(exit)").first.wait_for(state="visible")
+            assert page.locator("[data-testid='stVegaLiteChart']").count() >= 2
             assert page.locator("[data-testid='stException']").count() == 0
             assert page.locator("[data-testid='stAlertContentError']").count() == 0
             assert "run=1" in page.evaluate("window.location.href")

@@ -85,6 +85,46 @@ def histogram(table) -> None:
     )
 
 
+def decomposition(table) -> None:
+    """Where each experiment's movement comes from: exits, the linear part, curvature."""
+    parts = guard.guarded("splitting diff into its parts", explore.decomposition, table)
+    rates = guard.guarded("counting exits", explore.exit_rates, table)
+    if parts is None or rates is None:
+        return
+    if parts["share"].notna().any():
+        st.altair_chart(charts.decomposition_bars(parts), width="stretch")
+    else:
+        st.info("No connection moved: there is nothing to split.", icon=":material/info:")
+    cols = iter(st.columns(4))
+    for experiment, row in rates.iterrows():
+        label = experiment.capitalize()
+        next(cols).metric(
+            f"{label} P(exit)",
+            explore.format_share(row["p_exit"]),
+            help=f"{int(row['exits']):,} of {int(row['connections']):,} connections: the "
+            "output feature left the top k.",
+        )
+        next(cols).metric(
+            f"{label} |diff| from exits",
+            explore.format_share(row["exit_diff_share"]),
+            help="Σ|diff| of the connections that exited over the group's Σ|diff|.",
+        )
+    st.caption(
+        "Every diff splits exactly into diff = linear (−s·J) + curvature (the rest of the "
+        "un-gated pre-activation change) + gate (what top-k re-selection and the ReLU did; "
+        "nearly −out_act when the output feature exits). Each bar is one group's "
+        "Σ|linear|, Σ|curvature| and Σ|gate|, normalised to add up to 1: the share of the "
+        "movement's magnitude each part carries, summed before parts of one connection can "
+        "cancel (the tooltip also gives the signed share Σ sign(diff)·part / Σ|diff|, which "
+        "adds up to exactly 1 but goes negative for a part that works against the move)."
+    )
+
+
+def statistics_panel(table, eps: float) -> None:
+    """The place for the run's statistics (the analysis layer's tests and their verdict),
+    below the summary; empty until they land."""
+
+
 def downloads(table, key: explore.RunKey, eps: float) -> None:
     errors: dict[str, str] = st.session_state.setdefault("_download_errors", {})
     for fmt, message in list(errors.items()):
@@ -153,8 +193,11 @@ def main() -> None:
     metrics(summary, found.ratio)
     st.subheader("How much did each connection move?")
     histogram(table)
+    st.subheader("Where does the movement come from?")
+    decomposition(table)
     st.subheader("Summary")
     results.summary_table(summary)
+    statistics_panel(table, ctx.eps)
     downloads(table, data.key, ctx.eps)
     log_to_wandb(data, ctx.eps)
 

@@ -10,6 +10,10 @@ from jsae import charts, explore
 from jsae.errors import JSAEError
 from jsae.stats import Tolerance
 
+EXITS_NOTE = (
+    "Crimson: connections whose output feature left the top k (either experiment); they "
+    "lie on the band diff = −out_act, which no derivative sees."
+)
 GROUP_LABELS = {
     "all": "All connections",
     "important": "Important (|J| > ε)",
@@ -58,7 +62,10 @@ def agreement(table, tolerance: Tolerance) -> None:
 def effect_chart(table) -> None:
     if explore.draws_dots(table):
         st.altair_chart(charts.effect_scatter(table, explore.effect_range(table)), width="stretch")
-        st.caption(f"{len(table):,} connections, one dot each; dashed: y = x (exact prediction).")
+        st.caption(
+            f"{len(table):,} connections, one dot each; dashed: y = x (exact prediction). "
+            f"{EXITS_NOTE}"
+        )
     else:
         bins = st.select_slider(
             "Grid", [40, 60, 80, 120, 160], value=80, key="effect_bins", persist_state="session"
@@ -67,7 +74,7 @@ def effect_chart(table) -> None:
         st.altair_chart(charts.effect_density(grid), width="stretch")
         st.caption(
             f"{len(table):,} connections binned in numpy on a {bins}×{bins} grid (log colour "
-            "scale); dashed: y = x (exact prediction)."
+            f"scale); dashed: y = x (exact prediction). {EXITS_NOTE}"
         )
 
 
@@ -99,7 +106,18 @@ def misses(ctx: state.Context, table) -> None:
             "miss": number("|diff − predicted|", format="%.4g"),
             "in_act": number(format="%.3g"),
             "out_act": number(format="%.3g"),
+            "exited": st.column_config.CheckboxColumn(
+                "exited", help="The output feature left the top k (diff = −out_act)."
+            ),
+            "entered": number(
+                "entered", help="The strongest feature that entered the top k (−1: none)."
+            ),
+            "pre_diff": number(format="%.4g"),
+            "curvature": number(format="%.4g"),
+            "gate": number(format="%.4g"),
+            "margin": number(format="%.4g"),
         },
+        column_order=explore.miss_display_order(top),
     )
     labels = explore.miss_labels(top)
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")

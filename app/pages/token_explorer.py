@@ -108,7 +108,11 @@ def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: i
     with left:
         st.altair_chart(
             charts.dose_response_chart(
-                response.curve, response.actual_in, response.actual_out, response.jacobian
+                response.curve,
+                response.actual_in,
+                response.actual_out,
+                response.jacobian,
+                steps=explore.top_k_steps(response.curve, response.actual_in),
             ),
             width="stretch",
         )
@@ -121,7 +125,39 @@ def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: i
     st.caption(
         f"a′ swept over [0, {response.curve['in_act'].max():.3g}] with the rest of the token "
         "fixed: x(a′) = x + (a′ − a)·W_dec_in[in_feature]; the output SAE re-selects its top "
-        "k at every point (0 when the feature drops out), as in the ablation."
+        "k at every point (0 when the feature drops out), as in the ablation. Dotted: the "
+        "output feature's un-gated pre-activation (J is its slope at a); vertical rules: "
+        "where it leaves (or re-enters) the top k, walking away from a."
+    )
+
+
+def margins_section(rows, out_f: int) -> None:
+    """Each active output feature's pre-activation against the best inactive one."""
+    margins = guard.guarded("reading the output features' margins", explore.output_margins, rows)
+    if margins is None:
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        st.altair_chart(charts.margin_chart(margins, selected=out_f), width="stretch")
+    with right:
+        number = st.column_config.NumberColumn
+        st.dataframe(
+            margins[["out_feature", "out_pre", "runner_up", "margin", "exits", "connections"]],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "out_pre": number("out_pre", format="%.4g"),
+                "runner_up": number("runner-up", format="%.4g"),
+                "margin": number("margin", format="%.4g"),
+                "exits": number("exits", help="Of its connections, how many made it exit."),
+            },
+        )
+    st.caption(
+        "The output SAE keeps the k largest pre-activations; the runner-up is the best "
+        "inactive one, and a feature's margin (out_pre − runner-up) is how far a "
+        "perturbation must push it down, or another feature up, to swap it out. Read from "
+        "the run's table (out_pre = out_act when positive, runner-up = out_act − margin); "
+        "colour: the share of its connections whose ablation made it exit."
     )
 
 
@@ -174,6 +210,8 @@ def main() -> None:
                 "diff": number(format="%.4g"),
             },
         )
+    st.subheader("How far is each output feature from leaving the top k?")
+    margins_section(rows, out_f)
     st.subheader(f"Dose-response: in_feature {in_f} → out_feature {out_f}")
     dose_section(data, rows, position, in_f, out_f)
 
