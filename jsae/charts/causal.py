@@ -116,7 +116,8 @@ def decomposition_bars(parts: pd.DataFrame, *, height: int = 130) -> alt.LayerCh
                     domain=[labels[p] for p in part_order],
                     range=[PART_COLORS.get(p, "#868e96") for p in part_order],
                 ),
-                legend=alt.Legend(title=None, orient="top"),
+                # On the right: a legend on top squeezes a short chart's bars to nothing.
+                legend=alt.Legend(title=None),
             ),
             tooltip=[
                 alt.Tooltip("experiment:N"),

@@ -15,7 +15,7 @@ from jsae.explore.margins import LEAVES, REENTERS
 from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
 
 DOSE_SERIES = ("measured (top-k re-selected)", "first order: out_act + J·(a′ − a)")
-DOSE_PRE = "un-gated pre-activation (no top k, no ReLU)"
+DOSE_PRE = "un-gated pre-activation (no top k)"
 
 
 def jacobian_heatmap(
@@ -123,7 +123,7 @@ def dose_response_chart(
     color = alt.Color(
         "series:N",
         scale=alt.Scale(domain=domain, range=[palette.get(s, "#868e96") for s in domain]),
-        legend=alt.Legend(title=None, orient="top", labelLimit=400),
+        legend=alt.Legend(title=None, orient="top", labelLimit=400, columns=2),  # no overflow
     )
     measured = curve[["in_act", "out_act"]].assign(series=DOSE_SERIES[0])
     layers = [
