@@ -70,9 +70,9 @@ def test_exit_rates_by_hand():
     assert rates.index.tolist() == ["important", "unimportant"]
     assert rates.loc["important", "exits"] == 1 and rates.loc["important", "connections"] == 3
     assert rates.loc["important", "p_exit"] == pytest.approx(1 / 3)
-    assert rates.loc["important", "exit_diff_share"] == pytest.approx(1.0 / 2.6)
+    assert rates.loc["important", "exit_mass_share"] == pytest.approx(1.0 / 2.6)
     assert rates.loc["unimportant", "p_exit"] == pytest.approx(0.5)
-    assert rates.loc["unimportant", "exit_diff_share"] == pytest.approx(0.498 / 0.5)
+    assert rates.loc["unimportant", "exit_mass_share"] == pytest.approx(0.498 / 0.5)
     table = hand_table()
     empty = explore.exit_rates(table[~table["important"]])
     assert empty.loc["important", "connections"] == 0

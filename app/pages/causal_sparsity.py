@@ -106,7 +106,7 @@ def decomposition(table) -> None:
         )
         next(cols).metric(
             f"{label} |diff| from exits",
-            explore.format_share(row["exit_diff_share"]),
+            explore.format_share(row["exit_mass_share"]),
             help="Σ|diff| of the connections that exited over the group's Σ|diff|.",
         )
     st.caption(

@@ -25,7 +25,9 @@ The exact alternative is kept beside it: the *signed share* Σ_c sign(diff_c)·p
 but a part that works against the movement gets a negative share.
 
 **Exits** (``exit_rates``): P(exit) = (connections whose output feature left the top k) /
-(connections), and the share of the group's Σ|diff| that those connections carry.
+(connections), and the share of the group's Σ|diff| that those connections carry, per
+experiment, by the analysis layer's own definitions (``jsae.analysis.p_exit`` and
+``exit_mass_share``, the numbers ``jsae ablate`` and the corpus statistics print).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from jsae.analysis.statistics import exit_mass_share, p_exit
 from jsae.errors import InputError
 
 PARTS = {
@@ -114,21 +117,19 @@ def exit_rates(table: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Indexed by experiment (``GROUPS`` order, empty ones included): ``connections``,
         ``exits`` (how many exited), ``p_exit`` = exits / connections (NaN when empty) and
-        ``exit_diff_share`` = Σ|diff| of the exited connections / the group's Σ|diff| (NaN
+        ``exit_mass_share`` = Σ|diff| of the exited connections / the group's Σ|diff| (NaN
         when Σ|diff| = 0).
     """
     _check(table)
-    out = {}
-    for name, group in _groups(table):
-        exited = group["exited"].to_numpy(dtype=bool)
-        abs_diff = np.abs(group["diff"].to_numpy(dtype=np.float64))
-        n, total = len(group), float(abs_diff.sum())
-        out[name] = {
-            "connections": n,
-            "exits": int(exited.sum()),
-            "p_exit": exited.sum() / n if n else np.nan,
-            "exit_diff_share": float(abs_diff[exited].sum()) / total if total > 0 else np.nan,
+    out = {
+        name: {
+            "connections": len(group),
+            "exits": int(group["exited"].to_numpy(dtype=bool).sum()),
+            "p_exit": p_exit(group),
+            "exit_mass_share": exit_mass_share(group),
         }
+        for name, group in _groups(table)
+    }
     frame = pd.DataFrame.from_dict(out, orient="index")
     frame.index.name = "experiment"
     return frame
