@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.ablation import AblationResult
+from jsae.analysis import Analysis
 from jsae.corpus import CorpusRun, CorpusStats, read_manifest
 from jsae.errors import JSAEError, first_line
 from jsae.histogram import experiment_diffs, shared_counts
@@ -127,6 +128,26 @@ def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:
     return metrics
 
 
+def analysis_metrics(analysis: Analysis | None) -> dict[str, Any]:
+    """An ``Analysis`` as flat W&B summary keys: every statistic (with its interval) and the
+    verdict, exactly as the app and the CLI show them."""
+    if analysis is None:
+        return {}
+    metrics: dict[str, Any] = {}
+    for row in analysis.summary().itertuples(index=False):
+        metrics[f"analysis/{row.statistic}"] = _finite_or_none(row.value)
+        if row.ci_low == row.ci_low:  # not NaN: the statistic has an interval
+            metrics[f"analysis/{row.statistic}_ci_low"] = _finite_or_none(row.ci_low)
+            metrics[f"analysis/{row.statistic}_ci_high"] = _finite_or_none(row.ci_high)
+    found = analysis.verdict
+    metrics |= {
+        "verdict/level": found.level,
+        "verdict/perverse": found.perverse,
+        "verdict/sentence": found.sentence,
+    }
+    return metrics
+
+
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -139,6 +160,7 @@ def log_to_wandb(
     eps: float | None = None,
     tolerance: Tolerance | None = None,
     target: WandbTarget | None = None,
+    analysis: Analysis | None = None,
 ) -> WandbRun:
     """Log one prompt's ablation (a ``jsae.ablation.AblationResult``) as a W&B run.
 
@@ -149,6 +171,9 @@ def log_to_wandb(
         eps: split at this ε (None: the result's own).
         tolerance: the within-tolerance rule (None: ``Tolerance()``).
         target: where and how to log (None: ``WandbTarget()``).
+        analysis: ``jsae.analysis.analyse``'s result for this table, whose statistics
+            (``analysis/<statistic>``, intervals as ``_ci_low``/``_ci_high``) and verdict
+            (``verdict/level``, ``verdict/perverse``, ``verdict/sentence``) join the summary.
 
     Raises:
         WandbLogError: no network, no API key (online), or anything else W&B refuses.
@@ -180,7 +205,7 @@ def log_to_wandb(
         table.to_parquet(parquet, index=False)
         return log_run(
             config=config,
-            metrics=summary_metrics(summary),
+            metrics=summary_metrics(summary) | analysis_metrics(analysis),
             histogram_table=histogram(table),
             files={"connections.parquet": parquet},
             artifact_type="ablation-connections",

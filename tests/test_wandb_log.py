@@ -15,6 +15,7 @@ import pytest
 import wandb
 
 from jsae.ablation import ablate
+from jsae.analysis import analyse
 from jsae.cli import main
 from jsae.corpus import corpus_stats, run_corpus
 from jsae.errors import JSAEError
@@ -167,6 +168,24 @@ def test_offline_run_holds_config_summary_histogram_and_artifact(offline, result
     assert files_containing(offline, FAKE_KEY.encode()) == []
     out, err = capfd.readouterr()
     assert FAKE_KEY not in out + err
+
+
+def test_the_analysis_joins_the_summary_as_the_cli_and_app_show_it(offline):
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1)
+    result = ablate(model, pair, PROMPT, eps=0.05)
+    found = analyse(model, pair, result, n_bootstrap=20)
+    info = log_to_wandb(result, source_name="tiny", analysis=found)
+    summary = {}
+    for record in of_kind(read_records(info.dir), "summary"):
+        summary |= {item.key: json.loads(item.value_json) for item in record.update if item.key}
+    assert summary["verdict/level"] == found.verdict.level
+    assert summary["verdict/sentence"] == found.verdict.sentence
+    assert summary["verdict/perverse"] is found.verdict.perverse
+    stats = found.statistics
+    assert summary["analysis/auc"] == pytest.approx(stats.auc, rel=1e-12)
+    assert summary["analysis/auc_ci_low"] == pytest.approx(stats.auc_ci[0], rel=1e-12)
+    assert summary["analysis/output_cv"] == pytest.approx(found.health.output_cv, rel=1e-12)
 
 
 def test_histogram_counts_every_connection(result):

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from jsae.ablation import MODES, AblationConfig, ablate
-from jsae.analysis import analyse
+from jsae.analysis import Analysis, analyse
 from jsae.cli.corpus import ablate_corpus, add_corpus_arguments, refuse_corpus_flags
 from jsae.cli.options import (
     add_statistics_arguments,
@@ -117,7 +117,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_wandb_arguments(ab)
 
 
-def print_analysis(model, pair, result, args: argparse.Namespace, tol: Tolerance) -> None:
+def print_analysis(model, pair, result, args: argparse.Namespace, tol: Tolerance) -> Analysis:
     """Where the movement comes from, the ε-free statistics, the pair's health and the
     verdict (``jsae.analysis.analyse``; the decomposition is the corpus statistics' own)."""
     t = result.table
@@ -132,6 +132,7 @@ def print_analysis(model, pair, result, args: argparse.Namespace, tol: Tolerance
     print(f"\nverdict: {found.verdict.sentence}")
     for reason in found.verdict.reasons:
         print(f"  - {reason}")
+    return found
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -191,13 +192,17 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         f"(k_out {pair.k_out} × k_in {pair.k_in} per token)\n"
     )
     print_summary(summary, tol)
-    print_analysis(source.model_for(layer, args.pair), pair, result, args, tol)
+    found = print_analysis(source.model_for(layer, args.pair), pair, result, args, tol)
     if args.output is not None:
         write_table(result.table, args.output, table_format(args.output))
         print(f"wrote {len(result.table):,} connections to {args.output}")
     if args.wandb:
         logged = log_to_wandb(
-            result, source_name=args.source, tolerance=tol, target=wandb_target(args)
+            result,
+            source_name=args.source,
+            tolerance=tol,
+            target=wandb_target(args),
+            analysis=found,
         )
         print(logged.describe())
     return 0
