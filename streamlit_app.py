@@ -74,6 +74,7 @@ else:
         eps_error=eps_error,
         view=url.view_state(current, eps, page_key),
         page=page_key,
+        tau=state.current_tau(),
     )
     try:
         guard.guarded(f"drawing the {shown.title} page", page.run)

@@ -1,8 +1,9 @@
 """Caches: heavy objects once per process, results keyed by everything they depend on.
 
 ``st.cache_resource`` holds the loaded sources and each pair's sandwich, shared by every
-session; ``st.cache_data`` holds the ε-free runs (keyed by their ``RunKey``) and the
-dose-response curves. The progress bar lives inside the cached run, so a cache hit replays
+session; ``st.cache_data`` holds the ε-free runs (keyed by their ``RunKey``), each run's
+analysis at an ε and τ (``jsae.analysis.analyse``: its statistics, the pair's health and
+the verdict, which every page reads rather than recomputing) and the dose-response curves. The progress bar lives inside the cached run, so a cache hit replays
 (and removes) it without recomputing.
 """
 
@@ -15,6 +16,7 @@ import streamlit as st
 from app.guard import guarded
 from app.settings import hosted
 from jsae import explore
+from jsae.analysis import Analysis, analyse
 from jsae.dose import DoseResponse, dose_response
 from jsae.hosting import SlotLimiter
 from jsae.loading import load_source
@@ -84,6 +86,22 @@ def get_run(key: explore.RunKey) -> explore.RunData:
         bar.empty()
 
 
+@st.cache_data(show_spinner="Computing the statistics and their intervals…", max_entries=32)
+def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
+    """The analysis of the run ``key`` split at ε with moved = |diff| > τ (cached: one per
+    run, ε and τ). The run comes from ``get_run``'s cache; the pair's health reruns the
+    model on the ablated tokens only."""
+    src = get_source(key.source, key.model)
+    data = get_run(key)
+    return analyse(
+        src.model_for(key.layer, key.kind),
+        src.pair(key.layer, key.kind),
+        data.result(eps),
+        tau=tau,
+        sandwich=get_sandwich(key.source, key.model, key.layer, key.kind),
+    )
+
+
 @st.cache_data(show_spinner="Sweeping the input feature…", max_entries=64)
 def get_dose_response(
     key: explore.RunKey, position: int, in_feature: int, out_feature: int
@@ -105,3 +123,8 @@ def load_run(key: explore.RunKey) -> explore.RunData | None:
     """The run for ``key`` (computed with a progress bar, or from the cache), or None
     after showing the error."""
     return guarded("ablating the prompt", get_run, key)
+
+
+def load_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis | None:
+    """``get_analysis``, or None after showing the error."""
+    return guarded("computing the statistics", get_analysis, key, float(eps), float(tau))

@@ -1,5 +1,6 @@
 """What the results pages share: the last run with its notices, the table split at ε,
-the run's caption, the summary table, and the moves to another page or layer."""
+the run's caption, the summary table, the verdict box, a number with its interval, the τ
+setting, and the moves to another page or layer."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import streamlit as st
 from app.cache import load_run
 from app.guard import guarded
 from app.registry import PAGES, TOKEN_PAGE
-from app.state import AUTORUN, PAIR_REQUEST, SELECTION, Context, context
+from app.state import AUTORUN, PAIR_REQUEST, SELECTION, TAU, Context, context
 from jsae import explore
+from jsae.analysis import CONFIDENCE, Verdict
 from jsae.stats import SUMMARY_LABELS
 
 
@@ -63,6 +65,62 @@ def split_table(ctx: Context, data: explore.RunData) -> pd.DataFrame | None:
         st.error(ctx.eps_error or "ε is unusable.", icon=":material/error:")
         return None
     return guarded("splitting at ε", data.split, ctx.eps)
+
+
+VERDICT_BOXES = {"success": st.success, "info": st.info, "warning": st.warning}
+"""``explore.VERDICT_STYLES``'s boxes."""
+
+
+def verdict_box(found: Verdict, *, why: bool = True) -> None:
+    """The verdict in its box (``explore.verdict_box``), and an expander "Why?" listing the
+    reasons it rests on."""
+    style, text = explore.verdict_box(found)
+    VERDICT_BOXES[style](text, icon=":material/lightbulb:")
+    if why and found.reasons:
+        with st.expander("Why?"):
+            st.markdown("\n".join(f"- {reason}" for reason in found.reasons))
+
+
+def interval_metric(
+    column,
+    label: str,
+    value: float,
+    interval: tuple[float, float],
+    *,
+    help: str,
+    digits: int = 3,
+    describe: bool = True,
+) -> None:
+    """A metric with its bootstrap interval ("lo–hi") under it, when there is one, named as
+    such when ``describe`` (narrow columns leave the name to a caption)."""
+    shown = explore.format_interval(*interval)
+    column.metric(
+        label,
+        explore.format_number(value, digits),
+        delta=shown or None,
+        delta_color="off",
+        delta_arrow="off",
+        delta_description=f"{CONFIDENCE:.0%} interval" if shown and describe else None,
+        help=help,
+    )
+
+
+def tau_input(column=None) -> float:
+    """The statistics' τ (kept for the session and in the URL): a connection moved when
+    |diff| > τ."""
+    return float(
+        (column or st).number_input(
+            "τ: moved when |diff| > τ",
+            key=TAU,
+            min_value=0.0,
+            step=0.01,
+            format="%g",
+            persist_state="session",
+            help="The threshold of the statistics and the verdict: a connection moved when "
+            "|diff| > τ (in output-feature activation units). The AUC asks how well |J| "
+            "ranks the connections that moved above those that did not.",
+        )
+    )
 
 
 def run_caption(key: explore.RunKey, extra: str = "") -> None:

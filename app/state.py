@@ -10,6 +10,7 @@ import streamlit as st
 
 from app.registry import DEFAULT_PAGE
 from jsae import explore
+from jsae.analysis import DEFAULT_TAU
 
 RUN = "_run"  # the RunKey of the last Run
 SELECTION = "_selection"  # the token explorer's {position, in_feature, out_feature, pending}
@@ -19,6 +20,7 @@ URL_WARNINGS = "_url_warnings"
 AUTORUN = "_autorun"
 PAIR_REQUEST = "_pair_request"  # (layer, kind, from the URL) for the pair picker to apply
 HEATMAP_ORDER = "tok_order"  # the token explorer's heatmap order (its widget's key)
+TAU = "tau"  # the statistics' τ (its widget's key, on the causal sparsity and compare pages)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Context:
         eps: ε, or None when the typed value is unusable (``eps_error`` says why).
         view: the URL state.
         page: the URL path of the page on screen.
+        tau: the statistics' τ (a connection moved when |diff| > τ).
     """
 
     source: Any
@@ -41,6 +44,7 @@ class Context:
     eps_error: str | None
     view: explore.ViewState
     page: str = DEFAULT_PAGE
+    tau: float = DEFAULT_TAU
 
     @property
     def stale(self) -> bool:
@@ -50,6 +54,12 @@ class Context:
 def context() -> Context:
     """The context the frame left for the page it runs (pages run inside the frame only)."""
     return st.session_state[CONTEXT]
+
+
+def current_tau() -> float:
+    """τ as set now (its widget's value, kept for the session; the URL's on the first run)."""
+    value = st.session_state.get(TAU)
+    return float(value) if value is not None else DEFAULT_TAU
 
 
 def init_session() -> None:
@@ -84,6 +94,7 @@ def init_session() -> None:
         st.session_state["prompt_text"] = prompts[name]
     st.session_state[AUTORUN] = view.run
     st.session_state[HEATMAP_ORDER] = view.order
+    st.session_state[TAU] = float(view.tau)
     if view.position is not None:
         st.session_state[SELECTION] = {
             "position": view.position,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.registry import TOKEN_PAGE
-from app.state import HEATMAP_ORDER, RUN, SELECTION, URL_WARNINGS, Context
+from app.state import HEATMAP_ORDER, RUN, SELECTION, URL_WARNINGS, Context, current_tau
 from jsae import explore
 from jsae.table import DEFAULT_EPS
 
@@ -26,6 +26,7 @@ def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore
         in_feature=selection.get("in_feature"),
         out_feature=selection.get("out_feature"),
         order=order if order in explore.HEATMAP_ORDERS else explore.DEFAULT_HEATMAP_ORDER,
+        tau=current_tau(),
     )
 
 
@@ -42,6 +43,7 @@ def run_view(ctx: Context) -> explore.ViewState:
         in_feature=view.in_feature,
         out_feature=view.out_feature,
         order=view.order,
+        tau=view.tau,
     )
 
 

@@ -18,6 +18,7 @@ from app.registry import DEFAULT_PAGE, TOKEN_PAGE
 from app.registry import PAGES as PAGES_BY_URL
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
+from jsae.analysis import DEFAULT_TAU, analyse
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
 from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
@@ -108,10 +109,27 @@ def first_prompt() -> tuple[str, str]:
     return next(iter(explore.default_prompts().items()))
 
 
-def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit", scale=1.0):
+def expected_result(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit", scale=1.0):
+    """The engine's result for the app's settings, computed here."""
     text = text or first_prompt()[1]
     config = AblationConfig(mode=mode, scale=scale)
-    return ablate(loaded.model, loaded.pair(layer, kind), text, eps=eps, config=config).table
+    return ablate(
+        loaded.model_for(layer, kind), loaded.pair(layer, kind), text, eps=eps, config=config
+    )
+
+
+def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit", scale=1.0):
+    return expected_result(loaded, layer, kind, eps, text, mode, scale).table
+
+
+def expected_analysis(loaded, layer=0, kind="jsae", eps=0.01, tau=DEFAULT_TAU, text=None):
+    """``jsae.analysis.analyse`` of the same run, computed here (the page's verdict)."""
+    result = expected_result(loaded, layer, kind, eps, text)
+    return analyse(loaded.model_for(layer, kind), loaded.pair(layer, kind), result, tau=tau)
+
+
+def boxes(at: AppTest) -> list[str]:
+    return [box.value for box in [*at.success, *at.info, *at.warning]]
 
 
 def test_opens_on_the_default_source_and_waits_for_run(app, tiny_source):
@@ -149,11 +167,12 @@ def test_run_shows_the_packages_numbers(app, loaded):
         assert shown[f"{label} connections"] == f"{int(row['connections']):,}"
         assert shown[f"{label} mean diff"] == explore.format_number(row["mean_diff"])
         assert shown[f"{label} mean |diff|"] == explore.format_number(row["mean_abs_diff"])
-    found = explore.verdict(summary, 0.01)
+    found = expected_analysis(loaded).verdict
     assert shown["Ratio important/unimportant"] == explore.format_number(found.ratio, 3)
-    assert any(found.sentence in box.value for box in [*at.success, *at.info, *at.warning])
-    # The histogram, with the two experiments on shared numpy bins, then the decomposition.
-    spec, parts = chart_specs(at)
+    assert any(found.sentence in box for box in boxes(at))
+    # The histogram, with the two experiments on shared numpy bins, then the decomposition
+    # (and the mass-capture curve).
+    spec, parts, _capture = chart_specs(at)
     assert marks(parts) == ["bar", "text"]
     assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
     bins = explore.histogram_bins(experiment_diffs(table), bins=60)
@@ -175,7 +194,7 @@ def test_histogram_views(app):
     at.button_group(key="hist_layout").set_value("facet").run()
     at.button_group(key="hist_y").set_value("share").run()
     no_problems(at)
-    important, unimportant, _parts = chart_specs(at)  # one panel per experiment
+    important, unimportant, _parts, _capture = chart_specs(at)  # one panel per experiment
     for spec in (important, unimportant):
         assert spec["encoding"]["y"]["field"] == "share"
         assert spec["encoding"]["y"]["scale"]["type"] == "linear"
@@ -562,9 +581,10 @@ def test_jsae_vs_plain(app, loaded):
     for metric, kind in zip(shown, ("jsae", "plain"), strict=True):
         table = expected_table(loaded, 1, kind)
         assert metric.value == f"{jacobian_sparsity(table['jacobian'].to_numpy(), 0.01):.1%}"
-    (spec,) = chart_specs(at)
+    spec, *sweeps, capture = chart_specs(at)
     assert marks(spec) == ["bar", "rule"]
-    assert len(at.dataframe) == 2
+    assert len(sweeps) == len(explore.SWEEP_SHOWN) and marks(capture)[-1] == "rule"
+    assert len(at.dataframe) == 3  # the matched-fraction table and both summaries
 
 
 def test_jsae_vs_plain_at_a_layer_with_one_kind(app, loaded):

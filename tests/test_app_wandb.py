@@ -1,11 +1,14 @@
 """The explorer's "Log to W&B" action, in W&B offline mode (nothing reaches the network)."""
 
+import json
+
 import wandb
 from streamlit.testing.v1 import AppTest
 
 from jsae import explore
-from tests.test_app import tiny_source  # noqa: F401  (module-scoped fixture)
-from tests.test_wandb_log import FAKE_KEY, offline, read_records  # noqa: F401
+from jsae.loading import load_source
+from tests.test_app import expected_analysis, tiny_source  # noqa: F401  (module-scoped fixture)
+from tests.test_wandb_log import FAKE_KEY, of_kind, offline, read_records  # noqa: F401
 
 
 def test_log_to_wandb_writes_an_offline_run(tiny_source, offline, monkeypatch):  # noqa: F811
@@ -20,6 +23,13 @@ def test_log_to_wandb_writes_an_offline_run(tiny_source, offline, monkeypatch): 
     assert len(runs) == 1 and str(runs[0]) in done
     records = read_records(runs[0])
     assert records, "the offline run's transaction log has records"
+    # The run's summary carries the verdict the page showed (analyse's, computed here).
+    summary = {}
+    for record in of_kind(records, "summary"):
+        summary |= {item.key: json.loads(item.value_json) for item in record.update if item.key}
+    found = expected_analysis(load_source(tiny_source)).verdict
+    assert summary["verdict/sentence"] == found.sentence
+    assert summary["verdict/level"] == found.level
     for path in runs[0].rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path

@@ -1,8 +1,10 @@
 """End to end in a real browser: `streamlit run` on loopback, Debian's Chromium driven by
-Playwright, Run on the default prompt, the histogram and the decomposition bar drawn.
+Playwright, Run on the default prompt, the histogram and the decomposition bar drawn, the
+statistics panel with its mass-capture curve, and JSAE vs plain's ε sweep.
 
-Uses the bundled default when it exists, else a tiny source folder. Leaves a screenshot
-and the measured time from Run to the chart in test-output/.
+Uses the bundled default when it exists, else a tiny source folder. Leaves screenshots
+(the causal sparsity page's top, its statistics panel, JSAE vs plain's analysis) and the
+measured time from Run to the chart in test-output/.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ SERVER_START_S = 90
 RUN_TO_CHART_S = 120
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 DECOMPOSITION_HEADING = "Where does the movement come from?"
+STATISTICS_HEADING = "Does |J| say what moves?"
+SWEEP_HEADING = "Across ε"
 
 
 def free_port() -> int:
@@ -152,6 +156,31 @@ def test_run_draws_the_histogram_and_the_decomposition(server):
             assert "run=1" in page.evaluate("window.location.href")
             page.wait_for_timeout(1000)  # let vega finish drawing before the screenshot
             page.screenshot(path=str(OUTPUT / "e2e_causal_sparsity.png"), full_page=True)
+            # The statistics panel: its table and the mass-capture curve (third chart).
+            page.get_by_role("heading", name=STATISTICS_HEADING).scroll_into_view_if_needed()
+            capture = page.locator(CHART).nth(2)
+            capture.scroll_into_view_if_needed()
+            capture.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            page.get_by_text("Why?").first.wait_for(state="visible")
+            page.get_by_role("heading", name=STATISTICS_HEADING).scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_statistics.png"))
+            # JSAE vs plain: both pairs' analyses, the ε sweep and the matched fraction.
+            links.nth(3).click()
+            page.get_by_role("heading", name=SWEEP_HEADING).wait_for(
+                state="visible", timeout=RUN_TO_CHART_S * 1000
+            )
+            page.get_by_text("AUC", exact=True).first.wait_for(state="visible")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain.png"))
+            capture = page.locator(CHART).last
+            capture.scroll_into_view_if_needed()
+            capture.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            assert page.locator("[data-testid='stVegaLiteChart']").count() >= 5
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain_sweep.png"))
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert page.locator("[data-testid='stAlertContentError']").count() == 0
             (OUTPUT / "e2e_timing.txt").write_text(
                 f"source: {which}\nRun -> histogram visible: {elapsed:.2f} s\n"
             )

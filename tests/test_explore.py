@@ -1,5 +1,5 @@
-"""The explorer's page logic without Streamlit: URL state, runs, binning, verdicts, misses
-and the token explorer's helpers."""
+"""The explorer's page logic without Streamlit: URL state, runs, binning, misses, the
+pairs compared and the token explorer's helpers."""
 
 import io
 import math
@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig
+from jsae.analysis import DEFAULT_TAU, analyse, effect_statistics, pair_health, verdict
 from jsae.errors import InputError
 from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import Source
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
-from jsae.stats import Tolerance, summarize
+from jsae.stats import Tolerance
 from jsae.table import DEFAULT_EPS, table_bytes
 from tests.helpers import tiny_model, tiny_pairs
 
@@ -251,34 +253,6 @@ def test_histogram_bins_edge_cases():
     assert explore.data_range(np.array([])) == (0.0, 1.0)
 
 
-def _summary(imp, unimp):
-    table = pd.DataFrame(
-        {
-            "diff": np.concatenate([imp, unimp]),
-            "predicted": 0.0,
-            "important": np.r_[np.ones(len(imp), bool), np.zeros(len(unimp), bool)],
-        }
-    )
-    return summarize(table)
-
-
-@pytest.mark.parametrize(
-    ("imp", "unimp", "level"),
-    [
-        ([1.0, -1.0], [0.01, -0.01], "yes"),
-        ([1.0, -1.0], [0.0, 0.0], "yes"),
-        ([1.0], [0.3], "partly"),
-        ([1.0], [0.9], "no"),
-        ([], [0.1], "undetermined"),
-        ([0.1], [], "undetermined"),
-    ],
-)
-def test_verdict_levels(imp, unimp, level):
-    found = explore.verdict(_summary(np.array(imp), np.array(unimp)), 0.01)
-    assert found.level == level
-    assert found.sentence
-
-
 def test_format_number():
     assert explore.format_number(math.nan) == "—"
     assert explore.format_number(math.inf) == "∞"
@@ -481,17 +455,27 @@ def test_comparison_gap():
 
 def test_pair_stats_and_jacobian_bins(source):
     eps = 0.02
-    tables = {
-        kind: explore.run_ablation(source, key(kind=kind)).split(eps) for kind in explore.COMPARED
-    }
-    for table in tables.values():
-        stats = explore.pair_stats(table, eps)
+    runs = {kind: explore.run_ablation(source, key(kind=kind)) for kind in explore.COMPARED}
+    tables = {kind: data.split(eps) for kind, data in runs.items()}
+    for kind, table in tables.items():
+        model, pair = source.model_for(1, kind), source.pair(1, kind)
+        found = analyse(model, pair, runs[kind].result(eps), n_bootstrap=20)
+        stats = explore.pair_stats(table, eps, found)
         jac, diff = np.abs(table["jacobian"].to_numpy()), np.abs(table["diff"].to_numpy())
         assert stats.important_share == pytest.approx((jac > eps).mean())
         unimportant = diff[jac <= eps].mean()
         assert stats.unimportant_mean_abs_diff == pytest.approx(unimportant)
         assert stats.ratio == pytest.approx(diff[jac > eps].mean() / unimportant)
-        assert stats.verdict == explore.verdict(summarize(table), eps)
+        # The verdict is the analysis' own: effect statistics and the pair's health.
+        positions = sorted(set(table["position"].tolist()))
+        x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[positions]
+        health = pair_health(Sandwich(model, pair), x)
+        assert stats.verdict == verdict(effect_statistics(table, eps, n_bootstrap=20), health)
+        assert stats.statistics.auc == pytest.approx(
+            roc_auc_score(np.abs(table["diff"].to_numpy()) > DEFAULT_TAU, jac)
+        )
+        with pytest.raises(InputError, match="analysis is at"):
+            explore.pair_stats(table, eps * 2, found)
     bins = explore.jacobian_bins(tables, eps, bins=25)
     lo, hi = bins.attrs["range"]
     logs = {

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
-from app import guard, results
+from app import cache, guard, results
 from jsae import charts, explore, wandb_log
+from jsae.analysis import Analysis
 from jsae.histogram import experiment_diffs
-from jsae.stats import summarize
+from jsae.stats import importance_ratio, summarize
 from jsae.table import TABLE_FORMATS, table_bytes
 
-VERDICT_BOX = {"yes": st.success, "partly": st.info, "no": st.warning, "undetermined": st.info}
 HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
 HIST_Y = {"count": "Count", "share": "Share of experiment"}
 
 
-def metrics(summary, ratio: float) -> None:
+def metrics(summary, ratio: float, ratio_ci: tuple[float, float]) -> None:
     rows = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
     total = int(summary.loc["all", "connections"])
     for experiment, label, rule in rows:
@@ -36,10 +38,13 @@ def metrics(summary, ratio: float) -> None:
             explore.format_number(summary.loc[experiment, "mean_abs_diff"]),
         )
         if experiment == "important":
-            cols[3].metric(
+            results.interval_metric(
+                cols[3],
                 "Ratio important/unimportant",
-                explore.format_number(ratio, 3),
-                help="Mean |diff| of important connections over that of unimportant ones.",
+                ratio,
+                ratio_ci,
+                help="Mean |diff| of important connections over that of unimportant ones "
+                "(the interval resamples tokens).",
             )
         else:
             cols[3].metric(
@@ -120,9 +125,54 @@ def decomposition(table) -> None:
     )
 
 
-def statistics_panel(table, eps: float) -> None:
-    """The place for the run's statistics (the analysis layer's tests and their verdict),
-    below the summary; empty until they land."""
+def health_warnings(analysis: Analysis) -> None:
+    """The pair's health problems on these tokens (a flat output code, tiny margins…)."""
+    for warning in analysis.health.warnings if analysis.health is not None else ():
+        st.warning(warning, icon=":material/health_and_safety:")
+
+
+def statistics_panel(analysis: Analysis | None, kind: str) -> None:
+    """The ε-free statistics of the run (with token-bootstrap intervals) and the pair's
+    health, as ``jsae.analysis.analyse`` gives them, τ to set them by, and the
+    mass-capture curve (of the ``kind`` pair)."""
+    st.subheader("Does |J| say what moves?")
+    left, _ = st.columns([1, 3])
+    results.tau_input(left)
+    if analysis is None:
+        return
+    stats = analysis.statistics
+    labels = {
+        "statistic": "Statistic",
+        "shown": "Value",
+        "interval": f"{stats.confidence:.0%} interval",
+        "description": "What it says",
+    }
+
+    def table(summary) -> None:
+        shown = explore.statistics_table(summary)[list(labels)].rename(columns=labels)
+        st.table(shown, border="horizontal", hide_index=True)
+
+    table(stats.summary())
+    st.caption(
+        f"Intervals: percentile bootstrap over the {stats.n_tokens:,} tokens "
+        f"({stats.n_bootstrap} resamples)."
+    )
+    if analysis.health is not None:
+        with st.expander("The pair's health on these tokens"):
+            table(analysis.health.summary())
+    frame = explore.capture_frame({kind: stats.capture_curve})
+    if frame.empty:
+        st.info("No connection moved: there is no movement to capture.", icon=":material/info:")
+        return
+    st.markdown("**How much of the movement do the connections with the largest |J| carry?**")
+    st.altair_chart(charts.capture_curves(frame, at=stats.capture_fraction), width="stretch")
+    st.caption(
+        f"How much of the movement (Σ|diff|) the connections with the largest |J| carry: "
+        f"the top {stats.capture_fraction:.0%} by |J| carry {stats.capture:.0%} "
+        f"(solid); ranked by |diff| itself, the top {stats.capture_fraction:.0%} carry "
+        f"{stats.capture_oracle:.0%}, the most any ranking can (dashed). The dotted diagonal "
+        "is a random ranking. A Jacobian that says what moves hugs the dashed line."
+    )
 
 
 def downloads(table, key: explore.RunKey, eps: float) -> None:
@@ -165,8 +215,9 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
     )
 
 
-def log_to_wandb(data: explore.RunData, eps: float) -> None:
-    """Log this run (configuration, summary, histogram table, connections artifact) to W&B."""
+def log_to_wandb(data: explore.RunData, eps: float, analysis: Analysis | None) -> None:
+    """Log this run (configuration, summary, the analysis shown above, histogram table,
+    connections artifact) to W&B."""
     if not st.button("Log to W&B", key="wandb_log", icon=":material/cloud_upload:"):
         return
     key = data.key
@@ -176,6 +227,7 @@ def log_to_wandb(data: explore.RunData, eps: float) -> None:
             wandb_log.log_to_wandb,
             data.result(eps),
             source_name=key.source,
+            analysis=analysis,
         )
     if run is not None:
         st.success(run.describe(), icon=":material/cloud_done:")
@@ -187,19 +239,24 @@ def main() -> None:
         return
     ctx, data, table = inputs
     summary = summarize(table)
-    found = explore.verdict(summary, ctx.eps)
-    VERDICT_BOX[found.level](found.sentence, icon=":material/lightbulb:")
+    analysis = cache.load_analysis(data.key, ctx.eps, ctx.tau)
+    if analysis is not None:
+        results.verdict_box(analysis.verdict)
+        health_warnings(analysis)
     results.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
-    metrics(summary, found.ratio)
+    if analysis is not None:
+        metrics(summary, analysis.statistics.ratio, analysis.statistics.ratio_ci)
+    else:
+        metrics(summary, importance_ratio(summary), (math.nan, math.nan))
     st.subheader("How much did each connection move?")
     histogram(table)
     st.subheader("Where does the movement come from?")
     decomposition(table)
     st.subheader("Summary")
     results.summary_table(summary)
-    statistics_panel(table, ctx.eps)
+    statistics_panel(analysis, data.key.kind)
     downloads(table, data.key, ctx.eps)
-    log_to_wandb(data, ctx.eps)
+    log_to_wandb(data, ctx.eps, analysis)
 
 
 main()

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import cache, results, state
 from jsae import charts, explore
+from jsae.analysis import CONFIDENCE
 from jsae.pair import KIND_LABELS
 
 
@@ -26,6 +27,124 @@ def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
             icon=":material/swap_horiz:",
         )
     return True
+
+
+def pair_metrics(pair: explore.PairStats) -> None:
+    """The pair's split at ε, and the analysis' numbers that do not hinge on it."""
+    a, b, c = st.columns(3)
+    a.metric(
+        "Fraction |J| > ε",
+        f"{pair.important_share:.1%}",
+        help="Share of the active Jacobian entries that are important at this ε "
+        "(lower is sparser).",
+    )
+    b.metric(
+        "Ratio",
+        explore.format_number(pair.ratio, 3),
+        help="Mean |diff| of important over unimportant connections.",
+    )
+    c.metric(
+        "Unimp. |diff|",
+        explore.format_number(pair.unimportant_mean_abs_diff),
+        help="Mean |diff| of the unimportant connections (|J| ≤ ε).",
+    )
+    found = pair.statistics
+    a, b, c = st.columns(3)
+    results.interval_metric(
+        a,
+        "AUC",
+        found.auc,
+        found.auc_ci,
+        describe=False,
+        help=f"How well |J| ranks the connections that moved (|diff| > τ = {found.tau:g}) "
+        "above those that did not: 0.5 is chance, 1 perfect. Does not depend on ε.",
+    )
+    results.interval_metric(
+        b,
+        "Ratio without exits",
+        found.ratio_without_exits,
+        found.ratio_without_exits_ci,
+        describe=False,
+        help="The ratio with the connections whose output feature left the top k left out: "
+        "the movement a derivative could see.",
+    )
+    c.metric(
+        "Exits' share",
+        explore.format_share(found.exit_share_unimportant),
+        help="Share of the unimportant connections' movement (Σ|diff|, |J| ≤ ε) from "
+        "output features pushed out of the top k, which no derivative sees.",
+    )
+
+
+def eps_sweep(tables, eps: float, tau: float) -> None:
+    """The ratio, the fraction important and the AUC of |J| > ε across ε, both pairs."""
+    st.subheader("Across ε")
+    frame = explore.sweep_view(tables, tau)
+    for column, chart in zip(
+        st.columns(len(explore.SWEEP_SHOWN)), charts.eps_sweep_charts(frame, eps), strict=True
+    ):
+        column.altair_chart(chart, width="stretch")
+    st.caption(
+        "Each pair split at every ε of a log grid (nothing is recomputed: ε only moves the "
+        "split); dashed: the ε above. The ratio is drawn where both sides moved; the AUC of "
+        f"|J| > ε is how well the split alone separates the connections that moved (|diff| > "
+        f"τ = {tau:g}) from those that did not."
+    )
+
+
+def matched(tables, stats, titles: dict[str, str], eps: float) -> None:
+    """Both pairs split at the JSAE's fraction of |J| > ε, each at its own ε."""
+    st.subheader("At a matched fraction of important connections")
+    table = explore.matched_comparison(tables, eps)
+    table.insert(0, "pair", [titles[kind] for kind in table["kind"]])
+    number = st.column_config.NumberColumn
+    st.dataframe(
+        table.drop(columns=["kind", "fraction"]),
+        column_config={
+            "pair": st.column_config.TextColumn("Pair"),
+            "eps": number(
+                "ε",
+                format="%.4g",
+                help="The pair's own ε: |J| > ε for its top fraction of connections.",
+            ),
+            "fraction_important": number("Fraction |J| > ε", format="percent"),
+            "ratio": number("Ratio", format="%.4g"),
+            "ratio_without_exits": number("Ratio without exits", format="%.4g"),
+            "exit_share_unimportant": number("Exits' share of unimp. |diff|", format="percent"),
+            "connections": number("Connections", format="%d"),
+        },
+        hide_index=True,
+        width="stretch",
+    )
+    (jsae, plain), fraction = stats.values(), float(table["fraction"].iloc[0])
+    st.caption(
+        f"One ε selects very different fractions in different pairs (at ε = {eps:g}: "
+        f"{jsae.important_share:.1%} of the JSAE's connections, {plain.important_share:.1%} "
+        "of the plain pair's), so a ratio at one ε partly compares how sparse the two "
+        f"Jacobians are. Here each pair is split at its own ε, the one that makes its top "
+        f"{fraction:.1%} of connections by |J| important: the JSAE's share at ε = {eps:g}."
+    )
+
+
+def capture(stats) -> None:
+    """Both pairs' mass-capture curves, overlaid."""
+    st.subheader("How much of the movement do the largest |J| carry?")
+    curves = {kind: pair.statistics.capture_curve for kind, pair in stats.items()}
+    frame = explore.capture_frame(curves)
+    if frame.empty:
+        st.info("No connection moved in either pair.", icon=":material/info:")
+        return
+    top = next(iter(stats.values())).statistics.capture_fraction
+    st.altair_chart(charts.capture_curves(frame, at=top), width="stretch")
+    shares = ", ".join(
+        f"{kind} {pair.statistics.capture:.0%} (at most {pair.statistics.capture_oracle:.0%})"
+        for kind, pair in stats.items()
+    )
+    st.caption(
+        f"Share of each pair's Σ|diff| on its top fraction of connections by |J| (solid) and "
+        f"by |diff| itself (dashed, the most any ranking can); dotted: a random ranking. The "
+        f"top {top:.0%} by |J| carry: {shares}."
+    )
 
 
 def main() -> None:
@@ -67,29 +186,25 @@ def main() -> None:
     first = compared[explore.COMPARED[0]]
     results.run_caption(results.with_kind(ctx.run, first), f" · both pairs · ε = {eps:g}")
 
-    stats = {kind: explore.pair_stats(table, eps) for kind, table in tables.items()}
+    analyses = {}
+    for base, kind in compared.items():
+        analysis = cache.load_analysis(results.with_kind(ctx.run, kind), eps, ctx.tau)
+        if analysis is None:
+            return
+        analyses[base] = analysis
+    stats = {kind: explore.pair_stats(table, eps, analyses[kind]) for kind, table in tables.items()}
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    results.tau_input(left)
+    right.caption(
+        f"Grey chips under a number: its {CONFIDENCE:.0%} interval (percentile bootstrap over "
+        "tokens). τ sets which connections count as moved for the AUC and the verdicts."
+    )
     cols = st.columns(2)
     for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
             st.subheader(titles[kind])
-            a, b, c = st.columns(3)
-            a.metric(
-                "Fraction |J| > ε",
-                f"{pair.important_share:.1%}",
-                help="Share of the active Jacobian entries that are important at this ε "
-                "(lower is sparser).",
-            )
-            b.metric(
-                "Ratio",
-                explore.format_number(pair.ratio, 3),
-                help="Mean |diff| of important over unimportant connections.",
-            )
-            c.metric(
-                "Unimp. |diff|",
-                explore.format_number(pair.unimportant_mean_abs_diff),
-                help="Mean |diff| of the unimportant connections (|J| ≤ ε).",
-            )
-            st.caption(pair.verdict.sentence)
+            pair_metrics(pair)
+            results.verdict_box(pair.verdict)
 
     st.subheader("How large are the Jacobian entries?")
     log_count = st.toggle("Log scale", value=False, key="cmp_log", persist_state="session")
@@ -101,6 +216,10 @@ def main() -> None:
         "Share of each pair's active Jacobian entries per bin of log₁₀|J|; dashed: ε. A "
         "JSAE should put far more of its mass to the left of ε."
     )
+
+    eps_sweep(tables, eps, ctx.tau)
+    matched(tables, stats, titles, eps)
+    capture(stats)
 
     st.subheader("Ablation summaries side by side")
     cols = st.columns(2)

@@ -7,7 +7,12 @@ share (``common``); everything is exported here, so ``from jsae import charts;
 charts.diff_histogram(...)`` works. Tested through ``chart.to_dict()``.
 """
 
-from jsae.charts.causal import decomposition_bars, diff_histogram, diff_histogram_panels
+from jsae.charts.causal import (
+    capture_curves,
+    decomposition_bars,
+    diff_histogram,
+    diff_histogram_panels,
+)
 from jsae.charts.common import (
     DIFF_TITLE,
     EXIT_COLOR,
@@ -17,8 +22,9 @@ from jsae.charts.common import (
     KIND_COLORS,
     KIND_ORDER,
     PART_COLORS,
+    kind_colors,
 )
-from jsae.charts.compare import jacobian_histogram
+from jsae.charts.compare import eps_rule, eps_sweep_charts, jacobian_histogram
 from jsae.charts.effect import effect_density, effect_scatter
 from jsae.charts.token import (
     DOSE_PRE,
@@ -39,12 +45,16 @@ __all__ = [
     "KIND_COLORS",
     "KIND_ORDER",
     "PART_COLORS",
+    "kind_colors",
+    "capture_curves",
     "decomposition_bars",
     "diff_histogram",
     "diff_histogram_panels",
     "dose_response_chart",
     "effect_density",
     "effect_scatter",
+    "eps_rule",
+    "eps_sweep_charts",
     "jacobian_heatmap",
     "jacobian_histogram",
     "margin_chart",

@@ -1,5 +1,6 @@
-"""Causal sparsity's charts: the two experiments' diff histograms and the split of their
-movement into its parts (exits, linear, curvature)."""
+"""Causal sparsity's charts: the two experiments' diff histograms, the split of their
+movement into its parts (exits, linear, curvature), and the mass-capture curve (also JSAE
+vs plain's, one line per pair kind)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from jsae.charts.common import (
     EXPERIMENT_ORDER,
     PART_COLORS,
     binned_bars,
+    kind_colors,
 )
+from jsae.explore.statistics import CAPTURE_RANKINGS
 
 LABEL_MIN_SHARE = 0.06
 """Segments of the decomposition bar at least this wide carry their percentage."""
+RANDOM_COLOR = "#adb5bd"
+"""The diagonal of a random ranking on the mass-capture chart."""
 
 
 def diff_histogram(
@@ -135,3 +140,69 @@ def decomposition_bars(parts: pd.DataFrame, *, height: int = 130) -> alt.LayerCh
         .encode(x="middle:Q", y=y, text="text:N")
     )
     return alt.layer(bars, text).properties(height=height, width="container")
+
+
+def capture_curves(
+    frame: pd.DataFrame, *, at: float | None = None, height: int = 300
+) -> alt.LayerChart:
+    """Mass-capture curves: the share of Σ|diff| carried by the top fraction of connections
+    ranked by |J| (solid) and by |diff| itself (dashed, the most any ranking captures), one
+    colour per pair kind; the diagonal is a random ranking, and a dashed rule marks ``at``
+    (the headline fraction) when given.
+
+    Args:
+        frame: ``explore.capture_frame`` output (kind, fraction, ranking, share).
+        at: the fraction to mark (``jsae.analysis.CAPTURE_FRACTION`` on the pages).
+    """
+    data = frame[["kind", "fraction", "ranking", "share"]]
+    domain, colors = kind_colors(list(data["kind"]))
+    x = alt.X(
+        "fraction:Q",
+        scale=alt.Scale(domain=[0, 1], nice=False),
+        axis=alt.Axis(format="%", tickCount=5),
+        title="top fraction of connections (ranked by |J|, or by |diff| for the oracle)",
+    )
+    y = alt.Y(
+        "share:Q",
+        scale=alt.Scale(domain=[0, 1], nice=False),
+        axis=alt.Axis(format="%", tickCount=5, gridOpacity=0.5),
+        title="share of Σ|diff| they carry",
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"fraction": [0.0, 1.0], "share": [0.0, 1.0]}))
+        .mark_line(color=RANDOM_COLOR, strokeDash=[2, 3])
+        .encode(x=x, y=y, tooltip=[alt.Tooltip("fraction:Q", title="random ranking", format=".0%")])
+    )
+    lines = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "kind:N",
+                scale=alt.Scale(domain=domain, range=colors),
+                legend=alt.Legend(title="pair", orient="right"),
+            ),
+            strokeDash=alt.StrokeDash(
+                "ranking:N",
+                scale=alt.Scale(domain=list(CAPTURE_RANKINGS), range=[[1, 0], [6, 3]]),
+                legend=alt.Legend(title="ranking", orient="right", symbolType="stroke"),
+            ),
+            detail="ranking:N",
+            tooltip=[
+                alt.Tooltip("kind:N", title="pair"),
+                alt.Tooltip("ranking:N"),
+                alt.Tooltip("fraction:Q", format=".0%", title="top fraction"),
+                alt.Tooltip("share:Q", format=".1%", title="share of Σ|diff|"),
+            ],
+        )
+    )
+    layers = [diagonal, lines]
+    if at is not None:
+        layers.append(
+            alt.Chart(pd.DataFrame({"fraction": [float(at)], "label": [f"top {at:.0%}"]}))
+            .mark_rule(color="#212529", strokeDash=[4, 3], strokeWidth=1)
+            .encode(x="fraction:Q", tooltip=["label:N"])
+        )
+    return alt.layer(*layers).properties(height=height, width="container")

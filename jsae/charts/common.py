@@ -18,6 +18,17 @@ PART_COLORS = {"gate": EXIT_COLOR, "predicted": "#2f9e44", "curvature": "#f59f00
 """The parts of diff (``jsae.explore.decomposition.PARTS``): exits share the exits' colour."""
 
 
+def kind_colors(kinds: list[str]) -> tuple[list[str], list[str]]:
+    """Colour domain and range for pair kinds: ``KIND_ORDER``'s first, in that order, with
+    their colours; any other kind after them in a dark grey."""
+    present = set(kinds)
+    known = [kind for kind in KIND_ORDER if kind in present]
+    others = [kind for kind in dict.fromkeys(kinds) if kind not in KIND_ORDER]
+    colors = dict(zip(KIND_ORDER, KIND_COLORS, strict=True))
+    domain = known + others
+    return domain, [colors.get(kind, "#495057") for kind in domain]
+
+
 def y_scale(log: bool, values: pd.Series | None = None) -> alt.Scale:
     """Linear from 0, or log starting half the smallest value down (so bars of the
     smallest count still have a height)."""

@@ -1,6 +1,7 @@
-"""The explorer's logic, free of Streamlit: view state in the URL, runs, binning, verdicts,
-the split of diff into exits, linear part and curvature, largest misses and the token
-explorer's helpers (its heatmap's order, the output features' margins, where a
+"""The explorer's logic, free of Streamlit: view state in the URL, runs, binning, the
+analysis as the pages show it (verdict box, statistics table, mass-capture curves, the ε
+sweep and the matched-fraction comparison of JSAE vs plain), the split of diff into exits,
+linear part and curvature, largest misses and the token explorer's helpers (its heatmap's order, the output features' margins, where a
 dose-response curve leaves the top k; the curve itself is the engine's, ``jsae.dose``).
 
 The app's pages read widgets, call these functions and draw what they return (the charts
@@ -32,12 +33,16 @@ from jsae.explore.choices import (
 )
 from jsae.explore.compare import (
     COMPARED,
+    LOG_SWEEP,
+    SWEEP_SHOWN,
     Gap,
     PairStats,
     compared_kinds,
     comparison_gap,
     jacobian_bins,
+    matched_comparison,
     pair_stats,
+    sweep_view,
 )
 from jsae.explore.decomposition import PARTS, decomposition, exit_rates
 from jsae.explore.downloads import download_name, parquet_available
@@ -59,6 +64,12 @@ from jsae.explore.margins import (
     output_margins,
     top_k_steps,
 )
+from jsae.explore.misses import (
+    MISS_COLUMNS,
+    format_number,
+    format_share,
+    largest_misses,
+)
 from jsae.explore.order import (
     BY_ACTIVATION,
     CLUSTERED,
@@ -70,6 +81,19 @@ from jsae.explore.order import (
     order_connections,
 )
 from jsae.explore.runs import RunData, RunKey, run_ablation
+from jsae.explore.statistics import (
+    BY_JACOBIAN,
+    CAPTURE_RANKINGS,
+    ORACLE,
+    PERVERSE_LEAD,
+    STATISTICS_COLUMNS,
+    VERDICT_STYLES,
+    capture_frame,
+    format_interval,
+    format_value,
+    statistics_table,
+    verdict_box,
+)
 from jsae.explore.tokens import (
     MAX_TOKEN_CHIPS,
     LinkedSelection,
@@ -83,14 +107,6 @@ from jsae.explore.tokens import (
     token_label,
     top_connections,
 )
-from jsae.explore.verdicts import (
-    MISS_COLUMNS,
-    Verdict,
-    format_number,
-    format_share,
-    largest_misses,
-    verdict,
-)
 from jsae.explore.view import (
     MAX_URL_TEXT,
     ViewState,
@@ -102,6 +118,21 @@ from jsae.explore.view import (
 
 __all__ = [
     "BY_ACTIVATION",
+    "BY_JACOBIAN",
+    "CAPTURE_RANKINGS",
+    "LOG_SWEEP",
+    "ORACLE",
+    "PERVERSE_LEAD",
+    "STATISTICS_COLUMNS",
+    "SWEEP_SHOWN",
+    "VERDICT_STYLES",
+    "capture_frame",
+    "format_interval",
+    "format_value",
+    "matched_comparison",
+    "statistics_table",
+    "sweep_view",
+    "verdict_box",
     "CLUSTERED",
     "DEFAULT_HEATMAP_ORDER",
     "HEATMAP_ORDERS",
@@ -130,7 +161,6 @@ __all__ = [
     "PairStats",
     "RunData",
     "RunKey",
-    "Verdict",
     "ViewState",
     "agreement",
     "comparison_gap",
@@ -176,7 +206,6 @@ __all__ = [
     "token_label",
     "top_connections",
     "top_k_steps",
-    "verdict",
     "view_link",
     "view_of",
 ]

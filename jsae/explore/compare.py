@@ -1,8 +1,14 @@
 """JSAE vs plain: the same prompt through both pairs of one layer, side by side.
 
 A layer can be compared when the source has a JSAE and a plain pair there; each pair's
-table gives its share of important entries, its ratio and verdict, and its log10 |J|
-histogram, binned on one range with ε on it.
+table gives its share of important entries, its ratio and its log10 |J| histogram, binned
+on one range with ε on it; its analysis (``jsae.analysis.analyse``) the AUC, the ratio
+without exits, the exits' share and the verdict.
+
+One ε splits the two pairs at very different shares of important connections (a JSAE's
+Jacobian is much sparser), so the page also compares them across ε (``sweep_view``, from
+``jsae.analysis.sweep_frame``) and at a matched fraction (``matched_comparison``: each pair
+split at its own ε that makes the JSAE's share at the page's ε important).
 """
 
 from __future__ import annotations
@@ -14,13 +20,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from jsae.analysis import (
+    DEFAULT_TAU,
+    EPS_SWEEP_GRID,
+    Analysis,
+    EffectStatistics,
+    Verdict,
+    matched_fraction,
+    sweep_frame,
+)
+from jsae.errors import InputError
 from jsae.explore.binning import data_range, histogram_bins, log_abs_jacobian
-from jsae.explore.verdicts import Verdict, verdict
 from jsae.pair import RANDOMIZED, is_randomized
 from jsae.stats import importance_ratio, jacobian_sparsity, summarize
 
 COMPARED = ("jsae", "plain")
 """The pair kinds the page compares, in its column order."""
+SWEEP_SHOWN = {
+    "ratio": "ratio (log)",
+    "fraction_important": "fraction |J| > ε",
+    "auc_at_eps": "AUC of |J| > ε",
+}
+"""The ε sweep's statistics the page draws (one chart each, in this order) and their titles."""
+LOG_SWEEP = ("ratio",)
+"""Sweep statistics drawn on a log y axis (only their positive values)."""
 
 
 def compared_kinds(kind: str) -> tuple[str, str]:
@@ -78,26 +101,62 @@ class PairStats:
         important_share: the share of active Jacobian entries with |J| > ε.
         ratio: mean |diff| of important over unimportant connections.
         unimportant_mean_abs_diff: mean |diff| of the connections with |J| ≤ ε.
-        verdict: the page's one-line answer for this pair.
+        analysis: ``jsae.analysis.analyse`` of the same table at the same ε.
     """
 
     summary: pd.DataFrame
     important_share: float
     ratio: float
     unimportant_mean_abs_diff: float
-    verdict: Verdict
+    analysis: Analysis
+
+    @property
+    def statistics(self) -> EffectStatistics:
+        return self.analysis.statistics
+
+    @property
+    def verdict(self) -> Verdict:
+        """The analysis' verdict for this pair."""
+        return self.analysis.verdict
 
 
-def pair_stats(table: pd.DataFrame, eps: float) -> PairStats:
-    """The numbers of one pair's table split at ε."""
+def pair_stats(table: pd.DataFrame, eps: float, analysis: Analysis) -> PairStats:
+    """The numbers of one pair's table split at ε, with its ``analysis`` at that ε."""
+    if not math.isclose(analysis.statistics.eps, eps, rel_tol=1e-12):
+        raise InputError(
+            f"The analysis is at ε = {analysis.statistics.eps:g}, the table at ε = {eps:g}."
+        )
     summary = summarize(table)
     return PairStats(
         summary,
         jacobian_sparsity(table["jacobian"].to_numpy(), eps),
         importance_ratio(summary),
         float(summary.loc["unimportant", "mean_abs_diff"]),
-        verdict(summary, eps),
+        analysis,
     )
+
+
+def sweep_view(
+    tables: Mapping[str, pd.DataFrame],
+    tau: float = DEFAULT_TAU,
+    grid: Sequence[float] = EPS_SWEEP_GRID,
+) -> pd.DataFrame:
+    """``jsae.analysis.sweep_frame`` (kind, eps, statistic, value) of the ``SWEEP_SHOWN``
+    statistics, with what a chart can draw: finite values, and positive ones for
+    ``LOG_SWEEP`` statistics."""
+    frame = sweep_frame(tables, grid, tau)
+    frame = frame[frame["statistic"].isin(list(SWEEP_SHOWN))]
+    value = frame["value"].to_numpy(dtype=np.float64)
+    drawable = np.isfinite(value) & (~frame["statistic"].isin(LOG_SWEEP).to_numpy() | (value > 0))
+    return frame[drawable].reset_index(drop=True)
+
+
+def matched_comparison(tables: Mapping[str, pd.DataFrame], eps: float) -> pd.DataFrame:
+    """``jsae.analysis.matched_fraction`` with the JSAE (``COMPARED[0]``) as the reference
+    at the page's ε: the JSAE split at ε itself (its row's ``eps`` is the largest |J| at or
+    below ε, the same split) and the plain pair at the ε that makes as large a share of
+    its connections important."""
+    return matched_fraction(tables, fraction=None, reference=COMPARED[0], reference_eps=eps)
 
 
 def jacobian_bins(tables: Mapping[str, pd.DataFrame], eps: float, bins: int = 60) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jsae.ablation import MODES
+from jsae.analysis.statistics import DEFAULT_TAU
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
 from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
 from jsae.explore.runs import RunKey
@@ -37,6 +38,7 @@ class ViewState:
         run: whether results were on screen (a link then reruns them on open).
         position, in_feature, out_feature: the token explorer's selection.
         order: the order of the token explorer's heatmap (``HEATMAP_ORDERS``).
+        tau: a connection moved when |diff| > τ (the statistics' threshold).
     """
 
     source: str = "demo"
@@ -53,6 +55,7 @@ class ViewState:
     in_feature: int | None = None
     out_feature: int | None = None
     order: str = DEFAULT_HEATMAP_ORDER
+    tau: float = DEFAULT_TAU
 
 
 def _single(params: Mapping[str, Any], key: str) -> str | None:
@@ -79,15 +82,27 @@ def _parse_int(raw: str | None, name: str, warnings: list[str], minimum: int = 0
 
 
 def _parse_float(
-    raw: str | None, name: str, default: float, warnings: list[str], positive: bool
+    raw: str | None,
+    name: str,
+    default: float,
+    warnings: list[str],
+    positive: bool,
+    non_negative: bool = False,
 ) -> float:
-    """A finite number (greater than 0 when ``positive``), else ``default`` with a warning."""
+    """A finite number (greater than 0 when ``positive``, at least 0 when ``non_negative``),
+    else ``default`` with a warning."""
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
+    if non_negative and not (math.isfinite(value) and value >= 0):
+        warnings.append(
+            f"Ignored {name}={raw!r} from the URL: it must be a number of at least 0; "
+            f"using {default:g}."
+        )
+        return default
     if positive and not (math.isfinite(value) and value > 0):
         warnings.append(
             f"Ignored {name}={raw!r} from the URL: it must be a number greater than 0; "
@@ -142,6 +157,10 @@ def parse_query_params(
     scale, eps = _single(params, "scale"), _single(params, "eps")
     state["scale"] = _parse_float(scale, "scale", default.scale, warnings, positive=False)
     state["eps"] = _parse_float(eps, "eps", default.eps, warnings, positive=True)
+    tau = _single(params, "tau")
+    state["tau"] = _parse_float(
+        tau, "tau", default.tau, warnings, positive=False, non_negative=True
+    )
 
     name = _single(params, "prompt")
     text = _single(params, "text")
@@ -193,6 +212,8 @@ def to_query_params(state: ViewState) -> dict[str, str]:
             params[key] = str(value)
     if state.order != DEFAULT_HEATMAP_ORDER:
         params["order"] = state.order
+    if state.tau != DEFAULT_TAU:
+        params["tau"] = repr(float(state.tau))
     return params
 
 
@@ -213,10 +234,12 @@ def view_of(
     in_feature: int | None = None,
     out_feature: int | None = None,
     order: str = DEFAULT_HEATMAP_ORDER,
+    tau: float = DEFAULT_TAU,
 ) -> ViewState:
     """The view of settings ``key`` at ε. The prompt goes by its example name when ``prompt``
     names an example whose text is the key's, else as its text; ``run`` says the results
-    of ``key`` are on screen; position, features and order are the token explorer's."""
+    of ``key`` are on screen; position, features and order are the token explorer's, τ the
+    statistics'."""
     named = prompt if prompt is not None and prompts.get(prompt) == key.text else None
     return ViewState(
         source=key.source,
@@ -233,4 +256,5 @@ def view_of(
         in_feature=in_feature,
         out_feature=out_feature,
         order=order,
+        tau=float(tau),
     )
