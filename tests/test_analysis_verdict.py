@@ -67,7 +67,7 @@ def test_perverse_when_exits_carry_the_unimportant_movement():
     assert stats.exit_share_unimportant >= EXIT_DOMINATED
     found = verdict(stats)
     assert found.level == "no" and found.perverse
-    assert "sparse Jacobian without sparse computation" in found.sentence
+    assert found.headline.startswith("Sparse Jacobian without sparse computation. No:")
     assert (
         "top-k swaps" in found.sentence and f"{stats.exit_share_unimportant:.0%}" in found.sentence
     )

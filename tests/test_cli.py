@@ -63,7 +63,7 @@ def test_ablate_writes_the_table_and_prints_the_summary(source_dir, tmp_path, ca
     assert "Important" in printed and "Unimportant" in printed and "mode zero" in printed
     # the analysis under the summary: the package's own numbers and verdict
     found = analyse(source.model, source.pair(1, "plain"), expected, n_bootstrap=200)
-    assert f"verdict: {found.verdict.sentence}" in printed
+    assert f"verdict: {found.verdict.headline}" in printed
     auc_line = next(line for line in printed.splitlines() if line.strip().startswith("auc "))
     assert f"{found.statistics.auc:.4g}" in auc_line
     lo, hi = found.statistics.auc_ci

@@ -41,6 +41,8 @@ GOOD_AUC = 0.9
 EXIT_DOMINATED = 0.5
 """At least this share of the unimportant connections' movement is top-k exits."""
 LEVELS = ("yes", "partly", "no", "undetermined")
+PERVERSE_LEAD = "Sparse Jacobian without sparse computation"
+"""How every face heads a perverse verdict (rule 2)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class Verdict:
     reasons: tuple[str, ...]
     perverse: bool
     ratio: float
+
+    @property
+    def headline(self) -> str:
+        """The sentence, led by ``PERVERSE_LEAD`` when the verdict is perverse."""
+        return f"{PERVERSE_LEAD}. {self.sentence}" if self.perverse else self.sentence
 
 
 def _interval(ci: tuple[float, float]) -> str:
@@ -130,7 +137,7 @@ def verdict(stats: EffectStatistics, health: PairHealth | None = None) -> Verdic
                 "which features are selected, and small pushes swap them."
             )
         sentence = (
-            f"No — a sparse Jacobian without sparse computation: only "
+            f"No: only "
             f"{stats.fraction_important:.0%} of connections have |J| > ε = {eps}, but the "
             f"Jacobian does not locate where the movement happens. {exits:.0%} of the "
             "unimportant connections' movement is top-k swaps (output features pushed out of "

@@ -129,7 +129,7 @@ def print_analysis(model, pair, result, args: argparse.Namespace, tol: Tolerance
     found = analyse(model, pair, result, tau=args.tau, tolerance=tol, n_bootstrap=args.bootstrap)
     print(f"\nstatistics that do not depend on ε ({args.bootstrap} token resamples):")
     print(format_statistics(found.summary()))
-    print(f"\nverdict: {found.verdict.sentence}")
+    print(f"\nverdict: {found.verdict.headline}")
     for reason in found.verdict.reasons:
         print(f"  - {reason}")
     return found

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from jsae.analysis import Verdict
+from jsae.analysis.verdict import PERVERSE_LEAD
 from jsae.explore.misses import format_number
 
 VERDICT_STYLES = {"yes": "success", "partly": "info", "no": "warning", "undetermined": "info"}
 """The box a verdict's level is shown in (``st.success``, ``st.info``, ``st.warning``)."""
-PERVERSE_LEAD = "Sparse Jacobian without sparse computation"
 """The bold lead of a perverse verdict's box."""
 STATISTICS_COLUMNS = ("statistic", "value", "shown", "interval", "description")
 """The columns of ``statistics_table`` (``value`` the number, ``shown`` it printed)."""
