@@ -35,33 +35,25 @@ def source_picker() -> tuple[str, str | None] | None:
         )
         return "demo", None
     if choice == "wandb":
-        path = st.text_input(
+        path = _typed_source(
             "W&B artifact",
-            key="source_wandb",
-            placeholder="entity/project/name:version",
-            help="Downloaded once into ~/.cache/jsae (or $JSAE_CACHE). Needs WANDB_API_KEY "
+            "source_wandb",
+            "entity/project/name:version",
+            "Downloaded once into ~/.cache/jsae (or $JSAE_CACHE). Needs WANDB_API_KEY "
             "(environment or .streamlit/secrets.toml).",
-            persist_state="session",
+            "Type a W&B artifact path, e.g. `entity/project/pairs:v0`, and press Enter.",
         )
-        path = (path or "").strip()
-        if not path:
-            st.info("Type a W&B artifact path, e.g. `entity/project/pairs:v0`, and press Enter.")
-            return None
-        return path, None
+        return None if path is None else (path, None)
     if choice == "folder":
-        path = st.text_input(
+        path = _typed_source(
             "Folder",
-            key="source_folder",
-            placeholder="/path/to/source-or-pair-folder",
-            help="A source folder (source.json), a research pair folder (cfg.json + "
+            "source_folder",
+            "/path/to/source-or-pair-folder",
+            "A source folder (source.json), a research pair folder (cfg.json + "
             "sae_weights.safetensors) or a sae-lens pair folder (pair.json + in/ + out/).",
-            persist_state="session",
+            "Type the path of a folder on this machine and press Enter.",
         )
-        path = (path or "").strip()
-        if not path:
-            st.info("Type the path of a folder on this machine and press Enter.")
-            return None
-        return path, None
+        return None if path is None else (path, None)
     model = st.text_input(
         "Model",
         key="source_model",
@@ -192,3 +184,16 @@ def source_summary(source: Any) -> None:
         )
         if source.info:
             st.json(source.info, expanded=False)
+
+
+def _typed_source(label: str, key: str, placeholder: str, help: str, empty: str) -> str | None:
+    """A text input for a source typed by the user; None (with the ``empty`` hint) until
+    something is typed."""
+    path = st.text_input(
+        label, key=key, placeholder=placeholder, help=help, persist_state="session"
+    )
+    path = (path or "").strip()
+    if not path:
+        st.info(empty)
+        return None
+    return path

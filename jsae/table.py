@@ -24,24 +24,28 @@ from torch import Tensor
 
 from jsae.errors import InputError, os_reason
 
-COLUMNS = (
-    "position",
-    "token",
-    "in_feature",
-    "out_feature",
-    "in_act",
-    "out_act",
-    "jacobian",
-    "predicted",
-    "diff",
-    "pre_diff",
-    "curvature",
-    "gate",
-    "exited",
-    "entered",
-    "margin",
-    "important",
-)
+COLUMN_TYPES = {
+    "position": "int",
+    "token": "str",
+    "in_feature": "int",
+    "out_feature": "int",
+    "in_act": "float",
+    "out_act": "float",
+    "jacobian": "float",
+    "predicted": "float",
+    "diff": "float",
+    "pre_diff": "float",
+    "curvature": "float",
+    "gate": "float",
+    "exited": "bool",
+    "entered": "int",
+    "margin": "float",
+    "important": "bool",
+}
+"""The table's schema: every column, in order, with its kind (ids are int32, values float32,
+``token`` a categorical string)."""
+
+COLUMNS = tuple(COLUMN_TYPES)
 """The table's columns, in order.
 
 ``diff`` splits exactly into three parts, diff = predicted + curvature + gate:
@@ -56,19 +60,9 @@ COLUMNS = (
 none), ``margin`` how far above the best inactive feature the output feature sat before the
 perturbation, and ``important`` is |J| > ε at the table's ε."""
 
-INT_COLUMNS = ("position", "in_feature", "out_feature", "entered")
-FLOAT_COLUMNS = (
-    "in_act",
-    "out_act",
-    "jacobian",
-    "predicted",
-    "diff",
-    "pre_diff",
-    "curvature",
-    "gate",
-    "margin",
-)
-BOOL_COLUMNS = ("exited", "important")
+INT_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "int")
+FLOAT_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "float")
+BOOL_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "bool")
 
 DEFAULT_EPS = 0.01
 """ε when none is given: connections with |J| above it are important."""
