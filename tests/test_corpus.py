@@ -1,5 +1,6 @@
 """Corpus runs: windows, shards, resume, and statistics that merge across shards."""
 
+import hashlib
 import json
 import math
 
@@ -119,8 +120,13 @@ def test_done_set_is_the_union_of_shard_ranges():
         {"start": [2, "c", 2], "end": [2, "c", 4], "final": True},
         {"start": [5, "f", 3], "end": [6, "g", 0], "final": False},
     ]
-    filler = {"shard": 0, "file": "", "rows": 0, "tokens": 0, "windows": 0}
-    done = DoneSet([ShardEntry.from_json(filler | s) for s in shards])
+    filler = {"rows": 0, "tokens": 0, "windows": 0, "sha256": "0" * 64}
+    done = DoneSet(
+        [
+            ShardEntry.from_json(filler | s | {"shard": i, "file": f"shard-{i:05d}.parquet"})
+            for i, s in enumerate(shards)
+        ]
+    )
     assert done.window_done(0, 0) and done.window_done(1, 99) and done.window_done(2, 4)
     assert not done.window_done(2, 5) and not done.window_done(3, 0)
     assert not done.window_done(5, 2) and done.window_done(5, 3) and done.window_done(6, 0)
@@ -372,8 +378,11 @@ def test_manifest_entries_describe_their_shards(full_run):
     last_window = rows.groupby("document")["window"].max()
     for entry in raw["shards"]:
         assert list(entry) == [
-            *("shard", "file", "rows", "tokens", "windows", "start", "end", "final")
+            *("shard", "file", "rows", "tokens", "windows", "start", "end", "final", "sha256")
         ]
+        assert (
+            entry["sha256"] == hashlib.sha256((run.output / entry["file"]).read_bytes()).hexdigest()
+        )
         shard = pd.read_parquet(run.output / entry["file"]).astype({"document": str})
         windows = shard[["document", "window"]].drop_duplicates()  # in corpus order
         first, last = windows.iloc[0], windows.iloc[-1]
@@ -409,6 +418,7 @@ def test_shards_are_the_prompt_tables_columns_typed_for_arrow(full_run):
 def test_a_manifest_written_before_reads_into_named_fields(tmp_path):
     entry = {"shard": 3, "file": "shard-00003.parquet", "rows": 12, "tokens": 3, "windows": 1}
     entry |= {"start": [2, "c.txt", 0], "end": [4, "sub/d.txt", 1], "final": True}
+    entry |= {"sha256": "ab" * 32}
     data = {
         "format": MANIFEST_FORMAT,
         "config": {"eps": 0.05},
@@ -444,9 +454,10 @@ def test_a_manifest_written_before_reads_into_named_fields(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(data))
     with pytest.raises(CorpusError, match="is corrupt"):
         read_manifest(tmp_path)
-    for other in (1, MANIFEST_FORMAT + 1):  # 1: shards without the decomposition columns
+    # 1: shards without the decomposition columns; 2: entries without a content hash
+    for other in (1, 2, MANIFEST_FORMAT + 1):
         (tmp_path / MANIFEST).write_text(json.dumps(data | {"format": other}))
-        with pytest.raises(CorpusError, match=f"has format {other}; this jsae reads 2 .*new"):
+        with pytest.raises(CorpusError, match=f"has format {other}; this jsae reads 3 .*new"):
             read_manifest(tmp_path)
 
 

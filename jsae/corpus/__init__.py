@@ -15,19 +15,23 @@ and ``manifest.json``: the run's configuration and, per shard, the range of wind
 finished. A shard is written to a temporary file and renamed, and the manifest (also written
 atomically) is updated after the shard, so a run that stops at any moment leaves only complete
 shards behind; rerunning the same command skips every window already recorded. A rerun with a
-different configuration is refused.
+different configuration is refused, and so is a second run while one is writing the folder
+(an exclusive ``flock`` on the folder's lock file, held for the whole run). The manifest
+records each shard's row count and SHA-256; every read checks them, so a damaged or replaced
+shard is an error naming it.
 
 Statistics stream the shards (``corpus_stats``): they can be re-split at any ε since the shards
 keep the Jacobian of every connection. See ``jsae.corpus.mergeable`` for which are exact.
 
-Modules, each importing only those above it: ``job`` (the settings), ``reader`` (corpora),
-``manifest`` (the record of finished shards), ``plan`` (windows, what is done, shards to do), ``store``
+Modules, each importing only those above it: ``job`` (the settings), ``lock`` (one run per
+output folder), ``reader`` (corpora), ``manifest`` (the record of finished shards), ``plan`` (windows, what is done, shards to do), ``store``
 (the output folder), ``engine`` (ablating windows), ``mergeable`` (statistics that merge),
 ``ray`` (the Ray engine), ``run`` (running a job, statistics of its shards).
 """
 
 from jsae.corpus.engine import TARGET_SHARD_ROWS, WindowEngine
 from jsae.corpus.job import DEFAULT_ENGINE, ENGINES, CorpusError, CorpusJob, CorpusProgress
+from jsae.corpus.lock import LOCK, claim_output
 from jsae.corpus.manifest import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -60,9 +64,11 @@ from jsae.corpus.store import (
     SHARD_NAME,
     SHARD_RE,
     SHARD_SCHEMA,
+    check_output_folder,
     open_output,
     read_shards,
     shard_paths,
+    verified_shards,
     write_shard,
 )
 
@@ -74,6 +80,7 @@ __all__ = [
     "ENGINES",
     "HF_MARKERS",
     "INSTALL_HINT",
+    "LOCK",
     "MANIFEST",
     "MANIFEST_FORMAT",
     "SHARD_COLUMNS",
@@ -100,7 +107,9 @@ __all__ = [
     "WindowEngine",
     "WindowKey",
     "WindowRef",
+    "check_output_folder",
     "check_ray",
+    "claim_output",
     "corpus_stats",
     "document_windows",
     "open_corpus",
@@ -111,5 +120,6 @@ __all__ = [
     "run_corpus",
     "run_units_on_ray",
     "shard_paths",
+    "verified_shards",
     "write_shard",
 ]

@@ -3,9 +3,10 @@
 ``run_corpus`` opens the corpus and the output folder, plans the shards still to do and hands
 them to an engine: ``_run_local`` ablates them in this process, ``run_units_on_ray`` on a Ray
 cluster. Either way each finished shard is recorded in the manifest as it lands, so rerunning
-the same command resumes. ``corpus_stats`` streams every finished shard into the mergeable
-statistics of ``jsae.corpus.mergeable``, at any ε (the shards keep every connection's
-Jacobian).
+the same command resumes; the run holds the folder's ``claim_output`` throughout, so a second
+run on it is refused at once. ``corpus_stats`` streams every finished shard (each checked
+against the manifest) into the mergeable statistics of ``jsae.corpus.mergeable``, at any ε
+(the shards keep every connection's Jacobian).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import pyarrow.parquet as pq
 
 from jsae.corpus.engine import WindowEngine
 from jsae.corpus.job import DEFAULT_ENGINE, ENGINES, CorpusError, CorpusJob, CorpusProgress
+from jsae.corpus.lock import claim_output
 from jsae.corpus.manifest import Manifest, ShardEntry, read_manifest
 from jsae.corpus.mergeable import CorpusStats
 from jsae.corpus.plan import DoneSet, Unit
 from jsae.corpus.ray import RayConfig, check_ray, run_units_on_ray
-from jsae.corpus.reader import open_corpus
-from jsae.corpus.store import open_output, shard_paths, write_shard
+from jsae.corpus.reader import Corpus, open_corpus
+from jsae.corpus.store import check_output_folder, open_output, verified_shards, write_shard
 from jsae.errors import InputError, first_line
 from jsae.stats import Tolerance
 from jsae.table import check_eps
@@ -82,6 +84,20 @@ def run_corpus(
     if engine == "ray":
         check_ray()  # before anything is loaded or written
     corpus = open_corpus(job.dataset, job.text_column, job.split)
+    check_output_folder(job.output)  # before the claim creates anything in it
+    with claim_output(job.output):
+        return _run(job, corpus, engine, ray_config, progress, max_windows)
+
+
+def _run(
+    job: CorpusJob,
+    corpus: Corpus,
+    engine: str,
+    ray_config: RayConfig | None,
+    progress: CorpusProgress | None,
+    max_windows: int | None,
+) -> CorpusRun:
+    """``run_corpus`` once the output folder is claimed."""
     local = WindowEngine(job)
     info = {
         "dataset": str(job.dataset.resolve()),
@@ -160,7 +176,7 @@ def corpus_stats(
     manifest = read_manifest(output)
     eps = check_eps(manifest.config["eps"] if eps is None else eps)
     stats = CorpusStats(eps, tolerance or Tolerance())
-    for path in shard_paths(output):
+    for path, _ in verified_shards(output, manifest):
         try:
             reader = pq.ParquetFile(path)
             batches = reader.iter_batches(
