@@ -24,7 +24,6 @@ part here: ``split`` divides the connections into important (|J| > ε) and unimp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -35,12 +34,15 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
+from jsae.finite import check_finite_activations
 from jsae.pair import JSAEPair
 from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
 from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
 from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table, split
 
 MODES = ("unit", "zero", "scale")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+"""The largest scale the engine accepts: it computes in float32."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(tokens_done, tokens_total)`` after each chunk."""
@@ -65,12 +67,28 @@ class AblationConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"Mode must be one of {', '.join(MODES)}; got {self.mode!r}.")
-        if self.mode == "scale" and not (
-            isinstance(self.scale, int | float) and math.isfinite(self.scale)
+        if self.mode == "scale":
+            if isinstance(self.scale, bool) or not (
+                isinstance(self.scale, int | float) and abs(self.scale) <= FLOAT32_MAX
+            ):
+                raise InputError(
+                    f"The scale must be a finite number within float32's range "
+                    f"(±{FLOAT32_MAX:.4g}), got {self.scale!r}."
+                )
+            if self.scale == 0:
+                raise InputError(
+                    "The scale must not be 0: a zero step moves no input feature, so nothing "
+                    "would move and the ratio would mean nothing."
+                )
+        if (
+            isinstance(self.memory_budget, bool)
+            or not isinstance(self.memory_budget, int)
+            or self.memory_budget <= 0
         ):
-            raise InputError(f"The scale must be a finite number, got {self.scale!r}.")
-        if self.memory_budget <= 0:
-            raise InputError("The memory budget must be a positive number of bytes.")
+            raise InputError(
+                f"The memory budget must be a positive whole number of bytes, got "
+                f"{self.memory_budget!r}."
+            )
 
     def perturbation(self, in_act: Float[Tensor, "tokens k_in"]) -> Float[Tensor, "tokens k_in"]:
         """The step s along each active input feature's decoder direction."""
@@ -257,7 +275,20 @@ def ablate_activations(
             def report(done: int, start: int = start) -> None:
                 progress(start + done, total)
 
-        chunks.append(_ablate_chunk(sandwich, x[start : start + chunk], config, report))
+        part = _ablate_chunk(sandwich, x[start : start + chunk], config, report)
+        check_finite_activations(
+            (
+                ("the MLP input", x[start : start + chunk]),
+                ("the input SAE's activations", part.in_act),
+                ("the output SAE's activations", part.out_act),
+                ("the Jacobian", part.jacobian),
+                ("the predicted change −s·J", part.predicted),
+                ("the change after the perturbation", part.diff),
+                ("the pre-activation change", part.pre_diff),
+            ),
+            f"at positions {int(positions[start])}..{int(positions[min(start + chunk, total) - 1])}",
+        )
+        chunks.append(part)
     return _connections(chunks, positions, sandwich.pair.k_in, sandwich.pair.k_out)
 
 
@@ -334,15 +365,25 @@ def ablate(
     progress: ProgressCallback | None = None,
     max_tokens: int | None = None,
     sandwich: Sandwich | None = None,
+    max_ablated: int | None = None,
 ) -> AblationResult:
-    """Both experiments on one prompt: tokenize, read the MLP inputs, ablate, tabulate."""
+    """Both experiments on one prompt: tokenize, read the MLP inputs, ablate, tabulate.
+
+    ``max_tokens`` caps the tokenized prompt, BOS included (the hosted app's cap);
+    ``max_ablated`` caps the positions ablated (``jsae ablate --max-tokens``): BOS, which
+    is not ablated unless ``config.include_bos``, does not count."""
     config = config or AblationConfig()
     eps = check_eps(eps)
     pair.check_model(model)
+    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
+    if max_ablated is not None:
+        if isinstance(max_ablated, bool) or max_ablated < 1:
+            raise InputError(f"At least one token must be ablated, got {max_ablated!r}.")
+        cap = max_ablated + int(bos is not None and not config.include_bos)
+        max_tokens = cap if max_tokens is None else min(max_tokens, cap)
     prompt = tokenize(model, text, max_tokens=max_tokens)
     sandwich = sandwich or Sandwich(model, pair)
     x = mlp_inputs(model, prompt.tokens, pair.layer).to(sandwich.mlp.W_in.dtype)
-    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
     first = first_ablated(prompt.tokens, bos, config.include_bos)
     positions = torch.arange(first, len(prompt.tokens))
     connections = ablate_activations(sandwich, x[first:], config, positions, progress)

@@ -21,6 +21,10 @@ class UnsupportedError(JSAEError):
     """The weights load, but describe something this tool does not handle."""
 
 
+class NumericError(JSAEError):
+    """A computation produced NaN or infinite values (it overflowed)."""
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an error's message, or its type's name when the message is empty:
     how a foreign error (torch, wandb, Ray, ...) is quoted inside one of ours."""

@@ -20,6 +20,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError, UnsupportedError
+from jsae.finite import check_finite_weights
 
 RANDOMIZED = "_randomized"
 """Suffix of the randomized-LLM controls' kinds: pairs trained on the model with its weight
@@ -60,12 +61,19 @@ def hook_out_name(layer: int) -> str:
 
 
 def check_topk_sae(sae: TopKSAE, what: str) -> None:
-    """Refuse sae-lens settings whose encode differs from the research code's TopK."""
+    """Refuse sae-lens settings whose encode differs from the research code's TopK, a ``k``
+    outside 1..d_sae, and weights holding NaN or infinity."""
     if not isinstance(sae, TopKSAE):
         raise UnsupportedError(
             f"The {what} SAE is a {type(sae).__name__}; jsae needs sae-lens TopK SAEs "
             "(architecture 'topk')."
         )
+    k, d_sae = sae.cfg.k, sae.cfg.d_sae
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d_sae:
+        raise InputError(
+            f"The {what} SAE has k={k!r}; k must be a whole number from 1 to its d_sae={d_sae}."
+        )
+    check_finite_weights(dict(sae.named_parameters()), f"The {what} SAE")
     if sae.cfg.normalize_activations != "none":
         raise UnsupportedError(
             f"The {what} SAE uses normalize_activations={sae.cfg.normalize_activations!r}; "

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from jsae.errors import SourceError, first_line
+from jsae.finite import check_finite_weights
 
 DERIVED_BUFFERS = ("IGNORE", "mask", "rotary_sin", "rotary_cos")
 """TransformerLens buffers a model computes from its config: a state dict may have them or
@@ -35,21 +36,32 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors in the safetensors file ``path``, on the CPU."""
+    """The tensors in the safetensors file ``path``, on the CPU; every one finite (derived
+    buffers aside: a causal mask's fill is -inf on purpose)."""
     try:
-        return load_file(path)
+        tensors = load_file(path)
     except FileNotFoundError:
         raise SourceError(f"{path} is missing.") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise SourceError(f"{path} is corrupt ({err}).") from None
+    weights = {k: v for k, v in tensors.items() if not k.endswith(DERIVED_BUFFERS)}
+    check_finite_weights(weights, str(path))
+    return tensors
 
 
 def load_state_exactly(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
     """Load ``state`` into ``model``: every parameter and stored buffer, nothing missing and
     nothing extra (derived buffers aside), every shape right; else one ``SourceError``."""
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
+            raise SourceError(
+                f"{where} does not fit the model: {key} has shape {tuple(tensor.shape)} there, "
+                f"but the model's config makes it {tuple(expected[key].shape)}."
+            )
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # a shape mismatch
+    except RuntimeError as err:  # anything the shape check above did not catch
         raise SourceError(f"{where} does not fit the model: {first_line(err)}") from None
     missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS)]
     unexpected = [k for k in unexpected if not k.endswith(DERIVED_BUFFERS)]

@@ -88,7 +88,12 @@ def load_model_folder(path: Path, device: str = "cpu") -> HookedTransformer:
         except Exception as err:  # tokenizers raises plain Exception subclasses
             raise SourceError(f"{path / MODEL_TOKENIZER} could not be read: {err}") from None
         tokenizer.add_bos_token = True
-    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    try:
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    except Exception as err:  # TransformerLens raises what torch raises for impossible sizes
+        raise SourceError(
+            f"{path / MODEL_CONFIG} does not describe a model that can be built: {first_line(err)}"
+        ) from None
     load_state_exactly(model, read_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
     if device != "cpu":
         model.to(device)

@@ -176,7 +176,7 @@ def _check_cfg(cfg: dict[str, Any], path: Path) -> tuple[int, int]:
             f"{path} uses normalize_activations={normalize!r}; only 'none' is supported."
         )
     k = (cfg.get("activation_fn_kwargs") or {}).get("k")
-    if not isinstance(k, int) or k <= 0:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise SourceError(f"{path / RESEARCH_CFG} needs activation_fn_kwargs.k (a positive int).")
     hook_name = cfg.get("hook_name")
     layer = cfg.get("hook_layer")

@@ -15,9 +15,9 @@ from typing import Any
 from sae_lens import SAE
 from safetensors import SafetensorError
 
-from jsae.errors import SourceError
+from jsae.errors import JSAEError, SourceError
 from jsae.loading.files import read_json, write_json
-from jsae.pair import JSAEPair
+from jsae.pair import JSAEPair, check_topk_sae
 
 SAE_LENS_PAIR_MANIFEST = "pair.json"
 SIDES = ("in", "out")
@@ -51,6 +51,10 @@ def load_sae_lens_pair(
             ) from None
         except (SafetensorError, json.JSONDecodeError, KeyError, ValueError, OSError) as err:
             raise SourceError(f"{folder} could not be read as a sae-lens SAE: {err}") from None
+        try:  # here, so the error names the folder
+            check_topk_sae(sae, "input" if side == SIDES[0] else "output")
+        except JSAEError as err:
+            raise type(err)(f"{folder}: {err}") from None
         saes.append(sae)
     try:
         layer = int(manifest["layer"])

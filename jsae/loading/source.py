@@ -181,11 +181,7 @@ def _load_source_folder(
 ) -> Source:
     """A source folder: its model (unless ``model`` overrides it) and every listed pair."""
     manifest = read_json(path / SOURCE_MANIFEST)
-    try:
-        model_ref = manifest["model"]
-        pair_dirs = manifest["pairs"]
-    except (KeyError, TypeError):
-        raise SourceError(f"{path / SOURCE_MANIFEST} needs 'model' and 'pairs'.") from None
+    model_ref, pair_dirs = _check_manifest(manifest, path / SOURCE_MANIFEST)
     if model is None:
         local = path / model_ref
         model = local if local.is_dir() else model_ref
@@ -195,7 +191,7 @@ def _load_source_folder(
     for kind, by_layer in pair_dirs.items():
         for layer, rel in by_layer.items():
             pair, cfg = load_pair_folder(path / rel, device=device, kind=kind)
-            if pair.layer != int(layer):
+            if pair.layer != layer:
                 raise SourceError(
                     f"{path / rel} holds a pair for layer {pair.layer}, but "
                     f"{SOURCE_MANIFEST} lists it under layer {layer}."
@@ -208,6 +204,32 @@ def _load_source_folder(
             pairs.setdefault(kind, {})[pair.layer] = pair
     info = {k: v for k, v in manifest.items() if k not in SOURCE_KEYS}
     return Source(name, loaded, pairs, info, pair_models)
+
+
+def _check_manifest(manifest: dict[str, Any], where: Path) -> tuple[str, dict[str, dict[int, str]]]:
+    """``source.json``'s model and pair folders (by kind, then layer), or one ``SourceError``
+    saying what is malformed."""
+    model_ref, pair_dirs = manifest.get("model"), manifest.get("pairs")
+    if not isinstance(model_ref, str) or not model_ref.strip():
+        raise SourceError(f"{where} needs 'model': a model folder inside it, or a model name.")
+    shape = '{"jsae": {"0": "pairs/jsae/layer_0"}}'
+    if not isinstance(pair_dirs, dict):
+        raise SourceError(f"{where} needs 'pairs': pair folders by kind and layer, like {shape}.")
+    pairs: dict[str, dict[int, str]] = {}
+    for kind, by_layer in pair_dirs.items():
+        if kind not in PAIR_KINDS:
+            raise SourceError(
+                f"{where} lists pairs of kind {kind!r}; the kinds are {', '.join(PAIR_KINDS)}."
+            )
+        if not isinstance(by_layer, dict):
+            raise SourceError(f"{where}: pairs.{kind} must map layers to folders, like {shape}.")
+        for layer, rel in by_layer.items():
+            if not str(layer).isdigit():
+                raise SourceError(f"{where}: pairs.{kind} has the layer {layer!r}; use a number.")
+            if not isinstance(rel, str) or not rel.strip():
+                raise SourceError(f"{where}: pairs.{kind}.{layer} must name a folder, got {rel!r}.")
+            pairs.setdefault(kind, {})[int(layer)] = rel
+    return model_ref, pairs
 
 
 def _load_pair_source(
