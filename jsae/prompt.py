@@ -16,6 +16,12 @@ from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError
 
+CHARS_PER_TOKEN = 16
+"""A text longer than ``limit * CHARS_PER_TOKEN`` characters is cut to that many before it is
+tokenized, so a huge prompt costs no more than a long one (a 3 MB prompt would otherwise be
+tokenized whole to keep 512 tokens). Generous: English averages about 4 characters per
+token; only text averaging more than 16 keeps fewer tokens than the limit."""
+
 
 @dataclass
 class Prompt:
@@ -24,23 +30,36 @@ class Prompt:
     Args:
         tokens: token ids, BOS first when the model's tokenizer prepends one.
         strings: each token as text, as TransformerLens's ``to_str_tokens`` gives it.
-        dropped: how many tokens were cut off the end to fit the length limit.
-        limit: that limit (the model's context, or a smaller cap).
+        dropped: how many tokens were cut off the end to fit the length limit (of the text
+            that was tokenized: see ``cut_chars``).
+        limit: that limit (the model's context, or a smaller cap), BOS included.
+        cut_chars: when the text was longer than ``limit * CHARS_PER_TOKEN`` characters, its
+            length (only that many of them were tokenized); else 0.
+        bos: whether ``tokens`` start with the BOS the tokenizer prepends.
     """
 
     tokens: Int[Tensor, " pos"]
     strings: list[str]
     dropped: int
     limit: int
+    cut_chars: int = 0
+    bos: bool = False
 
     @property
     def notice(self) -> str | None:
         """A sentence for the user when the prompt was truncated, else None."""
-        if not self.dropped:
+        if not (self.dropped or self.cut_chars):
             return None
+        limit = f"the limit of {self.limit} tokens" + (" (BOS included)" if self.bos else "")
+        if self.cut_chars:
+            return (
+                f"The prompt was {self.cut_chars:,} characters long, more than {self.limit} "
+                f"tokens; everything after its first {len(self.tokens)} tokens was dropped to "
+                f"fit {limit}."
+            )
         return (
             f"The prompt was {len(self.tokens) + self.dropped} tokens long; the last "
-            f"{self.dropped} were dropped to fit the limit of {self.limit} tokens."
+            f"{self.dropped} were dropped to fit {limit}."
         )
 
 
@@ -51,16 +70,28 @@ def check_prompt_text(text: object) -> str:
 
 
 def tokenize(model: HookedTransformer, text: str, max_tokens: int | None = None) -> Prompt:
-    """Tokenize ``text`` (BOS prepended), truncated to the context or ``max_tokens``."""
+    """Tokenize ``text`` (BOS prepended), truncated to the context or ``max_tokens`` (BOS
+    included); a text longer than the limit's ``CHARS_PER_TOKEN`` characters per token is
+    cut to that many characters first."""
     check_prompt_text(text)
     if model.tokenizer is None:
         raise InputError("The model has no tokenizer; load it with one to analyse text.")
     limit = model.cfg.n_ctx if max_tokens is None else min(max_tokens, model.cfg.n_ctx)
-    tokens = model.to_tokens(text, prepend_bos=True, truncate=False)[0]
+    max_chars = limit * CHARS_PER_TOKEN
+    cut_chars = len(text) if len(text) > max_chars else 0
+    tokens = model.to_tokens(text[:max_chars], prepend_bos=True, truncate=False)[0]
     dropped = max(0, len(tokens) - limit)
     tokens = tokens[:limit]
     strings = token_strings(model.tokenizer, tokens.tolist())
-    return Prompt(tokens=tokens, strings=strings, dropped=dropped, limit=limit)
+    bos = model.tokenizer.bos_token_id
+    return Prompt(
+        tokens=tokens,
+        strings=strings,
+        dropped=dropped,
+        limit=limit,
+        cut_chars=cut_chars,
+        bos=bos is not None and len(tokens) > 0 and int(tokens[0]) == bos,
+    )
 
 
 def token_strings(tokenizer: Any, ids: Iterable[int]) -> list[str]:
