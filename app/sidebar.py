@@ -167,7 +167,8 @@ def mode_picker() -> tuple[str, float]:
             step=0.1,
             format="%g",
             persist_state="session",
-            help="The perturbation size s (any finite number; negative adds the feature).",
+            help="The perturbation size s (any non-zero number within float32's range; "
+            "negative adds the feature).",
         )
     return str(mode), float(scale)
 

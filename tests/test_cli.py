@@ -275,10 +275,17 @@ def test_engine_ray_without_ray_says_how_to_install(
     assert code == 2 and "pip install 'jsae[ray]'" in err and "Traceback" not in err
 
 
-def test_prompt_max_tokens_truncates(source_dir, capsys):
-    code = main(["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--max-tokens", "4"])
-    assert code == 0
-    assert "were dropped to fit the limit of 4 tokens" in capsys.readouterr().err
+@pytest.mark.parametrize("n", [1, 4])
+def test_prompt_max_tokens_counts_ablated_tokens(source_dir, capsys, n):
+    """--max-tokens N ablates N tokens: BOS, which is not ablated, does not count."""
+    args = ["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--no-progress"]
+    assert main([*args, "--max-tokens", str(n)]) == 0
+    printed = capsys.readouterr()
+    assert f"\n{n} tokens ablated, {n * 8 * 8:,} connections" in printed.out
+    assert f"dropped to fit the limit of {n + 1} tokens (BOS included)" in printed.err
+    assert main([*args, "--max-tokens", str(n), "--include-bos"]) == 0
+    printed = capsys.readouterr()
+    assert f"\n{n} tokens ablated" in printed.out and f"limit of {n} tokens" in printed.err
 
 
 def test_parser_defaults_and_choices_are_the_librarys(capsys):

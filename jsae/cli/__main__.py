@@ -2,6 +2,6 @@
 
 import sys
 
-from jsae.cli.commands import main
+from jsae.cli import main
 
 sys.exit(main())

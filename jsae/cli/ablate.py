@@ -4,6 +4,7 @@ corpus: see ``jsae.cli.corpus``), printed as a summary and optionally written as
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     ab.add_argument(
         "--max-tokens",
         type=int,
-        help="ablate at most this many tokens of the prompt; with --dataset, stop once this "
-        "many tokens are done (earlier runs into --output included)",
+        help="ablate at most this many tokens (BOS, which is not ablated unless "
+        "--include-bos, does not count): the prompt's first N; with --dataset, stop once N "
+        "tokens are ablated, earlier runs into --output included (the last window is "
+        "finished, so up to one window more)",
     )
     add_corpus_arguments(ab)
     add_wandb_arguments(ab)
@@ -140,13 +143,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     mode, scale = resolve_mode(args.mode, args.scale)
     if args.bootstrap < 0:
         raise InputError("--bootstrap must be 0 or more.")
-    if not args.memory_budget_mb > 0:
-        raise InputError("--memory-budget-mb must be a positive number.")
+    if not (math.isfinite(args.memory_budget_mb) and args.memory_budget_mb > 0):
+        raise InputError(
+            f"--memory-budget-mb must be a positive finite number, got {args.memory_budget_mb:g}."
+        )
     config = AblationConfig(
         mode=mode,
         scale=scale,
         include_bos=args.include_bos,
-        memory_budget=int(args.memory_budget_mb * MIB),
+        memory_budget=max(1, int(args.memory_budget_mb * MIB)),
     )
     tol = tolerance(args)
     check_wandb(args)
@@ -178,7 +183,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             eps=eps,
             config=config,
             progress=progress,
-            max_tokens=args.max_tokens,
+            max_ablated=args.max_tokens,
         )
     finally:
         bar.close()

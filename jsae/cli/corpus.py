@@ -15,6 +15,7 @@ from jsae.cli.options import (
     add_wandb_arguments,
     check_positive,
     check_wandb,
+    check_writable,
     format_decomposition,
     print_summary,
     tolerance,
@@ -106,6 +107,7 @@ def ablate_corpus(
         raise InputError(
             f"With --dataset, --output is a folder of shards, not a {args.output.suffix} file."
         )
+    check_writable(args.output, "--output", folder=True)
     for value, flag in (
         (args.window_tokens, "--window-tokens"),
         (args.shard_tokens, "--shard-tokens"),

@@ -8,13 +8,15 @@ Choices and defaults come from the library (``jsae.stats.Tolerance``, ``jsae.wan
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from jsae.ablation import AblationConfig
 from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP
-from jsae.errors import InputError
+from jsae.errors import InputError, os_reason
 from jsae.stats import Tolerance, format_summary, importance_ratio
 from jsae.table import table_format
 from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES, WandbTarget, preflight
@@ -130,9 +132,34 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def check_output(path: Path | None) -> None:
-    """A table ``--output`` must end in one of the table formats."""
+    """A table ``--output`` must end in one of the table formats and be writable."""
     if path is not None:
         table_format(path, what="--output")
+        check_writable(path, "--output")
+
+
+def check_writable(path: Path, flag: str, folder: bool = False) -> None:
+    """Fail before any work when ``path`` (a file, or a ``folder``) could not be written: a
+    folder on its way that is a file, or a folder that takes no new files."""
+    path = path.expanduser()
+    if path.is_dir() and not folder:
+        raise InputError(f"{flag} {path} is a folder; name a file in it.")
+    if path.exists() and not path.is_dir() and folder:
+        raise InputError(f"{flag} {path} is a file; it must be a folder.")
+    nearest = path if folder else path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent  # the closest folder that exists: where the writing starts
+    if not nearest.is_dir():
+        raise InputError(f"{flag} {path} cannot be written: {nearest} is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as err:
+        raise InputError(
+            f"{flag} {path} cannot be written: {os_reason(err)} (in {nearest})."
+        ) from None
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path} cannot be written: it is read-only.")
 
 
 def check_positive(value: int | None, flag: str) -> None:

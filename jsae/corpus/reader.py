@@ -3,7 +3,9 @@
 A folder's files are taken sorted by path, each file one document; a Hugging Face dataset
 saved with ``save_to_disk`` gives one document per row of its text column. Text files are read
 in blocks of about ``BLOCK_CHARS`` characters cut at line ends, dataset rows one at a time, so
-no document is held whole before it is tokenized.
+no document is held whole before it is tokenized. Text files must be UTF-8: a file that is not
+(a binary file given by mistake) is refused when the corpus is opened, from its first bytes,
+or when its turn comes, never read as replacement characters.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from jsae.corpus.job import CorpusError
 from jsae.errors import InputError, first_line, os_reason
 
 BLOCK_CHARS = 1 << 20
+SNIFF_BYTES = 1 << 13
+"""Bytes of each text file read when the corpus is opened, to refuse binary files at once."""
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 
@@ -68,9 +72,30 @@ class Corpus:
                 ordinal += 1
 
 
+def check_text_file(path: Path) -> None:
+    """Refuse a file that is not UTF-8 text, judged by its first ``SNIFF_BYTES`` (reading it
+    whole checks the rest)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as err:
+        raise CorpusError(f"Could not read {path}: {os_reason(err)}.") from None
+    if b"\x00" in head:
+        raise CorpusError(f"{path} is not text (it holds NUL bytes); a corpus is UTF-8 text.")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not just a character the sniff cut in two
+            raise CorpusError(_not_utf8(path, err)) from None
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> str:
+    return f"{path} is not UTF-8 text ({first_line(err)}); a corpus is UTF-8 text."
+
+
 def _file_blocks(path: Path) -> Iterator[str]:
     try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        with open(path, encoding="utf-8", newline="") as f:
             block: list[str] = []
             size = 0
             for line in f:
@@ -81,6 +106,8 @@ def _file_blocks(path: Path) -> Iterator[str]:
                     block, size = [], 0
             if block:
                 yield "".join(block)
+    except UnicodeDecodeError as err:
+        raise CorpusError(_not_utf8(path, err)) from None
     except OSError as err:
         raise CorpusError(f"Could not read {path}: {os_reason(err)}.") from None
 
@@ -91,6 +118,7 @@ def open_corpus(
     """A text file, a folder of .txt files, or a HF dataset folder (``save_to_disk``)."""
     path = Path(path).expanduser()
     if path.is_file():
+        check_text_file(path)
         return Corpus(path, "text", files=[path])
     if not path.is_dir():
         raise CorpusError(f"The dataset {path} does not exist (a .txt file or a folder).")
@@ -102,6 +130,8 @@ def open_corpus(
             f"{path} holds no .txt files and is not a Hugging Face dataset saved with "
             "save_to_disk (no dataset_info.json / dataset_dict.json)."
         )
+    for file in files:
+        check_text_file(file)
     return Corpus(path, "text", files=files)
 
 
