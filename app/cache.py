@@ -9,7 +9,8 @@ the verdict, which every page reads rather than recomputing) and the dose-respon
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -18,7 +19,8 @@ from app.settings import hosted
 from jsae import explore
 from jsae.analysis import Analysis, analyse
 from jsae.dose import DoseResponse, dose_response
-from jsae.hosting import SlotLimiter
+from jsae.errors import InputError
+from jsae.hosting import WANDB_LOGS_PER_SESSION, WANDB_LOGS_PER_SITE, RateLimiter, SlotLimiter
 from jsae.loading import load_source
 from jsae.sandwich import Sandwich
 
@@ -27,6 +29,41 @@ from jsae.sandwich import Sandwich
 def slot_limiter(capacity: int) -> SlotLimiter:
     """One limiter per process: at most ``capacity`` experiments compute at once."""
     return SlotLimiter(capacity)
+
+
+T = TypeVar("T")
+WANDB_RATE = "_wandb_rate"
+"""The session-state key of a session's W&B rate limit."""
+
+
+@st.cache_resource(show_spinner=False)
+def site_wandb_limiter() -> RateLimiter:
+    """Every session's W&B logs together, in hosted mode: one limit per process."""
+    return RateLimiter(WANDB_LOGS_PER_SITE)
+
+
+def wandb_offered() -> bool:
+    """Whether to show "Log to W&B" (hosted: only when the configuration enables it)."""
+    return hosted().offers_wandb
+
+
+def log_run_to_wandb(log: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``log`` (a ``jsae.wandb_log`` function) as hosted mode allows: refused unless the
+    configuration enables W&B, else within the session's and the site's rate limits and inside
+    an experiment slot, like any experiment. A private app just calls it."""
+    config = hosted()
+    if not config.enabled:
+        return log(*args, **kwargs)
+    if not config.wandb:
+        raise InputError("This hosted demo does not log to W&B.")
+    session = st.session_state.setdefault(WANDB_RATE, RateLimiter(WANDB_LOGS_PER_SESSION))
+    site = site_wandb_limiter()
+    session.check("in one session")  # before waiting for a slot
+    site.check("on this demo")
+    with slot_limiter(config.max_concurrent).slot(timeout=config.slot_timeout):
+        session.take("in one session")
+        site.take("on this demo")
+        return log(*args, **kwargs)
 
 
 @st.cache_resource(show_spinner="Loading the model and its JSAE pairs…", max_entries=4)

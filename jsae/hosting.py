@@ -9,6 +9,10 @@ Switched on by configuration, either the environment or ``.streamlit/secrets.tom
   truncated with a notice,
 * ``JSAE_MAX_CONCURRENT`` (or ``max_concurrent``, default 2): at most this many experiments
   compute at once; the others wait for a free slot (``JSAE_SLOT_TIMEOUT``, default 300 s).
+* ``JSAE_HOSTED_WANDB=1`` (or ``wandb = true``, default off): offer "Log to W&B" to visitors.
+  It starts a run with the server's key, so it is off unless enabled, and when enabled each
+  log takes an experiment slot and at most ``WANDB_LOGS_PER_SESSION`` per session and
+  ``WANDB_LOGS_PER_SITE`` over all sessions start per ``WANDB_PERIOD`` (``RateLimiter``).
 
 The environment wins over the secrets file. Nothing here imports Streamlit: the app passes
 ``st.secrets`` in as a mapping.
@@ -19,7 +23,9 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,8 +39,21 @@ FALSE = {"0", "false", "no", "off", ""}
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+WANDB_LOGS_PER_SESSION = 3
+"""W&B logs one visitor's session may start per ``WANDB_PERIOD`` in hosted mode."""
+WANDB_LOGS_PER_SITE = 30
+"""W&B logs all sessions together may start per ``WANDB_PERIOD`` in hosted mode (a reload
+opens a new session, so the per-session limit alone bounds nothing)."""
+WANDB_PERIOD = 3600.0
+"""The window of the W&B rate limits, in seconds."""
+
+
 class BusyError(JSAEError):
     """Every experiment slot stayed busy for longer than the wait allows."""
+
+
+class RateLimitError(JSAEError):
+    """An action was asked for more often than its rate limit allows."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class HostedConfig:
         max_prompt_tokens: prompts are cut to this many tokens (BOS included).
         max_concurrent: experiments computing at once, across all sessions.
         slot_timeout: seconds a visitor waits for a free slot before being told to retry.
+        wandb: whether visitors may log runs to W&B (with the server's key) when hosted.
     """
 
     enabled: bool = False
@@ -54,6 +74,7 @@ class HostedConfig:
     max_prompt_tokens: int = 512
     max_concurrent: int = 2
     slot_timeout: float = 300.0
+    wandb: bool = False
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -89,6 +110,7 @@ class HostedConfig:
             ),
             max_concurrent=_int(pick("JSAE_MAX_CONCURRENT", "max_concurrent", 2), "max_concurrent"),
             slot_timeout=_float(pick("JSAE_SLOT_TIMEOUT", "slot_timeout", 300.0), "slot_timeout"),
+            wandb=_flag(pick("JSAE_HOSTED_WANDB", "wandb", False), "JSAE_HOSTED_WANDB"),
         )
 
     def check_source(self, source: str, model: str | None = None) -> str:
@@ -110,6 +132,12 @@ class HostedConfig:
     @property
     def prompt_token_limit(self) -> int | None:
         return self.max_prompt_tokens if self.enabled else None
+
+    @property
+    def offers_wandb(self) -> bool:
+        """Whether the app offers "Log to W&B": always on a private app, only when enabled
+        on a hosted one."""
+        return not self.enabled or self.wandb
 
 
 def clean_prompt(text: str) -> tuple[str, int]:
@@ -165,6 +193,56 @@ class SlotLimiter:
             with self._count:
                 self._in_use -= 1
             self._slots.release()
+
+
+class RateLimiter:
+    """At most ``limit`` actions per ``period`` seconds (a sliding window); thread-safe.
+
+    ``check`` refuses without counting (before waiting for anything), ``take`` counts one
+    action or refuses; both raise ``RateLimitError`` saying when the next one is possible.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        period: float = WANDB_PERIOD,
+        what: str = "W&B logs",
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if limit < 1 or not period > 0:
+            raise InputError("A rate limit needs at least one action per positive period.")
+        self.limit, self.period, self.what, self.clock = limit, period, what, clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def _wait(self, now: float) -> float:
+        """Seconds until one more action is allowed (0: now); called under the lock."""
+        while self._times and self._times[0] <= now - self.period:
+            self._times.popleft()
+        return 0.0 if len(self._times) < self.limit else self._times[0] + self.period - now
+
+    def check(self, scope: str) -> None:
+        """Refuse when no action is allowed now; ``scope`` says whose limit it is."""
+        with self._lock:
+            wait = self._wait(self.clock())
+        if wait:
+            self._refuse(wait, scope)
+
+    def take(self, scope: str) -> None:
+        """Count one action, or refuse as ``check`` does."""
+        with self._lock:
+            now = self.clock()
+            wait = self._wait(now)
+            if not wait:
+                self._times.append(now)
+                return
+        self._refuse(wait, scope)
+
+    def _refuse(self, wait: float, scope: str) -> None:
+        raise RateLimitError(
+            f"At most {self.limit} {self.what} per {self.period / 60:g} minutes {scope}; "
+            f"the next is possible in {max(1, math.ceil(wait / 60))} minute(s)."
+        )
 
 
 def _flag(value: Any, name: str) -> bool:

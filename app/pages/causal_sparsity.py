@@ -217,13 +217,19 @@ def downloads(table, key: explore.RunKey, eps: float) -> None:
 
 def log_to_wandb(data: explore.RunData, eps: float, analysis: Analysis | None) -> None:
     """Log this run (configuration, summary, the analysis shown above, histogram table,
-    connections artifact) to W&B."""
+    connections artifact) to W&B.
+
+    Hosted, the button shows only when the configuration enables W&B, and each log is
+    rate-limited and takes an experiment slot (``app.cache.log_run_to_wandb``)."""
+    if not cache.wandb_offered():
+        return
     if not st.button("Log to W&B", key="wandb_log", icon=":material/cloud_upload:"):
         return
     key = data.key
     with st.spinner("Logging to W&B…"):
         run = guard.guarded(
             "logging to W&B",
+            cache.log_run_to_wandb,
             wandb_log.log_to_wandb,
             data.result(eps),
             source_name=key.source,
