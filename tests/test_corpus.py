@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from jsae.corpus import (
     read_shards,
     run_corpus,
 )
+from jsae.corpus.mergeable import exact_sum, exact_value
 from jsae.errors import InputError
 from jsae.loading import load_source, save_source
 from jsae.stats import Tolerance, importance_ratio, summarize
@@ -221,6 +223,47 @@ def test_corpus_decomposition_is_exact_against_the_rows(full_run):
     pd.testing.assert_frame_equal(again.decomposition(), stats.decomposition())
 
 
+def test_exact_sums_are_exact_whatever_the_values():
+    """exact_sum counts 2**-SUM_SHIFT units exactly: its value is math.fsum's correctly rounded
+    total, bit for bit, for signs, subnormals, huge and cancelling values alike."""
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 5000),
+            rng.lognormal(0, 30, 200) * rng.choice([-1, 1], 200),  # 1e-40 … 1e40
+            [5e-324, -5e-324, 2.2e-308, 1e300, -1e300, 0.0, -0.0, 1.0, 1e-16, -1.0],
+        ]
+    )
+    total = exact_sum(values)
+    assert exact_value(total) == math.fsum(values.tolist())
+    # any split, in any order, adds to the same integer
+    cuts = np.sort(rng.choice(np.arange(1, len(values)), 11, replace=False))
+    assert sum(exact_sum(part) for part in reversed(np.split(values, cuts))) == total
+    assert exact_sum(np.array([0.1, 0.2, -0.3])) == exact_sum(np.array([-0.3, 0.2, 0.1]))
+    assert exact_value(exact_sum(np.array([1e16, 1.0, -1e16]))) == 1.0  # naive float sum: 0
+
+
+def test_two_shardings_give_bitwise_equal_statistics():
+    rng = np.random.default_rng(3)
+    n = 30_000
+    diff = (rng.lognormal(-3, 3, n) * rng.choice([-1, 1], n)).astype(np.float32)
+    jac = rng.normal(0, 0.1, n).astype(np.float32)
+    exited = rng.random(n) < 0.05
+    stats = []
+    for seed in (1, 2):
+        cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, n), 9, replace=False))
+        merged = CorpusStats(0.05)
+        for j, d, e in zip(*(np.split(a, cuts) for a in (jac, diff, exited)), strict=True):
+            merged = merged.merge(CorpusStats.of(j, -j, d, 0.05, exited=e))
+        stats.append(merged)
+    a, b = stats
+    pd.testing.assert_frame_equal(a.summary(), b.summary(), check_exact=True)
+    pd.testing.assert_frame_equal(a.decomposition(), b.decomposition(), check_exact=True)
+    important = np.abs(jac) > 0.05
+    exact = sum(Fraction(float(x)) for x in np.abs(diff[important])) / int(important.sum())
+    assert a.summary().loc["important", "mean_abs_diff"] == float(exact)  # correctly rounded
+
+
 def test_merged_accumulators_equal_one_accumulator():
     rng = np.random.default_rng(0)
     n = 20_000
@@ -241,7 +284,9 @@ def test_merged_accumulators_equal_one_accumulator():
         assert a.count == b.count and a.within == b.within
         assert (a.hist_abs == b.hist_abs).all() and (a.hist_diff == b.hist_diff).all()
         assert a.hist_abs.sum() == a.count == a.hist_diff.sum()
-        assert sum(a.sum_diff) == pytest.approx(sum(b.sum_diff), rel=1e-15)
+        # exact: the sums are equal integers, and the correctly rounded total of all rows
+        assert a.sum_diff == b.sum_diff and a.sum_abs_diff == b.sum_abs_diff
+        assert a.describe() == b.describe()
     s = merged.summary()
     important = np.abs(jac) > 0.05
     d = diff.astype(np.float64)

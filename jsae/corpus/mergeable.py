@@ -5,14 +5,16 @@ shard (or record batch by record batch) and merged. Each experiment (important |
 unimportant |J| <= ε) keeps
 
 * the number of connections and of connections within tolerance of −s·J (exact integers),
-* the sums of diff and of |diff| (each batch summed with ``math.fsum``, batches combined in
-  double-double arithmetic, so the merged sums do not depend on how rows were split into
-  shards beyond ~1e-30 relative),
+* the sums of diff and of |diff| as exact integers: every float64 is an integer multiple of
+  2^-1074, so each sum is kept as that integer count (``exact_sum``, in units of
+  ``2**-SUM_SHIFT``) and merging adds integers. The merged sums, and every mean built from
+  them, are therefore bitwise the same however the rows were split into shards (and equal to
+  ``math.fsum`` of all the values, the correctly rounded total),
 * fixed-grid histograms of diff and of |diff| (exact integer counts on one grid shared by every
   shard and every run, so they add),
 * the decomposition's mergeable parts: how many connections' output feature left the top k
   (``exited``), and the |diff| mass of those and of the connections within tolerance
-  (double-double sums), so P(exit), the exits' share of the mass, on-the-line by mass and the
+  (exact sums too), so P(exit), the exits' share of the mass, on-the-line by mass and the
   ratio without exits are exact too.
 
 So *count, mean diff, mean |diff|, within-tolerance and the important/unimportant ratio are
@@ -63,17 +65,39 @@ def diff_bin(diff: np.ndarray, abs_idx: np.ndarray) -> np.ndarray:
     return np.where(diff < 0, N_ABS_BINS - 1 - abs_idx, N_ABS_BINS + abs_idx)
 
 
-def _two_sum(a: float, b: float) -> tuple[float, float]:
-    s = a + b
-    bp = s - a
-    return s, (a - (s - bp)) + (b - bp)
+SUM_SHIFT = 1074 + 53
+"""Exact sums count units of 2**-SUM_SHIFT: a float64's 53-bit mantissa times 2**e for
+e >= -1074 - 53 is then a non-negative shift of an integer."""
 
 
-def _dd_add(x: tuple[float, float], y: tuple[float, float]) -> tuple[float, float]:
-    """Double-double addition: (hi, lo) pairs whose sum is carried to ~1e-32 relative."""
-    s, e = _two_sum(x[0], y[0])
-    e += x[1] + y[1]
-    return _two_sum(s, e)
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of finite float64 ``values``, as an integer number of 2**-SUM_SHIFT.
+
+    Each value is m · 2**e with an integer mantissa |m| < 2**53 (``np.frexp``); the mantissas
+    are split into 26-bit halves, summed per exponent in int64 (exact for up to 2**36
+    values), and shifted into one Python integer."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return 0
+    fraction, exponent = np.frexp(values)
+    mantissa = np.ldexp(fraction, 53).astype(np.int64)  # exact: |fraction| < 1, 53 bits
+    high, low = mantissa >> 26, mantissa & ((1 << 26) - 1)  # mantissa = high * 2**26 + low
+    order = np.argsort(exponent, kind="stable")
+    exponent = exponent[order]
+    starts = np.flatnonzero(np.r_[True, exponent[1:] != exponent[:-1]])
+    high_sums = np.add.reduceat(high[order], starts)
+    low_sums = np.add.reduceat(low[order], starts)
+    total = 0
+    for e, h, lo in zip(
+        exponent[starts].tolist(), high_sums.tolist(), low_sums.tolist(), strict=True
+    ):
+        total += ((h << 26) + lo) << (e - 53 + SUM_SHIFT)
+    return total
+
+
+def exact_value(total: int, count: int = 1) -> float:
+    """An exact sum (``exact_sum``'s units) divided by ``count``, correctly rounded."""
+    return total / (count << SUM_SHIFT)
 
 
 def _zeros(n: int) -> np.ndarray:
@@ -87,22 +111,22 @@ class ExperimentStats:
     Args:
         count: number of connections.
         within: how many were within tolerance of −s·J.
-        sum_diff, sum_abs_diff: sums of diff and |diff| as (hi, lo) double-double pairs.
+        sum_diff, sum_abs_diff: exact sums of diff and |diff| (``exact_sum``'s units).
         hist_diff: counts on ``DIFF_EDGES``; hist_abs: counts on ``ABS_EDGES``.
         exited: how many connections' output feature left the top k.
-        sum_abs_exited, sum_abs_within: |diff| summed over those, and over the connections
-            within tolerance, as double-double pairs.
+        sum_abs_exited, sum_abs_within: |diff| summed exactly over those, and over the
+            connections within tolerance.
     """
 
     count: int = 0
     within: int = 0
-    sum_diff: tuple[float, float] = (0.0, 0.0)
-    sum_abs_diff: tuple[float, float] = (0.0, 0.0)
+    sum_diff: int = 0
+    sum_abs_diff: int = 0
     hist_diff: np.ndarray = field(default_factory=lambda: _zeros(N_DIFF_BINS))
     hist_abs: np.ndarray = field(default_factory=lambda: _zeros(N_ABS_BINS))
     exited: int = 0
-    sum_abs_exited: tuple[float, float] = (0.0, 0.0)
-    sum_abs_within: tuple[float, float] = (0.0, 0.0)
+    sum_abs_exited: int = 0
+    sum_abs_within: int = 0
 
     @classmethod
     def of(
@@ -118,39 +142,40 @@ class ExperimentStats:
         return cls(
             count=len(diff),
             within=int(np.count_nonzero(within)),
-            sum_diff=(math.fsum(diff.tolist()), 0.0),
-            sum_abs_diff=(math.fsum(absdiff.tolist()), 0.0),
+            sum_diff=exact_sum(diff),
+            sum_abs_diff=exact_sum(absdiff),
             hist_diff=np.bincount(diff_bin(diff, a_idx), minlength=N_DIFF_BINS),
             hist_abs=np.bincount(a_idx, minlength=N_ABS_BINS),
             exited=int(np.count_nonzero(exited)),
-            sum_abs_exited=(math.fsum(absdiff[exited].tolist()), 0.0),
-            sum_abs_within=(math.fsum(absdiff[within].tolist()), 0.0),
+            sum_abs_exited=exact_sum(absdiff[exited]),
+            sum_abs_within=exact_sum(absdiff[within]),
         )
 
     def merge(self, other: ExperimentStats) -> ExperimentStats:
         return ExperimentStats(
             count=self.count + other.count,
             within=self.within + other.within,
-            sum_diff=_dd_add(self.sum_diff, other.sum_diff),
-            sum_abs_diff=_dd_add(self.sum_abs_diff, other.sum_abs_diff),
+            sum_diff=self.sum_diff + other.sum_diff,
+            sum_abs_diff=self.sum_abs_diff + other.sum_abs_diff,
             hist_diff=self.hist_diff + other.hist_diff,
             hist_abs=self.hist_abs + other.hist_abs,
             exited=self.exited + other.exited,
-            sum_abs_exited=_dd_add(self.sum_abs_exited, other.sum_abs_exited),
-            sum_abs_within=_dd_add(self.sum_abs_within, other.sum_abs_within),
+            sum_abs_exited=self.sum_abs_exited + other.sum_abs_exited,
+            sum_abs_within=self.sum_abs_within + other.sum_abs_within,
         )
 
     def decomposition(self) -> dict[str, float]:
         """``DECOMPOSITION_COLUMNS``: P(exit), the exits' share of the |diff| mass, mean |diff|
         without the exits, and on-the-line as a share of the mass (all exact)."""
-        total = sum(self.sum_abs_diff)
-        exits = sum(self.sum_abs_exited)
+        total, exits = self.sum_abs_diff, self.sum_abs_exited
         stays = self.count - self.exited
         return {
             "p_exit": self.exited / self.count if self.count else math.nan,
             "exit_mass_share": exits / total if total > 0 else math.nan,
-            "mean_abs_diff_without_exits": (total - exits) / stays if stays else math.nan,
-            "on_line_mass_share": sum(self.sum_abs_within) / total if total > 0 else math.nan,
+            "mean_abs_diff_without_exits": (
+                exact_value(total - exits, stays) if stays else math.nan
+            ),
+            "on_line_mass_share": self.sum_abs_within / total if total > 0 else math.nan,
         }
 
     def abs_quantile(self, q: float) -> float:
@@ -184,8 +209,8 @@ class ExperimentStats:
             return empty_summary()
         return {
             "connections": self.count,
-            "mean_diff": (self.sum_diff[0] + self.sum_diff[1]) / self.count,
-            "mean_abs_diff": (self.sum_abs_diff[0] + self.sum_abs_diff[1]) / self.count,
+            "mean_diff": exact_value(self.sum_diff, self.count),
+            "mean_abs_diff": exact_value(self.sum_abs_diff, self.count),
             "median_abs_diff": self.abs_quantile(0.5),
             "p99_abs_diff": self.abs_quantile(0.99),
             "within_tolerance": self.within / self.count,
@@ -197,13 +222,13 @@ class ExperimentStats:
         return {
             "count": self.count,
             "within": self.within,
-            "sum_diff": list(self.sum_diff),
-            "sum_abs_diff": list(self.sum_abs_diff),
+            "sum_diff": self.sum_diff,
+            "sum_abs_diff": self.sum_abs_diff,
             "hist_diff": [nz_d.tolist(), self.hist_diff[nz_d].tolist()],
             "hist_abs": [nz_a.tolist(), self.hist_abs[nz_a].tolist()],
             "exited": self.exited,
-            "sum_abs_exited": list(self.sum_abs_exited),
-            "sum_abs_within": list(self.sum_abs_within),
+            "sum_abs_exited": self.sum_abs_exited,
+            "sum_abs_within": self.sum_abs_within,
         }
 
     @classmethod
@@ -214,13 +239,13 @@ class ExperimentStats:
         return cls(
             count=int(data["count"]),
             within=int(data["within"]),
-            sum_diff=tuple(data["sum_diff"]),
-            sum_abs_diff=tuple(data["sum_abs_diff"]),
+            sum_diff=_exact(data["sum_diff"]),
+            sum_abs_diff=_exact(data["sum_abs_diff"]),
             hist_diff=hist_diff,
             hist_abs=hist_abs,
             exited=int(data.get("exited", 0)),
-            sum_abs_exited=tuple(data.get("sum_abs_exited", (0.0, 0.0))),
-            sum_abs_within=tuple(data.get("sum_abs_within", (0.0, 0.0))),
+            sum_abs_exited=_exact(data.get("sum_abs_exited", 0)),
+            sum_abs_within=_exact(data.get("sum_abs_within", 0)),
         )
 
 
@@ -348,3 +373,8 @@ class CorpusStats:
             ExperimentStats.from_dict(data["important"]),
             ExperimentStats.from_dict(data["unimportant"]),
         )
+
+
+def _exact(stored: int | list[float]) -> int:
+    """A stored sum: an exact integer, or an older (hi, lo) double-double pair."""
+    return stored if isinstance(stored, int) else exact_sum(np.asarray(stored, np.float64))
