@@ -9,7 +9,7 @@ from jsae.ablation import AblationConfig, ablate, ablate_activations
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
 from tests.helpers import tiny_model, tiny_pair
-from tests.reference import decomposition_loop
+from tests.reference import decomposition_loop, notebook_loop
 
 PROMPT = "The quick brown fox jumps over the lazy dog. def f(x): return x"
 
@@ -77,3 +77,53 @@ def test_entered_is_the_strongest_newcomer_when_two_leave():
         strongest = max(newcomers, key=lambda f: pre_full[row, f].item()) if newcomers else -1
         assert after.entered[0, row].item() == strongest
     assert (after.entered >= 0).any()
+
+
+def negative_pair(model, layer=1, d_sae=40, k=6, shift=1.0):
+    """A pair whose encoder biases push most pre-activations below 0: fewer than k features
+    are positive on most tokens, so the top k holds features that the ReLU reads as 0."""
+    pair = tiny_pair(model, layer=layer, d_sae=d_sae, k=k)
+    with torch.no_grad():
+        pair.sae_in.b_enc.sub_(shift)
+        pair.sae_out.b_enc.sub_(shift)
+    return pair
+
+
+@pytest.mark.parametrize("mode", ["unit", "zero"])
+def test_fewer_than_k_positive_pre_activations(mode):
+    """The regime no other fixture reaches: the engine still equals the notebook loop on
+    sae-lens's own encode, activations are never negative, and zero-mode steps of inactive
+    (0-valued) inputs perturb nothing."""
+    model = tiny_model()
+    pair = negative_pair(model)
+    x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[:10]
+    sandwich = Sandwich(model, pair)
+    base = sandwich(x)
+    positive_in = (pair.sae_in.encode(x) > 0).sum(-1)
+    positive_out = (pair.sae_out.encode(base.mlp_out) > 0).sum(-1)
+    assert (positive_in < pair.k_in).any() and (positive_out < pair.k_out).any()
+    # the base pass's activations are sae-lens's, row by row (zeros included)
+    for t in range(len(x)):
+        want_in = pair.sae_in.encode(x[t])
+        want_out = pair.sae_out.encode(base.mlp_out[t])
+        torch.testing.assert_close(base.in_act[t], want_in[base.in_idx[t]], atol=1e-6, rtol=0)
+        torch.testing.assert_close(base.out_act[t], want_out[base.out_idx[t]], atol=1e-6, rtol=0)
+    assert (base.in_act >= 0).all() and (base.out_act >= 0).all()
+    got = ablate_activations(sandwich, x, AblationConfig(mode=mode))
+    expected = notebook_loop(model, pair, x, mode=mode)
+    # Which 0-valued features fill a top k is a tie the loop (top k of ReLU'd activations)
+    # breaks its own way; every connection between positive features is the same in both
+    keys = list(
+        zip(got.position.tolist(), got.in_feature.tolist(), got.out_feature.tolist(), strict=True)
+    )
+    positive = (got.in_act.numpy() > 0) & (got.out_act.numpy() > 0)
+    assert positive.any() and (~positive).any()
+    shared = [n for n, key in enumerate(keys) if positive[n]]
+    assert all(keys[n] in expected for n in shared)
+    want = np.array([expected[keys[n]] for n in shared])
+    np.testing.assert_allclose(got.diff.numpy()[shared], want, atol=1e-5, rtol=0)
+    assert (got.out_act.numpy() + got.diff.numpy() >= -1e-7).all(), "no negative activation"
+    if mode == "zero":
+        silent = got.in_act.numpy() == 0  # a 0-valued input is removed by a step of 0
+        assert silent.any()
+        np.testing.assert_array_equal(got.diff.numpy()[silent], 0.0)

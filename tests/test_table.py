@@ -166,3 +166,19 @@ def test_ablation_result_knows_what_it_was_measured_on():
     assert (again.layer, again.kind, again.k_in, again.k_out, again.eps) == (1, "plain", 4, 5, 0.5)
     assert again.table["important"].tolist() == [abs(j) > 0.5 for j in result.table["jacobian"]]
     assert result.n_tokens == len(result.prompt.tokens) - 1  # BOS left out
+
+
+def test_the_boundaries_are_where_the_docs_say_with_binary_exact_values():
+    """|J| exactly ε is unimportant; |diff − predicted| exactly atol + rtol·|predicted| is
+    within tolerance; one ulp past either boundary flips the answer."""
+    eps = 0.25  # binary-exact, as are all values below
+    past = np.nextafter(eps, 1.0)
+    table = pd.DataFrame({"jacobian": [eps, -eps, past, -past], "diff": 0.0, "predicted": 0.0})
+    assert split(table, eps)["important"].tolist() == [False, False, True, True]
+    tol = Tolerance(atol=0.125, rtol=0.5)
+    predicted = np.array([0.5, -0.5, 0.5, 0.0])
+    bound = 0.125 + 0.5 * np.abs(predicted)  # 0.375, 0.375, 0.375, 0.125: exact
+    diff = predicted + np.array([1, -1, 1, -1]) * bound
+    assert tol.within(diff, predicted).tolist() == [True, True, True, True]
+    beyond = np.nextafter(diff, np.where(diff >= predicted, np.inf, -np.inf))
+    assert tol.within(beyond, predicted).tolist() == [False, False, False, False]
