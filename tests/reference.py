@@ -16,13 +16,16 @@ def notebook_loop(
     x: torch.Tensor,
     mode: str = "unit",
     scale: float = 1.0,
-) -> dict[tuple[int, int, int], float]:
+) -> dict[tuple[int, int, int], dict[str, float]]:
     """The research notebook's loop: one MLP + output-SAE run per (token, in, out) connection.
 
-    Returns {(token, in_feature, out_feature): diff}.
+    Returns {(token, in_feature, out_feature): {in_act, out_act, s, diff}}: the input and
+    output features' activations on the unperturbed token (sae-lens ``encode`` on x and on
+    TransformerLens's MLP output), the step s taken along W_dec_in[i], and the change of
+    out_act (the output SAE re-encodes the perturbed MLP output, top k re-selected).
     """
     mlp = model.blocks[pair.layer].mlp
-    diffs = {}
+    rows = {}
     for t in range(len(x)):
         xt = x[t]
         in_acts = pair.sae_in.encode(xt)
@@ -34,8 +37,28 @@ def notebook_loop(
             for j in active_out.tolist():
                 x_pert = xt - s * pair.sae_in.W_dec[i]
                 new_out = pair.sae_out.encode(mlp(x_pert[None, None])[0, 0])
-                diffs[(t, i, j)] = (new_out[j] - out_acts[j]).item()
-    return diffs
+                rows[(t, i, j)] = {
+                    "in_act": in_acts[i].item(),
+                    "out_act": out_acts[j].item(),
+                    "s": s,
+                    "diff": (new_out[j] - out_acts[j]).item(),
+                }
+    return rows
+
+
+def notebook_jacobian(
+    model: HookedTransformer, pair: JSAEPair, x: torch.Tensor
+) -> dict[tuple[int, int, int], float]:
+    """{(token, in_feature, out_feature): J[out, in]} by ``torch.func.jacrev`` of
+    ``token_jacobian_function``, token by token (autograd through TransformerLens's MLP)."""
+    jac = {}
+    for t in range(len(x)):
+        f, a0, active_in, active_out = token_jacobian_function(model, pair, x[t])
+        J = torch.func.jacrev(f)(a0)  # k_out x k_in
+        for c, i in enumerate(active_in.tolist()):
+            for r, j in enumerate(active_out.tolist()):
+                jac[(t, i, j)] = J[r, c].item()
+    return jac
 
 
 def token_jacobian_function(model: HookedTransformer, pair: JSAEPair, x: torch.Tensor):

@@ -9,7 +9,7 @@ from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
 from jsae.table import COLUMNS, check_eps, split
 from tests.helpers import tiny_model, tiny_pair
-from tests.reference import notebook_loop
+from tests.reference import notebook_jacobian, notebook_loop
 
 PROMPT = "The quick brown fox jumps over the lazy dog. def f(x): return x"
 ATOL = 1e-5  # float32, engine vs the notebook's loop
@@ -25,13 +25,24 @@ def test_engine_equals_the_notebook_loop(mode, scale, act_fn, folded):
     pair = tiny_pair(model, layer=1, d_sae=48, k=6, apply_b_dec_to_input=True)
     x = mlp_inputs(model, tokenize(model, PROMPT).tokens, 1)[:12]
     expected = notebook_loop(model, pair, x, mode=mode, scale=scale)
+    jacobian = notebook_jacobian(model, pair, x)
     got = ablate_activations(Sandwich(model, pair), x, AblationConfig(mode=mode, scale=scale))
     keys = list(
         zip(got.position.tolist(), got.in_feature.tolist(), got.out_feature.tolist(), strict=True)
     )
     assert sorted(keys) == sorted(expected), "the engine covers exactly the loop's connections"
-    want = torch.tensor([expected[key] for key in keys])
-    np.testing.assert_allclose(got.diff.numpy(), want.numpy(), atol=ATOL, rtol=0)
+    assert sorted(keys) == sorted(jacobian)
+    # every column the loop and autograd give independently of the engine
+    want = {
+        name: np.array([expected[key][name] for key in keys])
+        for name in ("in_act", "out_act", "diff")
+    }
+    want["jacobian"] = np.array([jacobian[key] for key in keys])
+    want["predicted"] = -np.array([expected[key]["s"] for key in keys]) * want["jacobian"]
+    for name, values in want.items():
+        np.testing.assert_allclose(
+            getattr(got, name).numpy(), values, atol=ATOL, rtol=0, err_msg=name
+        )
     # both experiments: the engine is exact on important and unimportant connections alike
     important = got.jacobian.abs() > 0.01
     assert important.any() and (~important).any()
