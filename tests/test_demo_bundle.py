@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from jsae.analysis import is_flat
 from jsae.demo import HELDOUT_FILE, METRICS_FILE, check_targets, measure_bundle
 from jsae.demo.targets import TARGET_OUTPUT_CV, TARGET_UNFIRED_OUT
 from jsae.loading import DEMO_DIR, load_source
+from tests.golden.make_golden import GOLDEN, TOKENS, signed_values
 
 MAX_BYTES = 30 * 1024 * 1024
 # Recomputing on another machine changes float32 sums in the last bits only.
@@ -87,6 +89,30 @@ def test_metrics_recompute_on_the_heldout_sample(demo, metrics, remeasured):
                     key,
                 )
             assert got["verdict"] == want["verdict"], (kind, layer)
+
+
+def test_signed_values_of_the_first_heldout_tokens_match_the_golden_file(demo):
+    """Signed, per connection: a sign flip of J or of diff keeps every mean of |.| above but
+    fails here. The golden file is tests/golden/make_golden.py's record of the shipped bundle."""
+    assert GOLDEN.stat().st_size < 50 * 1024
+    golden = np.load(GOLDEN)
+    got = signed_values(demo)
+    assert sorted(got) == sorted(golden.files)
+    for kind in demo.kinds:
+        for layer in demo.layers(kind):
+            key = f"{kind}_{layer}"
+            for name in ("in_feature", "out_feature"):
+                np.testing.assert_array_equal(got[f"{key}_{name}"], golden[f"{key}_{name}"])
+            want = golden[f"{key}_jacobian"]
+            assert want.shape[0] == TOKENS and (want > 0).any() and (want < 0).any()
+            for name in ("jacobian", "diff"):
+                np.testing.assert_allclose(
+                    got[f"{key}_{name}"],
+                    golden[f"{key}_{name}"],
+                    atol=TOLERANCE,
+                    rtol=1e-3,
+                    err_msg=f"{key} {name}",
+                )
 
 
 def test_metrics_report_targets_honestly(metrics):
