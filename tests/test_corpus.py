@@ -14,6 +14,7 @@ import pytest
 from jsae.ablation import AblationConfig, ablate
 from jsae.corpus import (
     ABS_EDGES,
+    DIFF_EDGES,
     MANIFEST,
     MANIFEST_FORMAT,
     SHARD_COLUMNS,
@@ -310,6 +311,46 @@ def test_histogram_bins_hold_their_values():
     assert stats.hist_abs.sum() == len(values) and stats.hist_diff.sum() == len(values)
     assert stats.abs_quantile(1.0) == pytest.approx(1e6)  # the overflow bin reads its floor
     assert math.isnan(ExperimentStats().abs_quantile(0.5))
+
+
+def test_negative_and_positive_diffs_land_in_their_bins_of_the_diff_histogram():
+    """``hist_diff`` against ``np.histogram`` on the same ``DIFF_EDGES``, per experiment.
+
+    Strictly inside a bin (the geometric middle of a log bin, or well inside the end bins)
+    both must agree exactly. Exactly on an edge the grid is mirrored: |diff| = e goes to the
+    |diff| bin [e, next), so e >= 0 counts in the diff bin [e, next) as in ``np.histogram``,
+    but -e counts in (-next, -e], the bin *below* the one ``np.histogram`` (left-closed)
+    picks; ±0 both count in [0, 1e-9). Only edges that are exact powers of ten are used: the
+    other log edges are not exactly 10^(n/100) in float64."""
+    n_abs = len(ABS_EDGES) - 1
+    inner_abs = np.sqrt(ABS_EDGES[1:-2] * ABS_EDGES[2:-1])  # middles of the log bins
+    inner_abs = np.concatenate([[5e-10], inner_abs, [3e6, 1e300]])
+    rng = np.random.default_rng(1)
+    picked = rng.choice(inner_abs, 3000)  # some bins twice, some not at all
+    inside = np.concatenate([picked, -picked[:1700], -inner_abs[[0, 1, -1, -2]]])
+    edges = np.array([1e-9, 1e-2, 1.0, 10.0, 1e6])
+    assert np.isin(edges, DIFF_EDGES).all() and np.isin(-edges, DIFF_EDGES).all()
+    on_edge = np.concatenate([edges, -edges, [0.0, -0.0]])
+    diff = np.concatenate([inside, on_edge])
+    jac = rng.choice([-0.5, -0.01, 0.02, 0.3], len(diff))  # both experiments, eps 0.05
+    stats = CorpusStats.of(jac, -jac, diff, 0.05)
+    important = np.abs(jac) > 0.05
+    for got, rows in ((stats.important, important), (stats.unimportant, ~important)):
+        want, _ = np.histogram(diff[rows & np.isin(diff, inside)], DIFF_EDGES)
+        # the edge values, by the mirrored convention
+        for v in diff[rows & np.isin(diff, on_edge)]:
+            b = int(np.searchsorted(DIFF_EDGES, v, side="right")) - 1  # np.histogram's bin
+            want[b - 1 if v < 0 else b] += 1
+        np.testing.assert_array_equal(got.hist_diff, want)
+        assert got.hist_diff[:n_abs].sum() == (diff[rows] < 0).sum()  # negatives below 0
+    # spot checks by hand: -1.0 in (-1.0233, -1.0], +1.0 in [1.0, 1.0233), ±0 in [0, 1e-9)
+    one = CorpusStats.of(np.ones(4), -np.ones(4), np.array([-1.0, 1.0, 0.0, -0.0]), 0.05)
+    (bins,) = np.nonzero(one.important.hist_diff)
+    assert DIFF_EDGES[bins[0]] == pytest.approx(-1.0233, rel=1e-4)
+    assert DIFF_EDGES[bins[0] + 1] == -1.0
+    assert list(DIFF_EDGES[bins[1] : bins[1] + 2]) == [0.0, 1e-9]
+    assert one.important.hist_diff[bins[1]] == 2
+    assert DIFF_EDGES[bins[2]] == 1.0
 
 
 # --------------------------------------------------------------------------------------
