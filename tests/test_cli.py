@@ -1,7 +1,9 @@
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,26 +73,57 @@ def test_ablate_writes_the_table_and_prints_the_summary(source_dir, tmp_path, ca
     assert "where the movement comes from" in printed and "output_cv" in printed
 
 
+def _printed_summary(printed: str) -> dict[str, list[float]]:
+    """The printed summary table's rows as numbers: {label: [important, unimportant, all]}."""
+    lines = printed.splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if line.split() == ["Important", "Unimportant", "All"]
+    )
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        label, *cells = re.split(r"\s{2,}", line.strip())
+        rows[label] = [float(c.replace(",", "").rstrip("%")) for c in cells]
+    return rows
+
+
 def test_scale_and_prompt_file(source_dir, tmp_path, capsys):
+    """The printed numbers, against numpy on the written table (not the summary code)."""
     prompt_file = tmp_path / "p.txt"
     prompt_file.write_text(PROMPT, encoding="utf-8")
-    assert (
-        main(
-            [
-                "ablate",
-                "--source",
-                str(source_dir),
-                "--prompt-file",
-                str(prompt_file),
-                "--scale",
-                "0.5",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    out = tmp_path / "r.parquet"
+    args = ["ablate", "--source", str(source_dir), "--prompt-file", str(prompt_file)]
+    assert main([*args, "--scale", "0.5", "--output", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "mode scale (s = 0.5)" in printed and "layer 0" in printed
+    assert "mode scale (s = 0.5)" in printed and "layer 0" in printed and "ε = 0.01" in printed
+    table = pd.read_parquet(out)
+    model = load_source(source_dir).model
+    n_tokens = model.to_tokens(PROMPT).shape[1] - 1  # BOS is not ablated
+    assert table["position"].nunique() == n_tokens
+    assert f"{n_tokens} tokens ablated, {len(table):,} connections (k_out 8 × k_in 8" in printed
+    assert len(table) == n_tokens * 8 * 8
+    jac = table["jacobian"].to_numpy(np.float64)
+    diff = table["diff"].to_numpy(np.float64)
+    np.testing.assert_allclose(table["predicted"], -0.5 * jac, rtol=1e-6)  # s = 0.5 reached J
+    important = np.abs(jac) > 0.01
+    # within tolerance of −s·J by the printed rule |diff − (−s·J)| <= 0.01 + 0.1·|s·J|
+    assert "|diff − (−s·J)| <= 0.01 + 0.1·|s·J|" in printed
+    within = np.abs(diff + 0.5 * jac) <= 0.01 + 0.1 * np.abs(0.5 * jac)
+    rows = _printed_summary(printed)
+    for c, part in enumerate((important, ~important, np.ones(len(diff), bool))):
+        d = diff[part]
+        assert rows["Connections"][c] == part.sum()
+        assert rows["Mean diff"][c] == pytest.approx(d.mean(), rel=1e-3)
+        assert rows["Mean |diff|"][c] == pytest.approx(np.abs(d).mean(), rel=1e-3)
+        assert rows["Median |diff|"][c] == pytest.approx(np.median(np.abs(d)), rel=1e-3)
+        assert rows["99th pct |diff|"][c] == pytest.approx(np.quantile(np.abs(d), 0.99), rel=1e-3)
+        assert rows["Within tolerance of −s·J"][c] == pytest.approx(
+            100 * within[part].mean(), abs=0.05
+        )
+    assert important.any() and (~important).any()
+    ratio = np.abs(diff[important]).mean() / np.abs(diff[~important]).mean()
+    assert f"mean |diff| important / unimportant: {ratio:.3g}" in printed
 
 
 @pytest.mark.parametrize(
