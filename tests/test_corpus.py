@@ -33,7 +33,7 @@ from jsae.corpus import (
     read_shards,
     run_corpus,
 )
-from jsae.corpus.mergeable import exact_sum, exact_value
+from jsae.corpus.mergeable import abs_bin, exact_sum, exact_value
 from jsae.errors import InputError
 from jsae.loading import load_source, save_source
 from jsae.stats import Tolerance, importance_ratio, summarize
@@ -591,3 +591,15 @@ def test_ray_engine_without_ray_says_how_to_install(source_dir, corpus_dir, tmp_
     with pytest.raises(RayError, match=r"pip install 'jsae\[ray\]'"):
         run_corpus(job_for(source_dir, corpus_dir, tmp_path / "out"), engine="ray")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_abs_edge_is_in_its_own_bin():
+    """A value exactly on an edge of the |diff| grid lands in [edge, next), as np.histogram
+    puts it, for every edge (not only the decades)."""
+    edges = ABS_EDGES[:-1]
+    np.testing.assert_array_equal(abs_bin(edges), np.arange(len(edges)))
+    values = np.concatenate([edges, np.nextafter(edges[1:], 0), [np.inf, 1e300]])
+    expected = np.histogram(values[np.isfinite(values)], bins=ABS_EDGES)[0]
+    got = np.bincount(abs_bin(values[np.isfinite(values)]), minlength=len(ABS_EDGES) - 1)
+    np.testing.assert_array_equal(got, expected)
+    assert abs_bin(np.array([np.inf]))[0] == len(ABS_EDGES) - 2

@@ -51,13 +51,12 @@ N_DIFF_BINS = len(DIFF_EDGES) - 1
 
 
 def abs_bin(absdiff: np.ndarray) -> np.ndarray:
-    """The |diff| grid bin of each value (NaN is not binned: callers drop it first)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        idx = np.floor((np.log10(absdiff) - math.log10(LOW)) * BINS_PER_DECADE).astype(np.int64)
-    idx = np.clip(idx + 1, 1, N_LOG_BINS)
-    idx[absdiff < LOW] = 0
-    idx[absdiff >= HIGH] = N_ABS_BINS - 1
-    return idx
+    """The |diff| grid bin of each value, [edge, next edge) as ``np.histogram`` bins (the last,
+    [1e6, inf], closed). A search on the edges themselves, so a value exactly on an edge is
+    in that edge's bin (a log10 formula rounds some edges into the bin below). NaN is not
+    binned: callers drop it first."""
+    idx = np.searchsorted(ABS_EDGES, absdiff, side="right") - 1
+    return np.clip(idx, 0, N_ABS_BINS - 1).astype(np.int64)
 
 
 def diff_bin(diff: np.ndarray, abs_idx: np.ndarray) -> np.ndarray:
