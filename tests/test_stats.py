@@ -57,11 +57,18 @@ def test_empty_experiments_give_nan_not_errors():
 
 
 def test_format_summary_shows_both_experiments_side_by_side():
-    text = format_summary(summarize(_table([0.5, 0.01], [0.4, 0.0], [True, False])))
-    header = text.splitlines()[0]
-    assert "Important" in header and "Unimportant" in header and "All" in header
-    for label in ("Mean diff", "Mean |diff|", "Connections", "99th pct |diff|"):
-        assert label in text
+    """Hand-checked numbers, each in its experiment's column: important diffs 0.5 and -1.5
+    (mean -0.5, mean |diff| 1, median 1), unimportant 0.25 (within tolerance of 0.25)."""
+    table = _table([0.5, -1.5, 0.25], [0.5, 0.0, 0.25], [True, True, False])
+    text = format_summary(summarize(table))
+    header, *rows = text.splitlines()
+    assert header.split() == ["Important", "Unimportant", "All"]
+    shown = {row.rsplit(maxsplit=3)[0].strip(): row.rsplit(maxsplit=3)[1:] for row in rows}
+    assert shown["Connections"] == ["2", "1", "3"]
+    assert shown["Mean diff"] == ["-0.5", "0.25", "-0.25"]
+    assert shown["Mean |diff|"] == ["1", "0.25", "0.75"]
+    assert shown["Median |diff|"] == ["1", "0.25", "0.5"]
+    assert shown["Within tolerance of −s·J"] == ["50.0%", "100.0%", "66.7%"]
 
 
 def test_jacobian_sparsity_and_bad_tolerances():
