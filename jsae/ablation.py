@@ -166,12 +166,13 @@ class Chunk:
 
 
 @torch.no_grad()
-def _ablate_chunk(
+def ablate_chunk(
     sandwich: Sandwich,
     x: Float[Tensor, "tokens d_model"],
     config: AblationConfig,
     tokens_done: Callable[[int], None] | None = None,
 ) -> Chunk:
+    """One chunk of tokens: the unperturbed pass and every single-connection perturbation."""
     base = sandwich(x)
     s = config.perturbation(base.in_act)
     after = _perturbed_out_acts(sandwich, base, s, config.memory_budget, tokens_done)
@@ -195,7 +196,7 @@ def _ablate_chunk(
     )
 
 
-def _blocks(tokens: int, k_in: int, rows: int) -> Iterator[tuple[int, int, int, int]]:
+def row_blocks(tokens: int, k_in: int, rows: int) -> Iterator[tuple[int, int, int, int]]:
     """Blocks of perturbed rows as (first token, end token, first rank, end rank): whole
     tokens when one token's k_in rows fit into a block, else pieces of one token."""
     if rows >= k_in:
@@ -235,7 +236,7 @@ def _perturbed_out_acts(
         entered=base.out_idx.new_empty(n, k_in),
     )
     sae_pre = base.out_act.new_empty(block, pair.d_sae_out)
-    for t0, t1, i0, i1 in _blocks(n, k_in, block):
+    for t0, t1, i0, i1 in row_blocks(n, k_in, block):
         t, i = slice(t0, t1), slice(i0, i1)
         sandwich.perturbed_out_acts(
             base.pre[t],
@@ -275,7 +276,7 @@ def ablate_activations(
             def report(done: int, start: int = start) -> None:
                 progress(start + done, total)
 
-        part = _ablate_chunk(sandwich, x[start : start + chunk], config, report)
+        part = ablate_chunk(sandwich, x[start : start + chunk], config, report)
         check_finite_activations(
             (
                 ("the MLP input", x[start : start + chunk]),

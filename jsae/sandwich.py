@@ -272,6 +272,40 @@ class Sandwich:
         # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
         row_pre = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, rows, d_mlp)
         torch.addcmul(pre[:, None, :], row_pre, s[:, :, None], value=-1, out=row_pre)
+        return self._reselect(row_pre, out_idx, buffer, out)
+
+    @torch.no_grad()
+    def jointly_perturbed_out_acts(
+        self,
+        pre: Float[Tensor, "tokens d_mlp"],
+        in_idx: Int[Tensor, "tokens k_in"],
+        steps: Float[Tensor, "tokens rows k_in"],
+        out_idx: Int[Tensor, "tokens n"],
+        buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None = None,
+        out: Perturbed | None = None,
+    ) -> Perturbed:
+        """Like ``perturbed_out_acts``, but each row moves several input features together:
+        x' = x - sum_i steps[t, r, i] * W_dec_in[in_idx[t, i]] (a step of 0 leaves feature i
+        alone), so a row removes a whole set of the token's active inputs at once."""
+        tokens, rows, k_in = steps.shape
+        d_mlp = pre.shape[-1]
+        in_rows = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, k_in, d_mlp)
+        # pre(x') = pre(x) - steps @ (W_dec_in @ W_in)[in_idx]: one batched matmul, no W_in
+        row_pre = torch.baddbmm(
+            pre[:, None, :].expand(tokens, rows, d_mlp), steps, in_rows, alpha=-1
+        )
+        return self._reselect(row_pre, out_idx, buffer, out)
+
+    def _reselect(
+        self,
+        row_pre: Float[Tensor, "tokens rows d_mlp"],
+        out_idx: Int[Tensor, "tokens n"],
+        buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None,
+        out: Perturbed | None,
+    ) -> Perturbed:
+        """The rows' MLP pre-activations through the rest of the MLP and the output SAE, with
+        top-k re-selection, read at each token's ``out_idx`` features (see ``Perturbed``)."""
+        tokens, rows, _ = row_pre.shape
         sae_pre = self.out_pre_from_pre(row_pre, out=buffer).view(tokens, rows, -1)
         del row_pre
         # Membership of the new top k by its k-th largest value (ties have measure zero);

@@ -122,3 +122,34 @@ def decomposition_loop(
                     "margin": pre[j].item() - runner_up,
                 }
     return rows
+
+
+@torch.no_grad()
+def joint_loop(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    x: torch.Tensor,
+    removed: dict[tuple[int, int], list[int]],
+    mode: str = "unit",
+    scale: float = 1.0,
+) -> dict[tuple[int, int], float]:
+    """Remove sets of input features together, one MLP + output-SAE run per set.
+
+    ``removed[(token, out_feature)]`` lists input *feature ids*; returns the change of
+    out_feature's activation, {(token, out_feature): diff}, with the MLP fed
+    x - sum_i s_i W_dec_in[i] and the output SAE re-encoding it (top k re-selected), all
+    through TransformerLens's MLP module and sae-lens's ``encode``.
+    """
+    mlp = model.blocks[pair.layer].mlp
+    diffs = {}
+    for (t, j), features in removed.items():
+        xt = x[t]
+        in_acts = pair.sae_in.encode(xt)
+        before = pair.sae_out.encode(mlp(xt[None, None])[0, 0])[j]
+        x_pert = xt.clone()
+        for i in features:
+            s = {"unit": 1.0, "zero": in_acts[i].item(), "scale": scale}[mode]
+            x_pert = x_pert - s * pair.sae_in.W_dec[i]
+        after = pair.sae_out.encode(mlp(x_pert[None, None])[0, 0])[j]
+        diffs[(t, j)] = (after - before).item()
+    return diffs

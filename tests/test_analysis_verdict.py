@@ -10,12 +10,14 @@ import pytest
 from jsae.ablation import ablate
 from jsae.analysis import (
     EXIT_DOMINATED,
+    JOINT_MOVES,
     STRONG_RATIO,
     analyse,
     effect_statistics,
     pair_health,
     verdict,
 )
+from jsae.analysis.faithfulness import JointStatistics
 from jsae.prompt import mlp_inputs
 from jsae.sandwich import Sandwich
 from tests.helpers import tiny_model, tiny_pair
@@ -132,3 +134,43 @@ def test_exits_alone_are_not_perverse_when_j_ranks_the_movement():
     assert stats.exit_share_unimportant >= EXIT_DOMINATED and stats.auc >= 0.9
     found = verdict(stats)
     assert not found.perverse and found.level in ("partly", "yes")
+
+
+def _joint(unimportant_share, important_share=0.5, score_ci=(0.1, 0.3)):
+    """Joint statistics whose sets moved their output features by the given shares."""
+    sets = pd.DataFrame(
+        {
+            "set": ["unimportant", "important", "random"],
+            "pairs": [100, 100, 100],
+            "mean_size": [12.0, 4.0, 12.0],
+            "mean_abs_diff": [2 * unimportant_share, 2 * important_share, 1.0],
+            "mean_share": [unimportant_share, important_share, 0.5],
+            "exit_share": [0.4, 0.2, 0.4],
+            "mean_abs_predicted": [0.1, 0.1, 0.1],
+            "mean_abs_additive": [0.1, 0.1, 0.1],
+            "mean_additivity_gap": [0.1, 0.1, 0.1],
+        }
+    )
+    area = {"jacobian": 0.8, "reverse": 1.0, "oracle": 0.5, "random": 1.0}
+    return JointStatistics(EPS, 16, 16, 100, 50, sets, pd.DataFrame(), area, score_ci)
+
+
+def test_the_joint_result_overrules_a_yes_when_unimportant_inputs_add_up():
+    rng = np.random.default_rng(0)
+    big = rng.uniform(0.5, 1.0, 200)
+    small = rng.uniform(0.0, 0.005, 200)
+    stats = stats_of(table(np.r_[big, small], -np.r_[big, small] * 0.9))
+    assert verdict(stats).level == "yes"
+    adds_up = verdict(stats, joint=_joint(JOINT_MOVES + 0.1))
+    assert adds_up.level == "no" and adds_up.perverse
+    assert "each small connection alone barely matters" in adds_up.sentence
+    assert f"{JOINT_MOVES + 0.1:.0%} of its activation" in adds_up.sentence
+    # the score (0.4 = (1 - 0.8) / (1 - 0.5)) and its interval are among the reasons
+    assert any(
+        "Faithfulness score of the |J| order 0.40 [0.10, 0.30]" in r for r in adds_up.reasons
+    )
+    agrees = verdict(stats, joint=_joint(JOINT_MOVES - 0.1))
+    assert agrees.level == "yes" and agrees.sentence == verdict(stats).sentence
+    assert len(agrees.reasons) == len(verdict(stats).reasons) + 2
+    at_threshold = verdict(stats, joint=_joint(JOINT_MOVES))
+    assert at_threshold.level == "no", "the threshold itself counts as adding up"

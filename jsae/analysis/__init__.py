@@ -6,11 +6,21 @@ Spearman, mass capture, on the line, exits) and the split's at one ε; ``bootstr
 resampling for their intervals; ``effect`` — the ``EffectStatistics`` result and its tidy
 summary; ``sweep`` — the same across ε and pair kinds compared at a matched fraction of
 important connections; ``verdict`` — the answer from those numbers and the health;
+``joint`` — joint ablation: an output feature's inputs removed together, in orders;
+``faithfulness`` — what that says (sets removed together, curves, the score);
 ``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result.
 """
 
 from jsae.analysis.bootstrap import BOOTSTRAPPED, bootstrap_replicates, percentile_interval
 from jsae.analysis.effect import EffectStatistics, effect_statistics
+from jsae.analysis.faithfulness import (
+    SETS,
+    JointStatistics,
+    JointSums,
+    faithfulness_score,
+    joint_statistics,
+    set_frame,
+)
 from jsae.analysis.health import (
     FLAT_CV,
     TINY_MARGIN,
@@ -20,7 +30,8 @@ from jsae.analysis.health import (
     is_tiny_margin,
     pair_health,
 )
-from jsae.analysis.report import Analysis, analyse, prompt_health
+from jsae.analysis.joint import JOINT_SEED, ORDERS, JointCurves, joint_curves
+from jsae.analysis.report import Analysis, analyse, prompt_curves, prompt_health
 from jsae.analysis.statistics import (
     BOOTSTRAP_SEED,
     CAPTURE_FRACTION,
@@ -57,6 +68,7 @@ from jsae.analysis.sweep import (
 from jsae.analysis.verdict import (
     EXIT_DOMINATED,
     GOOD_AUC,
+    JOINT_MOVES,
     STRONG_RATIO,
     WEAK_RATIO,
     Verdict,
@@ -112,6 +124,18 @@ __all__ = [
     "STRONG_RATIO",
     "WEAK_RATIO",
     "analyse",
+    "prompt_curves",
     "prompt_health",
+    "JOINT_MOVES",
+    "JOINT_SEED",
+    "ORDERS",
+    "SETS",
+    "JointCurves",
+    "JointStatistics",
+    "JointSums",
+    "faithfulness_score",
+    "joint_curves",
+    "joint_statistics",
+    "set_frame",
     "verdict",
 ]

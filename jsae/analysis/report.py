@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationResult
 from jsae.analysis.effect import EffectStatistics, effect_statistics
+from jsae.analysis.faithfulness import JointStatistics, joint_statistics
 from jsae.analysis.health import PairHealth, pair_health
+from jsae.analysis.joint import JOINT_SEED, JointCurves, joint_curves
 from jsae.analysis.statistics import BOOTSTRAP_SEED, DEFAULT_TAU, N_BOOTSTRAP
 from jsae.analysis.verdict import Verdict, verdict
 from jsae.pair import JSAEPair
@@ -30,34 +33,57 @@ class Analysis:
     Args:
         statistics: the ε-free numbers and the split's at the table's ε.
         health: the pair's health on the ablated tokens (None when not computed).
-        verdict: the answer, from both.
+        verdict: the answer, from all of them.
+        joint: the joint ablation's statistics at the table's ε (None when not run).
     """
 
     statistics: EffectStatistics
     health: PairHealth | None
     verdict: Verdict
+    joint: JointStatistics | None = None
 
     def summary(self) -> pd.DataFrame:
-        """The statistics' and the health's rows in one table (statistic, value, ci_low,
-        ci_high, description)."""
+        """The statistics', the health's and the joint ablation's rows in one table
+        (statistic, value, ci_low, ci_high, description)."""
         stats = self.statistics.summary()
-        if self.health is None:
-            return stats
-        health = self.health.summary()
-        health = health[~health["statistic"].isin(stats["statistic"])]  # "tokens" once
-        health = health.assign(ci_low=float("nan"), ci_high=float("nan"))
-        return pd.concat([stats, health[list(stats.columns)]], ignore_index=True)
+        parts = [stats]
+        if self.health is not None:
+            health = self.health.summary()
+            health = health[~health["statistic"].isin(stats["statistic"])]  # "tokens" once
+            health = health.assign(ci_low=float("nan"), ci_high=float("nan"))
+            parts.append(health[list(stats.columns)])
+        if self.joint is not None:
+            parts.append(self.joint.summary())
+        return pd.concat(parts, ignore_index=True)
+
+
+def _ablated_inputs(model: HookedTransformer, pair: JSAEPair, result: AblationResult):
+    """The positions ``result`` ablated and their MLP inputs."""
+    positions = sorted(set(result.table["position"].tolist()))
+    x = mlp_inputs(model, result.prompt.tokens, pair.layer)[positions]
+    return torch.tensor(positions, dtype=torch.long), x.to(pair.sae_in.W_enc.dtype)
 
 
 def prompt_health(
     model: HookedTransformer, pair: JSAEPair, result: AblationResult, sandwich: Sandwich | None
 ) -> PairHealth | None:
     """The pair's health on the tokens ``result`` ablated (None when it ablated none)."""
-    positions = sorted(set(result.table["position"].tolist()))
-    if not positions:
+    positions, x = _ablated_inputs(model, pair, result)
+    if not len(positions):
         return None
-    x = mlp_inputs(model, result.prompt.tokens, pair.layer)[positions]
-    return pair_health(sandwich or Sandwich(model, pair), x.to(pair.sae_in.W_enc.dtype))
+    return pair_health(sandwich or Sandwich(model, pair), x)
+
+
+def prompt_curves(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    result: AblationResult,
+    sandwich: Sandwich | None = None,
+    seed: int = JOINT_SEED,
+) -> JointCurves:
+    """The joint ablation's curves on the tokens ``result`` ablated, in its mode."""
+    positions, x = _ablated_inputs(model, pair, result)
+    return joint_curves(sandwich or Sandwich(model, pair), x, result.config, positions, seed)
 
 
 def analyse(
@@ -70,11 +96,16 @@ def analyse(
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = BOOTSTRAP_SEED,
     sandwich: Sandwich | None = None,
+    curves: JointCurves | None = None,
 ) -> Analysis:
-    """Statistics of ``result``'s table at its ε, the pair's health on its tokens, and the
+    """Statistics of ``result``'s table at its ε, the pair's health on its tokens, the joint
+    ablation's statistics when its ``curves`` are given (``prompt_curves``), and the
     verdict."""
     stats = effect_statistics(
         result.table, result.eps, tau=tau, tolerance=tolerance, n_bootstrap=n_bootstrap, seed=seed
     )
     health = prompt_health(model, pair, result, sandwich)
-    return Analysis(stats, health, verdict(stats, health))
+    joint = None
+    if curves is not None:
+        joint = joint_statistics(curves, result.eps, n_bootstrap=n_bootstrap, seed=seed)
+    return Analysis(stats, health, verdict(stats, health, joint), joint)

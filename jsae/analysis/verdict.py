@@ -18,6 +18,11 @@ The rules, in order:
 3. **yes** when the ratio is at least ``STRONG_RATIO``, |J| ranks the movement well (AUC
    ≥ ``GOOD_AUC``) and exits do not dominate the unimportant movement.
 4. **partly** when the ratio is at least ``WEAK_RATIO``; **no** below it.
+5. When the joint ablation is known (``jsae.analysis.faithfulness.JointStatistics``) and
+   removing each output feature's unimportant inputs *together* moves it by at least
+   ``JOINT_MOVES`` of its activation, a **yes** or **partly** becomes **no, perverse**: each
+   small connection alone barely matters, but together they carry the computation. A **no**
+   gains that sentence as its evidence. The faithfulness score is always among the reasons.
 
 The thresholds come from the research notebook (its Pythia-70m JSAE had a ratio of 6.6) and
 our bundle (plain pairs: ratio 5.7–6.5, AUC 0.95–0.99; JSAEs: ratio 1.9–2.1, AUC 0.57–0.59,
@@ -27,9 +32,10 @@ our bundle (plain pairs: ratio 5.7–6.5, AUC 0.95–0.99; JSAEs: ratio 1.9–2.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jsae.analysis.effect import EffectStatistics
+from jsae.analysis.faithfulness import JointStatistics
 from jsae.analysis.health import PairHealth
 
 STRONG_RATIO = 10.0
@@ -40,6 +46,10 @@ GOOD_AUC = 0.9
 """|J| ranks the connections that moved (|diff| > τ) above those that did not this well."""
 EXIT_DOMINATED = 0.5
 """At least this share of the unimportant connections' movement is top-k exits."""
+JOINT_MOVES = 0.2
+"""Removing an output feature's unimportant inputs together moves it by at least this share of
+its activation: the connections the split calls unimportant add up (our bundled JSAE: 58 %,
+its plain pair: 2 %, zero mode at ε 0.01)."""
 LEVELS = ("yes", "partly", "no", "undetermined")
 PERVERSE_LEAD = "Sparse Jacobian without sparse computation"
 """How every face heads a perverse verdict (rule 2)."""
@@ -102,9 +112,55 @@ def _reasons(stats: EffectStatistics, health: PairHealth | None) -> tuple[str, .
     return tuple(reasons)
 
 
-def verdict(stats: EffectStatistics, health: PairHealth | None = None) -> Verdict:
-    """Judge one table's statistics (and the pair's health, when known); see the module
-    docstring for the rules."""
+def _bracket(ci: tuple[float, float]) -> str:
+    lo, hi = ci
+    return "" if math.isnan(lo) or math.isnan(hi) else f" [{lo:.2f}, {hi:.2f}]"
+
+
+def _joint_reasons(joint: JointStatistics) -> tuple[str, ...]:
+    unimp, rand, imp = (joint.of_set(name) for name in ("unimportant", "random", "important"))
+    return (
+        f"Removed together, an output feature's unimportant inputs (about "
+        f"{unimp['mean_size']:.3g} of {joint.k_in}) move it by {unimp['mean_share']:.0%} of its "
+        f"activation (|diff| {unimp['mean_abs_diff']:.3g}; it leaves the top k "
+        f"{unimp['exit_share']:.0%} of the time); as many random inputs by "
+        f"{rand['mean_share']:.0%}; its important inputs by {imp['mean_share']:.0%}.",
+        f"Faithfulness score of the |J| order {joint.score:.2f}{_bracket(joint.score_ci)}: "
+        "0 is no better than removing inputs at random, 1 as good as the single-connection "
+        "oracle.",
+    )
+
+
+def verdict(
+    stats: EffectStatistics,
+    health: PairHealth | None = None,
+    joint: JointStatistics | None = None,
+) -> Verdict:
+    """Judge one table's statistics (and the pair's health and the joint ablation, when
+    known); see the module docstring for the rules."""
+    single = _single_verdict(stats, health)
+    if joint is None or single.level == "undetermined":
+        return single
+    reasons = single.reasons + _joint_reasons(joint)
+    share = joint.of_set("unimportant")["mean_share"]
+    if math.isnan(share) or share < JOINT_MOVES:
+        return replace(single, reasons=reasons)
+    together = (
+        f"together, an output feature's unimportant inputs move it by {share:.0%} of its activation"
+    )
+    if single.level == "no":
+        sentence = f"{single.sentence} Removed {together}."
+        return replace(single, sentence=sentence, reasons=reasons)
+    sentence = (
+        f"No: each small connection alone barely matters (unimportant connections move "
+        f"{single.ratio:.1f}× less than important ones), but {together}, so a sparse "
+        "Jacobian does not mean sparse computation here."
+    )
+    return Verdict("no", sentence, reasons, True, single.ratio)
+
+
+def _single_verdict(stats: EffectStatistics, health: PairHealth | None) -> Verdict:
+    """Rules 1–4, from the one-connection-at-a-time statistics."""
     eps = f"{stats.eps:g}"
     n_important = round(stats.fraction_important * stats.n_connections)
     reasons = _reasons(stats, health)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from jsae.exact import exact_sum, exact_value
 from jsae.stats import Tolerance, empty_summary, summary_frame
 from jsae.table import is_important
 
@@ -62,41 +63,6 @@ def abs_bin(absdiff: np.ndarray) -> np.ndarray:
 def diff_bin(diff: np.ndarray, abs_idx: np.ndarray) -> np.ndarray:
     """The diff grid bin of each value, from its |diff| bin: negatives mirror positives."""
     return np.where(diff < 0, N_ABS_BINS - 1 - abs_idx, N_ABS_BINS + abs_idx)
-
-
-SUM_SHIFT = 1074 + 53
-"""Exact sums count units of 2**-SUM_SHIFT: a float64's 53-bit mantissa times 2**e for
-e >= -1074 - 53 is then a non-negative shift of an integer."""
-
-
-def exact_sum(values: np.ndarray) -> int:
-    """The exact sum of finite float64 ``values``, as an integer number of 2**-SUM_SHIFT.
-
-    Each value is m · 2**e with an integer mantissa |m| < 2**53 (``np.frexp``); the mantissas
-    are split into 26-bit halves, summed per exponent in int64 (exact for up to 2**36
-    values), and shifted into one Python integer."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        return 0
-    fraction, exponent = np.frexp(values)
-    mantissa = np.ldexp(fraction, 53).astype(np.int64)  # exact: |fraction| < 1, 53 bits
-    high, low = mantissa >> 26, mantissa & ((1 << 26) - 1)  # mantissa = high * 2**26 + low
-    order = np.argsort(exponent, kind="stable")
-    exponent = exponent[order]
-    starts = np.flatnonzero(np.r_[True, exponent[1:] != exponent[:-1]])
-    high_sums = np.add.reduceat(high[order], starts)
-    low_sums = np.add.reduceat(low[order], starts)
-    total = 0
-    for e, h, lo in zip(
-        exponent[starts].tolist(), high_sums.tolist(), low_sums.tolist(), strict=True
-    ):
-        total += ((h << 26) + lo) << (e - 53 + SUM_SHIFT)
-    return total
-
-
-def exact_value(total: int, count: int = 1) -> float:
-    """An exact sum (``exact_sum``'s units) divided by ``count``, correctly rounded."""
-    return total / (count << SUM_SHIFT)
 
 
 def _zeros(n: int) -> np.ndarray:
