@@ -11,8 +11,10 @@ from jsae.ablation import ablate
 from jsae.analysis import analyse
 from jsae.cli import main
 from jsae.loading import load_source, save_source
+from jsae.prompt import mlp_inputs
 from jsae.stats import summarize
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
+from tests.reference import joint_loop
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -375,3 +377,33 @@ def test_print_summary_shows_the_table_ratio_and_tolerance(source_dir, capsys):
     assert format_summary(summary) in out
     assert f"mean |diff| important / unimportant: {ratio:.3g}" in out
     assert "within tolerance: |diff − (−s·J)| <= 0.02 + 0.3·|s·J|" in out
+
+
+def test_ablate_joint_prints_the_sets_removed_together_as_the_loop_measures_them(
+    source_dir, tmp_path, capsys
+):
+    """The printed joint means, against sets built from the written table's |J| and removed
+    one set at a time through TransformerLens's MLP and sae-lens's encode."""
+    out = tmp_path / "r.parquet"
+    args = ["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--mode", "zero"]
+    assert main([*args, "--joint", "--output", str(out), "--no-progress", "--bootstrap", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "removed together (every active output feature j of every token; mode zero" in printed
+    score = re.search(r"faithfulness score: (\S+) \[(\S+), (\S+)\]", printed)
+    value, lo, hi = (float(g) for g in score.groups())
+    assert lo <= value <= hi
+    table = pd.read_parquet(out)
+    source = load_source(source_dir)
+    pair = source.pair(0, "jsae")
+    x = mlp_inputs(source.model, source.model.to_tokens(PROMPT)[0], 0)
+    for name, keep in (("unimportant", table["jacobian"].abs() <= 0.01), ("important", None)):
+        keep = keep if keep is not None else table["jacobian"].abs() > 0.01
+        removed = {
+            (int(p), int(j)): rows["in_feature"].tolist()
+            for (p, j), rows in table[keep].groupby(["position", "out_feature"])
+        }
+        diffs = joint_loop(source.model, pair, x, removed, "zero")
+        line = re.search(rf"^  {name}\s+(\S+)\s+(\S+)", printed, re.M)
+        size, mean_abs = float(line.group(1)), float(line.group(2))
+        assert size == pytest.approx(np.mean([len(v) for v in removed.values()]), rel=5e-3)
+        assert mean_abs == pytest.approx(np.mean(np.abs(list(diffs.values()))), rel=1e-3)

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from transformer_lens import HookedTransformer
 
-from jsae.ablation import AblationResult
+from jsae.ablation import AblationResult, ProgressCallback
 from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.faithfulness import JointStatistics, joint_statistics
 from jsae.analysis.health import PairHealth, pair_health
@@ -42,9 +42,9 @@ class Analysis:
     verdict: Verdict
     joint: JointStatistics | None = None
 
-    def summary(self) -> pd.DataFrame:
-        """The statistics', the health's and the joint ablation's rows in one table
-        (statistic, value, ci_low, ci_high, description)."""
+    def summary(self, joint: bool = True) -> pd.DataFrame:
+        """The statistics', the health's and (unless ``joint`` is False) the joint ablation's
+        rows in one table (statistic, value, ci_low, ci_high, description)."""
         stats = self.statistics.summary()
         parts = [stats]
         if self.health is not None:
@@ -52,7 +52,7 @@ class Analysis:
             health = health[~health["statistic"].isin(stats["statistic"])]  # "tokens" once
             health = health.assign(ci_low=float("nan"), ci_high=float("nan"))
             parts.append(health[list(stats.columns)])
-        if self.joint is not None:
+        if joint and self.joint is not None:
             parts.append(self.joint.summary())
         return pd.concat(parts, ignore_index=True)
 
@@ -80,10 +80,12 @@ def prompt_curves(
     result: AblationResult,
     sandwich: Sandwich | None = None,
     seed: int = JOINT_SEED,
+    progress: ProgressCallback | None = None,
 ) -> JointCurves:
     """The joint ablation's curves on the tokens ``result`` ablated, in its mode."""
     positions, x = _ablated_inputs(model, pair, result)
-    return joint_curves(sandwich or Sandwich(model, pair), x, result.config, positions, seed)
+    sandwich = sandwich or Sandwich(model, pair)
+    return joint_curves(sandwich, x, result.config, positions, seed, progress)
 
 
 def analyse(

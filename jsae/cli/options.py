@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from jsae.ablation import AblationConfig
-from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP
+from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP, ORDERS, JointStatistics
 from jsae.errors import InputError, os_reason
 from jsae.stats import Tolerance, format_summary, importance_ratio
 from jsae.table import table_format
@@ -60,6 +60,33 @@ def format_statistics(frame: pd.DataFrame) -> str:
             "" if row.ci_low != row.ci_low else f"  [{shown(row.ci_low)}, {shown(row.ci_high)}]"
         )
         lines.append(f"  {row.statistic:<28} {shown(row.value):>10}{interval}")
+    return "\n".join(lines)
+
+
+def format_joint(joint: JointStatistics) -> str:
+    """A joint ablation's sets, curves and score as plain text (``jsae ablate --joint``)."""
+    lines = [
+        f"  {'set':<12} {'inputs':>7} {'mean |diff|':>12} {'share of j':>11} "
+        f"{'j left top k':>13} {'additivity gap':>15}"
+    ]
+    for row in joint.sets.itertuples(index=False):
+        lines.append(
+            f"  {row.set:<12} {row.mean_size:>7.3g} {row.mean_abs_diff:>12.4g} "
+            f"{row.mean_share:>11.1%} {row.exit_share:>13.1%} {row.mean_additivity_gap:>15.4g}"
+        )
+    marks = sorted({0, joint.k_in // 4, joint.k_in // 2, 3 * joint.k_in // 4, joint.k_in})
+    lines.append(
+        "  mean |diff| with the first m inputs of each order removed, m = "
+        + ", ".join(str(m) for m in marks)
+        + ":"
+    )
+    curves = joint.curves.set_index(["order", "m"])["mean_abs_diff"]
+    for order in ORDERS:
+        values = " ".join(f"{curves[(order, m)]:>8.4g}" for m in marks)
+        lines.append(f"    {order:<9} {values}")
+    lo, hi = joint.score_ci
+    interval = "" if lo != lo else f" [{lo:.3g}, {hi:.3g}]"
+    lines.append(f"faithfulness score: {joint.score:.3g}{interval}")
     return "\n".join(lines)
 
 
