@@ -26,7 +26,7 @@ integers (``jsae.exact.exact_sum``) so that corpus shards merge bitwise-exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -173,6 +173,16 @@ class JointSums:
             add(self.curve_share_pairs, other.curve_share_pairs),
             {s: {k: v + other.sets[s][k] for k, v in self.sets[s].items()} for s in SETS},
         )
+
+    def to_dict(self) -> dict:
+        """JSON-ready (exact sums as Python integers, which JSON keeps exactly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JointSums:
+        if set(data) != {f.name for f in fields(cls)}:
+            raise ValueError(f"not a JointSums record: keys {sorted(data)}")
+        return cls(**data)
 
     def curve_frame(self) -> pd.DataFrame:
         """``CURVE_COLUMNS``: each order's means against m."""

@@ -17,6 +17,7 @@ from jsae.cli.options import (
     check_wandb,
     check_writable,
     format_decomposition,
+    format_joint,
     print_summary,
     tolerance,
     wandb_target,
@@ -26,6 +27,7 @@ from jsae.corpus import (
     ENGINES,
     CorpusJob,
     RayConfig,
+    corpus_joint,
     corpus_stats,
     read_manifest,
     run_corpus,
@@ -130,6 +132,7 @@ def ablate_corpus(
         max_tokens=args.max_tokens,
         shard_tokens=args.shard_tokens,
         device=args.device,
+        joint=args.joint,
     )
     ray_config = None
     if args.engine == "ray":
@@ -181,6 +184,7 @@ def ablate_corpus(
     )
     stats = corpus_stats(args.output, eps, tol)
     print_corpus_summary(stats)
+    print_corpus_joint(args.output, cfg, eps)
     if args.wandb:
         print(
             log_corpus_to_wandb(args.output, stats, run=run, target=wandb_target(args)).describe()
@@ -199,6 +203,19 @@ def print_corpus_summary(stats) -> None:
         "median and 99th pct |diff| are read off a log-spaced histogram (within ~2.3%); the "
         "other figures are exact"
     )
+
+
+def print_corpus_joint(output: Path, cfg: dict, eps: float) -> None:
+    """A ``--joint`` run's merged joint statistics, at the run's ε."""
+    joint = corpus_joint(output)
+    if joint is None:
+        return
+    note = "" if eps == cfg["eps"] else f" (not --eps {eps:g}: the joint sets are exact sums)"
+    print(
+        f"\nremoved together, at the run's ε = {cfg['eps']:g}{note}; merged exactly over the "
+        f"shards, {joint.n_tokens:,} tokens (no interval: a bootstrap does not merge):"
+    )
+    print(format_joint(joint))
 
 
 def add_stats_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -232,6 +249,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
         f"{len(manifest.shards)} shards"
     )
     print_corpus_summary(stats)
+    print_corpus_joint(args.output, cfg, eps)
     if args.histogram:
         print("\n|diff| histogram (non-empty bins):")
         print(stats.histogram("abs").to_string(index=False))

@@ -58,7 +58,7 @@ from jsae.corpus.ray import (
     run_units_on_ray,
 )
 from jsae.corpus.reader import BLOCK_CHARS, HF_MARKERS, Corpus, open_corpus
-from jsae.corpus.run import CorpusRun, corpus_stats, run_corpus
+from jsae.corpus.run import CorpusRun, corpus_joint, corpus_stats, run_corpus
 from jsae.corpus.store import (
     SHARD_COLUMNS,
     SHARD_NAME,
@@ -110,6 +110,7 @@ __all__ = [
     "check_output_folder",
     "check_ray",
     "claim_output",
+    "corpus_joint",
     "corpus_stats",
     "document_windows",
     "open_corpus",

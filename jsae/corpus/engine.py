@@ -4,11 +4,15 @@
 MLP's input, ablates every position (BOS left out unless asked) with
 ``jsae.ablation.ablate_activations``, and lays the connections out as one Arrow table in
 ``SHARD_SCHEMA``: documents and token strings dictionary-encoded, ``important`` at the job's ε.
+With ``CorpusJob.joint``, each window's joint ablation (``jsae.analysis.joint``) is reduced to
+its exact sums at the job's ε, and a shard's merged sums travel in its Parquet schema metadata
+under ``JOINT_METADATA`` (covered by the shard's SHA-256 like its rows).
 ``WindowEngine.identity`` is what a rerun must match to resume an output folder.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +22,12 @@ import pyarrow as pa
 import torch
 
 from jsae.ablation import ablate_activations
+from jsae.analysis.faithfulness import JointSums
+from jsae.analysis.joint import JOINT_SEED, joint_curves
 from jsae.corpus.job import CorpusJob
-from jsae.corpus.plan import DoneSet, Unit, plan_units
+from jsae.corpus.plan import DoneSet, Unit, Window, plan_units
 from jsae.corpus.reader import Corpus
-from jsae.corpus.store import SHARD_COLUMNS, SHARD_SCHEMA
+from jsae.corpus.store import JOINT_METADATA, SHARD_COLUMNS, SHARD_SCHEMA
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE, load_source
 from jsae.prompt import first_ablated, mlp_inputs, token_strings
@@ -87,7 +93,7 @@ class WindowEngine:
             "text_column": corpus.text_column if corpus.kind == "hf" else None,
             "split": corpus.split,
             "dataset_fingerprint": corpus.fingerprint(),
-        }
+        } | ({"joint": True} if self.job.joint else {})  # old runs, without the key, resume
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
@@ -122,12 +128,17 @@ class WindowEngine:
         columns: dict[str, list] = {name: [] for name in SHARD_COLUMNS if name != "important"}
         documents: dict[str, int] = {}
         tokens_done = 0
+        joint: JointSums | None = None
         for w in unit.windows:
             tokens = torch.from_numpy(w.tokens)
             x = mlp_inputs(self.model, tokens, self.layer).to(dtype)
             first = self.first_ablated(w.tokens)
             positions = torch.arange(first, len(tokens))
             c = connection_columns(ablate_activations(self.sandwich, x[first:], cfg, positions))
+            if self.job.joint:
+                curves = joint_curves(self.sandwich, x[first:], cfg, positions, window_seed(w))
+                sums = JointSums.of(curves, self.job.eps)
+                joint = sums if joint is None else joint.merge(sums)
             n = len(c["diff"])
             columns["document"].append(
                 np.full(n, documents.setdefault(w.document, len(documents)), np.int32)
@@ -154,6 +165,8 @@ class WindowEngine:
             elif name not in arrays:
                 arrays[name] = pa.array(data[name])
         table = pa.Table.from_arrays([arrays[n] for n in SHARD_COLUMNS], schema=SHARD_SCHEMA)
+        if joint is not None:
+            table = table.replace_schema_metadata({JOINT_METADATA: json.dumps(joint.to_dict())})
         return table, tokens_done
 
     def _token_column(self, ids: np.ndarray, vocab: np.ndarray) -> pa.DictionaryArray:
@@ -169,6 +182,14 @@ class WindowEngine:
         return pa.DictionaryArray.from_arrays(
             pa.array(lookup[ids], pa.int32()), pa.array(categories, pa.string())
         )
+
+
+def window_seed(window: Window) -> int:
+    """The random order's seed for one window: from ``JOINT_SEED`` and the window's place in
+    the corpus, so that a shard's result does not depend on how the run was split."""
+    return int(
+        np.random.SeedSequence([JOINT_SEED, window.ordinal, window.index]).generate_state(1)[0]
+    )
 
 
 def _folder_or_name(name: str) -> str:

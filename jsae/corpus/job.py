@@ -43,6 +43,8 @@ class CorpusJob:
             ``output`` (the last window is finished, so up to one window more).
         shard_tokens: tokens per shard (None: about 2 million connections per shard).
         device: torch device.
+        joint: also remove each output feature's inputs together (``jsae.analysis.joint``)
+            and keep each shard's exact joint sums at ``eps`` in its Parquet metadata.
     """
 
     dataset: Path
@@ -59,6 +61,7 @@ class CorpusJob:
     max_tokens: int | None = None
     shard_tokens: int | None = None
     device: str = "cpu"
+    joint: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", Path(self.dataset).expanduser())

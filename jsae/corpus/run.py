@@ -11,6 +11,7 @@ against the manifest) into the mergeable statistics of ``jsae.corpus.mergeable``
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jsae.analysis.faithfulness import JointStatistics, JointSums
 from jsae.corpus.engine import WindowEngine
 from jsae.corpus.job import DEFAULT_ENGINE, ENGINES, CorpusError, CorpusJob, CorpusProgress
 from jsae.corpus.lock import claim_output
@@ -29,7 +31,13 @@ from jsae.corpus.mergeable import CorpusStats
 from jsae.corpus.plan import DoneSet, Unit
 from jsae.corpus.ray import RayConfig, check_ray, run_units_on_ray
 from jsae.corpus.reader import Corpus, open_corpus
-from jsae.corpus.store import check_output_folder, open_output, verified_shards, write_shard
+from jsae.corpus.store import (
+    JOINT_METADATA,
+    check_output_folder,
+    open_output,
+    verified_shards,
+    write_shard,
+)
 from jsae.errors import InputError, first_line
 from jsae.stats import Tolerance
 from jsae.table import check_eps
@@ -196,3 +204,27 @@ def corpus_stats(
         except (OSError, pa.ArrowInvalid) as err:
             raise CorpusError(f"Could not read the shard {path}: {first_line(err)}") from None
     return stats
+
+
+def corpus_joint(output: str | os.PathLike) -> JointStatistics | None:
+    """The joint ablation's statistics of a ``--joint`` run, merged exactly over its finished
+    shards at the run's ε (the sets cannot be re-split at another ε: they are sums); no
+    interval for the score (a bootstrap does not merge). None for a run without ``--joint``."""
+    manifest = read_manifest(output)
+    if not manifest.config.get("joint"):
+        return None
+    merged: JointSums | None = None
+    for path, _ in verified_shards(output, manifest):
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+            sums = JointSums.from_dict(json.loads(metadata[JOINT_METADATA.encode()]))
+        except KeyError:
+            raise CorpusError(
+                f"The shard {path} of a --joint run holds no joint sums: use a new --output folder."
+            ) from None
+        except (OSError, pa.ArrowInvalid, ValueError, TypeError) as err:
+            raise CorpusError(
+                f"Could not read the joint sums of {path}: {first_line(err)}"
+            ) from None
+        merged = sums if merged is None else merged.merge(sums)
+    return None if merged is None else merged.statistics()

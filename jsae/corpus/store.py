@@ -54,6 +54,10 @@ _ARROW_TYPES = {
 SHARD_SCHEMA = pa.schema([(name, _ARROW_TYPES[name]) for name in SHARD_COLUMNS])
 
 
+JOINT_METADATA = "jsae.joint"
+"""The Parquet schema metadata key of a shard's exact joint-ablation sums (``JointSums``)."""
+
+
 def write_shard(output: Path, unit: Unit, table: pa.Table, tokens: int) -> ShardEntry:
     """Write a shard atomically (a temporary file of this writer's own, then rename); return
     its manifest entry, with the row count and the SHA-256 of the bytes written."""
