@@ -4,6 +4,7 @@ TransformerLens's MLP module and sae-lens's ``encode``."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
 from jsae.pair import JSAEPair
@@ -153,3 +154,50 @@ def joint_loop(
         after = pair.sae_out.encode(mlp(x_pert[None, None])[0, 0])[j]
         diffs[(t, j)] = (after - before).item()
     return diffs
+
+
+@torch.no_grad()
+def downstream_loop(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    tokens: torch.Tensor,
+    x: torch.Tensor,
+    positions: list[int],
+    removed: dict[tuple[int, int], list[int]],
+    mode: str = "unit",
+) -> torch.Tensor:
+    """The next-token KL(clean || patched) at each of ``positions`` when every active output
+    feature j of each position (MLP input ``x[position]``) loses the input features ``removed[(position, j)]`` together.
+
+    Per position, one MLP + output-SAE run per j (TransformerLens's MLP module on the MLP
+    input, sae-lens's ``encode``) gives j's new activation; the modified code is decoded with
+    sae-lens's ``decode`` and the SAE's error term (the model's own ``hook_mlp_out`` minus the
+    decode of its code) added back; the results replace ``hook_mlp_out`` at ``positions`` in
+    one hooked run, and F.kl_div compares the float64 log-softmaxes. Returns [positions].
+    """
+    layer, mlp = pair.layer, model.blocks[pair.layer].mlp
+    sae_in, sae_out = pair.sae_in, pair.sae_out
+    name = f"blocks.{layer}.hook_mlp_out"
+    logits, cache = model.run_with_cache(tokens[None], names_filter=[name])
+    patched = []
+    for p in positions:
+        mlp_out = cache[name][0, p]
+        code = sae_out.encode(mlp_out)
+        new_code = code.clone()
+        in_acts = sae_in.encode(x[p])
+        for j in torch.topk(code, pair.k_out).indices.tolist():
+            x_pert = x[p].clone()
+            for i in removed[(p, j)]:
+                s = {"unit": 1.0, "zero": in_acts[i].item()}[mode]
+                x_pert = x_pert - s * sae_in.W_dec[i]
+            new_code[j] = sae_out.encode(mlp(x_pert[None, None])[0, 0])[j]
+        patched.append(sae_out.decode(new_code) + (mlp_out - sae_out.decode(code)))
+
+    def splice(value, hook):
+        value[0, positions] = torch.stack(patched)
+        return value
+
+    patched_logits = model.run_with_hooks(tokens[None], fwd_hooks=[(name, splice)])
+    log_p = torch.log_softmax(logits[0, positions].double(), -1)
+    log_q = torch.log_softmax(patched_logits[0, positions].double(), -1)
+    return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)

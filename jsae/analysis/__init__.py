@@ -8,10 +8,18 @@ summary; ``sweep`` — the same across ε and pair kinds compared at a matched f
 important connections; ``verdict`` — the answer from those numbers and the health;
 ``joint`` — joint ablation: an output feature's inputs removed together, in orders;
 ``faithfulness`` — what that says (sets removed together, curves, the score);
+``downstream`` — the next-token KL when output features keep only their top-m inputs;
 ``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result.
 """
 
 from jsae.analysis.bootstrap import BOOTSTRAPPED, bootstrap_replicates, percentile_interval
+from jsae.analysis.downstream import (
+    KEEP_ORDERS,
+    DownstreamKL,
+    downstream_kl,
+    fewer_than_random,
+    kl_areas,
+)
 from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.faithfulness import (
     SETS,
@@ -31,7 +39,13 @@ from jsae.analysis.health import (
     pair_health,
 )
 from jsae.analysis.joint import JOINT_SEED, ORDERS, JointCurves, joint_curves
-from jsae.analysis.report import Analysis, analyse, prompt_curves, prompt_health
+from jsae.analysis.report import (
+    Analysis,
+    analyse,
+    prompt_curves,
+    prompt_downstream,
+    prompt_health,
+)
 from jsae.analysis.statistics import (
     BOOTSTRAP_SEED,
     CAPTURE_FRACTION,
@@ -125,6 +139,7 @@ __all__ = [
     "WEAK_RATIO",
     "analyse",
     "prompt_curves",
+    "prompt_downstream",
     "prompt_health",
     "JOINT_MOVES",
     "JOINT_SEED",
@@ -137,5 +152,10 @@ __all__ = [
     "joint_curves",
     "joint_statistics",
     "set_frame",
+    "KEEP_ORDERS",
+    "DownstreamKL",
+    "downstream_kl",
+    "fewer_than_random",
+    "kl_areas",
     "verdict",
 ]

@@ -14,6 +14,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationResult, ProgressCallback
+from jsae.analysis.downstream import DownstreamKL, downstream_kl
 from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.faithfulness import JointStatistics, joint_statistics
 from jsae.analysis.health import PairHealth, pair_health
@@ -86,6 +87,21 @@ def prompt_curves(
     positions, x = _ablated_inputs(model, pair, result)
     sandwich = sandwich or Sandwich(model, pair)
     return joint_curves(sandwich, x, result.config, positions, seed, progress)
+
+
+def prompt_downstream(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    result: AblationResult,
+    curves: JointCurves | None = None,
+    sandwich: Sandwich | None = None,
+) -> DownstreamKL:
+    """The downstream KL on the tokens ``result`` ablated, from their joint curves
+    (``prompt_curves``, computed here when not given), within its config's memory budget."""
+    if curves is None:
+        curves = prompt_curves(model, pair, result, sandwich)
+    budget = result.config.memory_budget
+    return downstream_kl(model, pair, result.prompt.tokens, curves, memory_budget=budget)
 
 
 def analyse(
