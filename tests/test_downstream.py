@@ -172,6 +172,9 @@ def test_fewer_than_random_where_the_answer_is_known():
     }
     table = _made_up(linear, 2)
     assert fewer_than_random(table, "jacobian") == pytest.approx(1.5)
+    # random 1 - c/4 needs 4 (1 - K) connections: ratios 2, 1.5, 4/3 at m = 1, 2, 3
+    table = _made_up({"jacobian": [1.0, 0.5, 0.25, 0.0, 0.0], "random": [1, 0.75, 0.5, 0.25, 0]}, 1)
+    assert fewer_than_random(table, "jacobian") == 1.5, "the median, not the mean"
     # nothing in range: NaN
     table = _made_up({"jacobian": [1.0, 2.0, 2.0, 0.0], "random": [1.0, 0.5, 0.2, 0.0]}, 1)
     assert math.isnan(fewer_than_random(table, "jacobian"))
