@@ -20,9 +20,15 @@ from jsae.analysis.downstream import (
     splice_hook,
     spliced_logits,
 )
+from jsae.analysis.downstream_sweep import (
+    DOWNSTREAM_SUMMARY_COLUMNS,
+    downstream_results,
+    summary_frame,
+)
 from jsae.analysis.effect import SUMMARY_COLUMNS
 from jsae.analysis.joint import ORDERS, joint_curves
 from jsae.analysis.report import prompt_curves, prompt_downstream
+from jsae.loading import Source
 from jsae.pair import hook_out_name
 from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import Sandwich
@@ -207,3 +213,41 @@ def test_sums_merge_exactly_and_the_summary_names_every_figure():
     assert whole.fewer_than_random["jacobian"] == pytest.approx(1.625)
     assert values["downstream_fewer_than_random_jacobian"] == whole.fewer_than_random["jacobian"]
     assert "downstream_fewer_than_random_random" not in values
+
+
+def test_a_source_sweep_merges_rows_and_reads_each_pairs_own_model():
+    model = tiny_model()
+    randomized = tiny_model()
+    with torch.no_grad():
+        for p in randomized.parameters():
+            p.copy_(torch.randn_like(p) * p.std().clamp(min=0.1))
+    pairs = {
+        "jsae": {1: tiny_pair(model, 1, d_sae=48, k=4)},
+        "jsae_randomized": {1: tiny_pair(randomized, 1, d_sae=48, k=4, kind="jsae_randomized")},
+    }
+    source = Source("tiny", model, pairs, pair_models={("jsae_randomized", 1): randomized})
+    rows = torch.stack(
+        [tokenize(model, PROMPT).tokens[:9], tokenize(model, "A b c d e f").tokens[:9]]
+    )
+    results = downstream_results(source, rows, modes=("unit",))
+    assert set(results) == {(1, "jsae", "unit"), (1, "jsae_randomized", "unit")}
+    for kind in ("jsae", "jsae_randomized"):
+        own = source.model_for(1, kind)
+        pair = source.pair(1, kind)
+        parts = []
+        for row in rows:
+            positions = torch.arange(1, len(row))  # BOS left out
+            x = mlp_inputs(own, row, 1)[positions]
+            curves = joint_curves(Sandwich(own, pair), x, AblationConfig(mode="unit"), positions)
+            parts.append(downstream_kl(own, pair, row, curves))
+        assert results[(1, kind, "unit")] == parts[0].merge(parts[1]), kind
+    frame = summary_frame(results)
+    assert list(frame.columns) == list(DOWNSTREAM_SUMMARY_COLUMNS)
+    assert len(frame) == 2 * len(KEEP_ORDERS)
+    one = frame[(frame["kind"] == "jsae") & (frame["order"] == "jacobian")].iloc[0]
+    whole = results[(1, "jsae", "unit")]
+    assert one["positions"] == 16
+    assert one["area"] == whole.area["jacobian"]
+    assert one["fewer_than_random"] == whole.fewer_than_random["jacobian"] or (
+        math.isnan(one["fewer_than_random"]) and math.isnan(whole.fewer_than_random["jacobian"])
+    )

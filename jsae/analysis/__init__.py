@@ -9,6 +9,7 @@ important connections; ``verdict`` — the answer from those numbers and the hea
 ``joint`` — joint ablation: an output feature's inputs removed together, in orders;
 ``faithfulness`` — what that says (sets removed together, curves, the score);
 ``downstream`` — the next-token KL when output features keep only their top-m inputs;
+``downstream_sweep`` — that KL across a source's layers, kinds and modes;
 ``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result.
 """
 
@@ -19,6 +20,11 @@ from jsae.analysis.downstream import (
     downstream_kl,
     fewer_than_random,
     kl_areas,
+)
+from jsae.analysis.downstream_sweep import (
+    DOWNSTREAM_SUMMARY_COLUMNS,
+    downstream_results,
+    summary_frame,
 )
 from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.faithfulness import (
@@ -157,5 +163,8 @@ __all__ = [
     "downstream_kl",
     "fewer_than_random",
     "kl_areas",
+    "DOWNSTREAM_SUMMARY_COLUMNS",
+    "downstream_results",
+    "summary_frame",
     "verdict",
 ]
