@@ -12,7 +12,9 @@ SAE's error term (mlp_out - decode(encode(mlp_out))) is
     mlp_out' = mlp_out + sum_j (a'_j - a_j) W_dec_out[j].
 
 mlp_out' replaces ``blocks.L.hook_mlp_out`` at the ablated positions only (every other
-position keeps its clean value), the rest of the model runs, and at each ablated position
+position keeps its clean value), all of them in the same run, so a position's prediction also
+carries the earlier positions' changes through attention; the rest of the model runs, and at
+each ablated position
 
     KL(clean || patched) = sum_v p(v) (log p(v) - log q(v))
 
