@@ -14,7 +14,7 @@ from jsae.loading import load_source, save_source
 from jsae.prompt import mlp_inputs
 from jsae.stats import summarize
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
-from tests.reference import joint_loop
+from tests.reference import downstream_loop, joint_loop
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -407,3 +407,14 @@ def test_ablate_joint_prints_the_sets_removed_together_as_the_loop_measures_them
         size, mean_abs = float(line.group(1)), float(line.group(2))
         assert size == pytest.approx(np.mean([len(v) for v in removed.values()]), rel=5e-3)
         assert mean_abs == pytest.approx(np.mean(np.abs(list(diffs.values()))), rel=1e-3)
+    # with no input kept, every output feature loses all its active inputs together
+    tokens = source.model.to_tokens(PROMPT)[0]
+    positions = sorted(table["position"].unique().tolist())
+    every = {
+        (int(p), int(j)): rows["in_feature"].tolist()
+        for (p, j), rows in table.groupby(["position", "out_feature"])
+    }
+    kl = downstream_loop(source.model, pair, tokens, x, positions, every, "zero")
+    none_kept = float(re.search(r"with no input kept: mean KL (\S+)", printed).group(1))
+    assert none_kept == pytest.approx(kl.mean().item(), rel=1e-3)
+    assert f"(mean over {len(positions)} positions;" in printed

@@ -36,12 +36,15 @@ class Analysis:
         health: the pair's health on the ablated tokens (None when not computed).
         verdict: the answer, from all of them.
         joint: the joint ablation's statistics at the table's ε (None when not run).
+        downstream: the next-token KL when output features keep only some inputs (None
+            when not run).
     """
 
     statistics: EffectStatistics
     health: PairHealth | None
     verdict: Verdict
     joint: JointStatistics | None = None
+    downstream: DownstreamKL | None = None
 
     def summary(self, joint: bool = True) -> pd.DataFrame:
         """The statistics', the health's and (unless ``joint`` is False) the joint ablation's
@@ -55,6 +58,8 @@ class Analysis:
             parts.append(health[list(stats.columns)])
         if joint and self.joint is not None:
             parts.append(self.joint.summary())
+        if joint and self.downstream is not None:
+            parts.append(self.downstream.summary())
         return pd.concat(parts, ignore_index=True)
 
 
@@ -115,9 +120,11 @@ def analyse(
     seed: int = BOOTSTRAP_SEED,
     sandwich: Sandwich | None = None,
     curves: JointCurves | None = None,
+    downstream: bool = False,
 ) -> Analysis:
     """Statistics of ``result``'s table at its ε, the pair's health on its tokens, the joint
-    ablation's statistics when its ``curves`` are given (``prompt_curves``), and the
+    ablation's statistics when its ``curves`` are given (``prompt_curves``), with
+    ``downstream`` also the next-token KL they imply (``prompt_downstream``), and the
     verdict."""
     stats = effect_statistics(
         result.table, result.eps, tau=tau, tolerance=tolerance, n_bootstrap=n_bootstrap, seed=seed
@@ -126,4 +133,7 @@ def analyse(
     joint = None
     if curves is not None:
         joint = joint_statistics(curves, result.eps, n_bootstrap=n_bootstrap, seed=seed)
-    return Analysis(stats, health, verdict(stats, health, joint), joint)
+    kl = None
+    if curves is not None and downstream:
+        kl = prompt_downstream(model, pair, result, curves)
+    return Analysis(stats, health, verdict(stats, health, joint), joint, kl)

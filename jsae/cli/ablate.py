@@ -22,6 +22,7 @@ from jsae.cli.options import (
     check_positive,
     check_wandb,
     format_decomposition,
+    format_downstream,
     format_joint,
     format_statistics,
     print_summary,
@@ -152,7 +153,14 @@ def print_analysis(
     print("\nwhere the movement comes from (top-k exits: the output feature left the top k):")
     print(format_decomposition(decomposition.decomposition()))
     found = analyse(
-        model, pair, result, tau=args.tau, tolerance=tol, n_bootstrap=args.bootstrap, curves=curves
+        model,
+        pair,
+        result,
+        tau=args.tau,
+        tolerance=tol,
+        n_bootstrap=args.bootstrap,
+        curves=curves,
+        downstream=curves is not None,
     )
     print(f"\nstatistics that do not depend on ε ({args.bootstrap} token resamples):")
     print(format_statistics(found.summary(joint=False)))
@@ -162,6 +170,13 @@ def print_analysis(
             f"{result.config.mode}; ε = {result.eps:g}):"
         )
         print(format_joint(found.joint))
+    if found.downstream is not None:
+        print(
+            "\nnext-token KL(clean ‖ patched) when each output feature keeps only its top m "
+            f"inputs (mean over {found.downstream.n_positions} positions; area over kept "
+            f"connections per token, 0 .. {pair.k_in * pair.k_out}):"
+        )
+        print(format_downstream(found.downstream))
     print(f"\nverdict: {found.verdict.headline}")
     for reason in found.verdict.reasons:
         print(f"  - {reason}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from jsae.ablation import AblationConfig
 from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP, ORDERS, JointStatistics
+from jsae.analysis.downstream import KEEP_ORDERS, DownstreamKL
 from jsae.errors import InputError, os_reason
 from jsae.stats import Tolerance, format_summary, importance_ratio
 from jsae.table import table_format
@@ -87,6 +88,18 @@ def format_joint(joint: JointStatistics) -> str:
     lo, hi = joint.score_ci
     interval = "" if lo != lo else f" [{lo:.3g}, {hi:.3g}]"
     lines.append(f"faithfulness score: {joint.score:.3g}{interval}")
+    return "\n".join(lines)
+
+
+def format_downstream(kl: DownstreamKL) -> str:
+    """A downstream KL's areas and N× per order as plain text (``jsae ablate --joint``)."""
+    area, relative, fewer = kl.area, kl.relative_area, kl.fewer_than_random
+    lines = [f"  {'keep by':<10} {'area':>10} {'relative area':>14} {'N× fewer than random':>21}"]
+    for order in KEEP_ORDERS:
+        n = f"{fewer[order]:.3g}" if order in fewer else "—"
+        lines.append(f"  {order:<10} {area[order]:>10.4g} {relative[order]:>14.4g} {n:>21}")
+    none_kept = kl.table.query("m_kept == 0")["kl_mean"].iloc[0]
+    lines.append(f"  with no input kept: mean KL {none_kept:.4g}")
     return "\n".join(lines)
 
 
