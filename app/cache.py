@@ -126,8 +126,8 @@ def get_run(key: explore.RunKey) -> explore.RunData:
 @st.cache_data(show_spinner="Computing the statistics and their intervals…", max_entries=32)
 def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
     """The analysis of the run ``key`` split at ε with moved = |diff| > τ (cached: one per
-    run, ε and τ). The run comes from ``get_run``'s cache; the pair's health reruns the
-    model on the ablated tokens only."""
+    run, ε and τ), against the true edges where the source knows them. The run comes from
+    ``get_run``'s cache; the pair's health reruns the model on the ablated tokens only."""
     src = get_source(key.source, key.model)
     data = get_run(key)
     return analyse(
@@ -136,6 +136,7 @@ def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
         data.result(eps),
         tau=tau,
         sandwich=get_sandwich(key.source, key.model, key.layer, key.kind),
+        true_edges=src.true_edges(key.layer, key.kind),
     )
 
 
@@ -154,6 +155,12 @@ def get_dose_response(
         max_tokens=hosted().prompt_token_limit,
     )
     return dose_response(sandwich, x, in_feature, out_feature)
+
+
+def true_edges(key: explore.RunKey) -> Any:
+    """The true edges of the run's pair in its feature ids (a DataFrame), or None when its
+    source does not know them (``Source.true_edges``)."""
+    return get_source(key.source, key.model).true_edges(key.layer, key.kind)
 
 
 def load_run(key: explore.RunKey) -> explore.RunData | None:

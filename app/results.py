@@ -71,14 +71,15 @@ VERDICT_BOXES = {"success": st.success, "info": st.info, "warning": st.warning}
 """``explore.VERDICT_STYLES``'s boxes."""
 
 
-def verdict_box(found: Verdict, *, why: bool = True) -> None:
+def verdict_box(found: Verdict, *, why: bool = True, truth: tuple[str, ...] = ()) -> None:
     """The verdict in its box (``explore.verdict_box``), and an expander "Why?" listing the
-    reasons it rests on."""
+    reasons it rests on, then ``truth``: what the known true edges say (``EdgeRecovery.
+    sentences``), when the source knows them."""
     style, text = explore.verdict_box(found)
     VERDICT_BOXES[style](text, icon=":material/lightbulb:")
-    if why and found.reasons:
+    if why and (found.reasons or truth):
         with st.expander("Why?"):
-            st.markdown("\n".join(f"- {reason}" for reason in found.reasons))
+            st.markdown("\n".join(f"- {reason}" for reason in (*found.reasons, *truth)))
 
 
 def interval_metric(

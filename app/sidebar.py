@@ -12,7 +12,7 @@ from app.state import PAIR_REQUEST, URL_WARNINGS
 from jsae import explore
 from jsae.ablation import MODES
 from jsae.hosting import HostedConfig
-from jsae.pair import KIND_LABELS
+from jsae.loading import BUILTIN_SOURCES
 
 
 def source_picker() -> tuple[str, str | None] | None:
@@ -29,11 +29,9 @@ def source_picker() -> tuple[str, str | None] | None:
         label_visibility="collapsed",
         persist_state="session",
     )
-    if choice == "demo":
-        st.caption(
-            "A 4-layer language model trained for this app, with a JSAE and a plain pair per layer (jsae/assets/demo)."
-        )
-        return "demo", None
+    if choice in BUILTIN_SOURCES:
+        st.caption(BUILTIN_SOURCES[choice].description)
+        return choice, None
     if choice == "wandb":
         path = _typed_source(
             "W&B artifact",
@@ -92,7 +90,7 @@ def _hosted_source_picker(config: HostedConfig) -> tuple[str, None]:
         "Source",
         config.sources,
         key="hosted_source",
-        format_func=lambda s: "Bundled default" if s == "demo" else s,
+        format_func=lambda s: BUILTIN_SOURCES[s].label if s in BUILTIN_SOURCES else s,
         label_visibility="collapsed",
         persist_state="session",  # st.switch_page would clear it otherwise
         help="This is a hosted demo: it serves these sources only.",
@@ -105,7 +103,8 @@ def _hosted_source_picker(config: HostedConfig) -> tuple[str, None]:
 
 
 def pair_picker(source: Any) -> tuple[int, str]:
-    """Layer (only layers with a pair) and pair kind (where both exist)."""
+    """Layer (only layers with a pair) and pair kind (where both exist), the kinds as the
+    source declares them (``Source.pair_kinds``: their order, labels and help)."""
     layers_by_kind = {kind: source.layers(kind) for kind in source.kinds}
     request = st.session_state.pop(PAIR_REQUEST, None)
     if request is not None:
@@ -137,13 +136,11 @@ def pair_picker(source: Any) -> tuple[int, str]:
         key="kind",
         horizontal=len(kinds) <= 2,
         persist_state="session",
-        format_func=KIND_LABELS.get,
-        help="JSAEs: trained with the Jacobian sparsity penalty. Traditional SAEs: the same "
-        "pair of TopK SAEs trained without it (λ = 0). (Randomized LLM): the paper's control, "
-        "a pair trained and analysed on the model with its weight matrices re-drawn at random.",
+        format_func=source.pair_kinds.label,
+        help=source.pair_kinds.help,
     )
     if len(kinds) == 1:
-        st.caption(f"Layer {layer} has only one pair: {KIND_LABELS[kinds[0]]}.")
+        st.caption(f"Layer {layer} has only one pair: {source.pair_kinds.label(kinds[0])}.")
     return int(layer), str(kind)
 
 
@@ -176,7 +173,8 @@ def mode_picker() -> tuple[str, float]:
 def source_summary(source: Any) -> None:
     cfg = source.model.cfg
     layers = ", ".join(
-        f"{KIND_LABELS[kind]}: {', '.join(map(str, source.layers(kind)))}" for kind in source.kinds
+        f"{source.pair_kinds.label(kind)}: {', '.join(map(str, source.layers(kind)))}"
+        for kind in source.kinds
     )
     with st.expander("About this source"):
         st.markdown(

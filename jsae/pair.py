@@ -11,6 +11,8 @@ activation (largest first), which the Jacobian and the ablation engine index by.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +28,10 @@ RANDOMIZED = "_randomized"
 """Suffix of the randomized-LLM controls' kinds: pairs trained on the model with its weight
 matrices re-drawn at random (the research code's ``randomize_llm_weights``)."""
 PAIR_KINDS = ("jsae", "plain", "jsae" + RANDOMIZED, "plain" + RANDOMIZED)
-"""``jsae``: trained with the Jacobian penalty; ``plain``: the same training without it
-(λ = 0, the paper's "traditional SAEs"); each also as a randomized-LLM control."""
+"""The paper's kinds, in its order: ``jsae``, trained with the Jacobian penalty; ``plain``,
+the same training without it (λ = 0, the paper's "traditional SAEs"); each also as a
+randomized-LLM control. Source folders on disk hold these kinds; a built-in source may declare
+its own (``PairKinds``)."""
 DEFAULT_KIND = PAIR_KINDS[0]
 """The pair kind used when none is named: the JSAE (trained with the Jacobian penalty)."""
 KIND_LABELS = {
@@ -37,6 +41,71 @@ KIND_LABELS = {
     "plain" + RANDOMIZED: "Traditional SAEs (Randomized LLM)",
 }
 """Each kind as the paper's figures label it."""
+KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""What a pair kind may be called: it goes into URLs, file names and table columns."""
+
+
+def check_kind(kind: object) -> str:
+    """``kind`` when it is a pair kind's name (``KIND_NAME``), else an ``InputError``."""
+    if not isinstance(kind, str) or not KIND_NAME.fullmatch(kind):
+        raise InputError(
+            f"A pair kind is a short lowercase name (letters, digits, _), got {kind!r}; "
+            f"the paper's kinds are {', '.join(PAIR_KINDS)}."
+        )
+    return kind
+
+
+@dataclass(frozen=True)
+class PairKinds:
+    """The pair kinds a source offers: the one place a source names them.
+
+    Args:
+        labels: each kind's label, in the order pickers list the kinds.
+        compared: the pairs of kinds set side by side (the JSAE-vs-plain page's), the
+            reference kind first; a kind of none of them is compared as the first.
+        help: what the kinds are, in a sentence or two (the kind picker's help).
+    """
+
+    labels: Mapping[str, str]
+    compared: tuple[tuple[str, str], ...]
+    help: str
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise InputError("A source's pair kinds need at least one kind.")
+        for kind in self.labels:
+            check_kind(kind)
+        for pair in self.compared:
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.labels):
+                raise InputError(
+                    f"Compared kinds {pair!r} must be two different kinds of "
+                    f"{', '.join(self.labels)}."
+                )
+        if not self.compared:
+            raise InputError("A source's pair kinds need one pair of kinds to compare.")
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.labels)
+
+    def label(self, kind: str) -> str:
+        """``kind``'s label (the kind itself when it has none)."""
+        return self.labels.get(kind, kind)
+
+    def compared_for(self, kind: str) -> tuple[str, str]:
+        """The two kinds to set side by side for a run of ``kind``: the comparison that
+        holds it, else the first."""
+        return next((pair for pair in self.compared if kind in pair), self.compared[0])
+
+
+PAPER_KINDS = PairKinds(
+    KIND_LABELS,
+    (("jsae", "plain"), ("jsae" + RANDOMIZED, "plain" + RANDOMIZED)),
+    "JSAEs: trained with the Jacobian sparsity penalty. Traditional SAEs: the same pair of TopK "
+    "SAEs trained without it (λ = 0). (Randomized LLM): the paper's control, a pair trained "
+    "and analysed on the model with its weight matrices re-drawn at random.",
+)
+"""The paper's kinds (``PAIR_KINDS``): what every source on disk offers."""
 
 
 def pair_kind(plain: bool, randomized: bool) -> str:
@@ -122,7 +191,8 @@ class JSAEPair:
         sae_in: reads the MLP input, ``blocks.{layer}.ln2.hook_normalized``.
         sae_out: reads the MLP output, ``blocks.{layer}.hook_mlp_out``.
         layer: the transformer block whose MLP the pair surrounds.
-        kind: ``"jsae"`` (trained with the Jacobian penalty) or ``"plain"`` (without).
+        kind: ``"jsae"`` (trained with the Jacobian penalty), ``"plain"`` (without), or
+            another kind its source declares (``PairKinds``).
     """
 
     sae_in: TopKSAE
@@ -133,8 +203,7 @@ class JSAEPair:
     def __post_init__(self) -> None:
         check_topk_sae(self.sae_in, "input")
         check_topk_sae(self.sae_out, "output")
-        if self.kind not in PAIR_KINDS:
-            raise InputError(f"Pair kind must be one of {PAIR_KINDS}, got {self.kind!r}.")
+        check_kind(self.kind)
         for sae, expected, what in (
             (self.sae_in, self.hook_in, "input"),
             (self.sae_out, self.hook_out, "output"),

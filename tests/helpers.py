@@ -7,8 +7,8 @@ from sae_lens import TopKSAE, TopKSAEConfig
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
-from jsae.demo.language_model import train_tokenizer
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name
+from jsae.tokenizer import train_tokenizer
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. A sparse autoencoder reads the MLP. "

@@ -9,6 +9,8 @@ import pytest
 
 from jsae.ablation import ablate
 from jsae.analysis import (
+    DENSE_FRACTION,
+    DENSE_LEAD,
     EXIT_DOMINATED,
     JOINT_MOVES,
     STRONG_RATIO,
@@ -18,6 +20,7 @@ from jsae.analysis import (
     verdict,
 )
 from jsae.analysis.faithfulness import JointStatistics
+from jsae.explore import verdict_box
 from jsae.prompt import mlp_inputs
 from jsae.sandwich import Sandwich
 from tests.helpers import tiny_model, tiny_pair
@@ -174,3 +177,45 @@ def test_the_joint_result_overrules_a_yes_when_unimportant_inputs_add_up():
     assert len(agrees.reasons) == len(verdict(stats).reasons) + 2
     at_threshold = verdict(stats, joint=_joint(JOINT_MOVES))
     assert at_threshold.level == "no", "the threshold itself counts as adding up"
+
+
+def competition_table(n_imp, n_unimp, exit_every=20):
+    """Important connections that move with J; unimportant ones that do not move at all
+    except for 1 in ``exit_every``, whose output feature exits (loses a whole activation)."""
+    rng = np.random.default_rng(4)
+    jac = np.r_[rng.uniform(0.5, 1.0, n_imp), rng.uniform(0.0, 0.005, n_unimp)]
+    diff = np.r_[-0.9 * jac[:n_imp], np.zeros(n_unimp)]
+    exited = np.zeros(n_imp + n_unimp, bool)
+    exited[n_imp::exit_every] = True
+    diff[exited] = -1.0
+    return table(jac, diff, exited)
+
+
+def test_yes_sound_when_only_competition_moves_the_unimportant_connections():
+    """The planted true pair's case: off the edges nothing moves but top-k exits; the exits
+    dominate the unimportant movement, yet without them the unimportant connections do not
+    move at all and |J| ranks the movement well: sound, the exits named as competition."""
+    stats = stats_of(competition_table(200, 400))
+    assert stats.exit_share_unimportant == 1.0 and stats.ratio_without_exits == np.inf
+    assert stats.auc >= 0.9 and stats.fraction_important < 0.5
+    found = verdict(stats)
+    assert found.level == "yes" and not found.perverse and not found.dense
+    assert found.sentence.startswith("Yes, the Jacobian's sparsity is sound")
+    assert "do not move at all" in found.sentence and "top-k competition" in found.sentence
+    assert found.headline == found.sentence
+
+
+def test_dense_jacobian_is_said_first_and_never_sound():
+    """The same movement with most connections important (the planted rotated pair, the
+    bundle's plain pairs): dense, so not called sound, and every face leads with it."""
+    stats = stats_of(competition_table(700, 300))
+    assert stats.fraction_important >= DENSE_FRACTION and stats.ratio_without_exits == np.inf
+    found = verdict(stats)
+    assert found.dense and found.level == "partly"
+    assert found.headline == f"{DENSE_LEAD}. {found.sentence}"
+    assert found.reasons[0].startswith("The Jacobian is dense: 70% of connections")
+    assert verdict_box(found) == ("info", f"**{DENSE_LEAD}.** {found.sentence}")
+    sparse = verdict(stats_of(competition_table(200, 400)))
+    assert verdict_box(sparse) == ("success", sparse.sentence)
+    overruled = verdict(stats, joint=_joint(JOINT_MOVES + 0.1))  # the joint rule keeps it
+    assert overruled.level == "no" and overruled.perverse and overruled.dense

@@ -171,6 +171,30 @@ def test_jacobian_heatmap():
     )
 
 
+def test_jacobian_heatmap_marks_the_true_edges():
+    """With ``explore.mark_true_edges``'s column, one hollow diamond per true edge, on the
+    cells' axes, under the selection's outline."""
+    rows = heatmap_rows()
+    edges = pd.DataFrame({"in_feature": [40, 38, 99], "out_feature": [90, 92, 90]})
+    marked = explore.mark_true_edges(rows, edges)
+    assert marked["true_edge"].sum() == 2 and explore.mark_true_edges(rows, None) is rows
+    spec = spec_of(charts.jacobian_heatmap(marked, selected=(39, 91)))
+    cells, diamonds, outline = layers(spec)
+    assert diamonds["mark"] == {
+        "type": "point",
+        "shape": "diamond",
+        "filled": False,
+        "color": "#212529",
+        "size": 60,
+    }
+    assert diamonds["encoding"]["x"] == cells["encoding"]["x"]
+    assert diamonds["encoding"]["y"] == cells["encoding"]["y"]
+    drawn = {(r["in_feature"], r["out_feature"]) for r in values(spec, diamonds)}
+    assert drawn == {(40, 90), (38, 92)}
+    assert len(values(spec, cells)) == len(rows)
+    assert values(spec, outline)[0]["in_feature"] == 39
+
+
 def heatmap_rows() -> pd.DataFrame:
     """A 3 × 4 Jacobian of position 5 as ``token_connections`` rows."""
     out_rank, in_rank = np.divmod(np.arange(12), 4)

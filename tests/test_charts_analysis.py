@@ -121,3 +121,18 @@ def test_eps_rule_on_a_log10_axis():
         "ε = 0.01"
     )
     assert spec["encoding"]["x"]["field"] == "log_eps"
+
+
+def test_kind_colors_are_positional_for_a_sources_own_kinds():
+    """The paper's kinds keep their colours; a source's own kinds take them by position
+    (its reference kind the JSAE's), further kinds a dark grey."""
+    assert charts.kind_colors(["plain", "jsae", "plain"]) == (
+        ["jsae", "plain"],
+        charts.KIND_COLORS,
+    )
+    assert charts.kind_colors(["true", "rotated", "true"]) == (
+        ["true", "rotated"],
+        charts.KIND_COLORS,
+    )
+    domain, colors = charts.kind_colors(["x", "jsae", "y"])
+    assert domain == ["jsae", "x", "y"] and colors == [*charts.KIND_COLORS, "#495057"]

@@ -184,6 +184,44 @@ def test_info_lists_layers(source_dir, capsys):
     assert "jsae  layer 0" in out and "plain layer 1" in out
 
 
+def test_planted_source_prints_the_true_edge_table(tmp_path, capsys):
+    """``jsae ablate --source planted`` prints precision and recall against the true edges;
+    checked against the written table and the planted graph's edges, counted in numpy."""
+    from jsae.loading import PLANTED_SOURCE
+
+    out = tmp_path / "t.parquet"
+    args = ["ablate", "--source", PLANTED_SOURCE, "--prompt", PROMPT, "--no-progress"]
+    assert main([*args, "--bootstrap", "0", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"source {PLANTED_SOURCE} · layer 0 · true pair" in printed, "the first kind"
+    table = pd.read_parquet(out)
+    graph = load_source(PLANTED_SOURCE).ground_truth.graph
+    edge = graph.weights[table["in_feature"], table["out_feature"]] != 0
+    for rule, flagged in (
+        ("important", np.abs(table["jacobian"]) > 0.01),
+        ("moved", np.abs(table["diff"]) > 0.1),
+    ):
+        hits = int((flagged & edge).sum())
+        precision, recall = hits / flagged.sum(), hits / edge.sum()
+        line = re.search(rf"^{rule} \(.*$", printed, re.MULTILINE).group(0)
+        assert line.split()[-5:] == [
+            str(int(flagged.sum())),
+            str(int(edge.sum())),
+            str(hits),
+            f"{precision:.4f}",
+            f"{recall:.4f}",
+        ]
+    assert "against the true edges" in printed and "Off the true edges" in printed
+    assert "verdict: Yes, the Jacobian's sparsity is sound" in printed
+    assert main([*args, "--pair", "rotated", "--bootstrap", "0"]) == 0
+    assert "verdict: Dense Jacobian." in capsys.readouterr().out
+    assert main([*args, "--pair", "jsae"]) == 2
+    err = capsys.readouterr().err
+    assert "planted has no jsae pairs; it has: true, rotated, noisy, small_k" in err
+    assert main(["info", "--source", PLANTED_SOURCE]) == 0
+    assert "small_k layer 0: d_sae 48/48, k 4/7" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------------------
 # Corpus runs: jsae ablate --dataset, jsae corpus-stats
 
@@ -328,7 +366,6 @@ def test_parser_defaults_and_choices_are_the_librarys(capsys):
     from jsae.cli import build_parser
     from jsae.cli.options import resolve_mode
     from jsae.corpus import ENGINES
-    from jsae.pair import PAIR_KINDS
     from jsae.stats import Tolerance
     from jsae.table import DEFAULT_EPS
     from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES
@@ -340,12 +377,12 @@ def test_parser_defaults_and_choices_are_the_librarys(capsys):
     assert (args.atol, args.rtol) == (tolerance.atol, tolerance.rtol)
     assert int(args.memory_budget_mb * 2**20) == config.memory_budget
     assert resolve_mode(args.mode, args.scale) == (config.mode, config.scale)
-    assert (args.pair, args.engine, args.wandb_project) == ("jsae", "local", DEFAULT_PROJECT)
+    # the pair kind is the source's to know: none given means the source's first
+    assert (args.pair, args.engine, args.wandb_project) == (None, "local", DEFAULT_PROJECT)
     stats = parser.parse_args(["corpus-stats", "out"])
     assert (stats.atol, stats.rtol) == (tolerance.atol, tolerance.rtol) and stats.eps is None
     for flag, choices in (
         ("--mode", MODES),
-        ("--pair", PAIR_KINDS),
         ("--engine", ENGINES),
         ("--wandb-mode", WANDB_MODES),
     ):

@@ -1,6 +1,7 @@
 """End to end in a real browser: `streamlit run` on loopback, Debian's Chromium driven by
 Playwright, Run on the default prompt, the histogram and the decomposition bar drawn, the
-statistics panel with its mass-capture curve, and JSAE vs plain's ε sweep.
+statistics panel with its mass-capture curve, and JSAE vs plain's ε sweep; then the planted
+ground truth opened by a link, with its true edges.
 
 Uses the bundled default when it exists, else a tiny source folder. Leaves screenshots
 (the causal sparsity page's top, its statistics panel, JSAE vs plain's analysis) and the
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from jsae import explore
-from jsae.loading import DEMO_DIR, SOURCE_MANIFEST, save_source
+from jsae.loading import DEMO_DIR, PLANTED_SOURCE, SOURCE_MANIFEST, save_source
 from tests.helpers import tiny_model, tiny_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -184,6 +185,44 @@ def test_run_draws_the_histogram_and_the_decomposition(server):
             (OUTPUT / "e2e_timing.txt").write_text(
                 f"source: {which}\nRun -> histogram visible: {elapsed:.2f} s\n"
             )
+        finally:
+            browser.close()
+    assert "Traceback" not in log.read_text()
+
+
+def test_the_planted_source_opens_with_its_ground_truth(server):
+    """A link to the planted source runs it: the verdict calls the true pair sound, the
+    precision and recall against the true edges are on the page, and the token explorer
+    draws its heatmap with the true edges marked."""
+    from playwright.sync_api import sync_playwright
+
+    url, _which, log = server
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2100})
+            page.set_default_timeout(SERVER_START_S * 1000)
+            page.goto(f"{url}/?source={PLANTED_SOURCE}&kind=true&run=1")
+            page.get_by_text("Yes, the Jacobian's sparsity is sound").first.wait_for(
+                state="visible", timeout=RUN_TO_CHART_S * 1000
+            )
+            # exact: the "Why?" expander's reasons (hidden) say "against the true edges" too
+            heading = page.get_by_text("Against the true edges", exact=True).first
+            heading.scroll_into_view_if_needed()
+            heading.wait_for(state="visible")
+            assert page.get_by_text("Planted ground truth").count() >= 1
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_planted.png"), full_page=True)
+            page.locator("[data-testid='stSidebarNavLink']").nth(2).click()  # token explorer
+            page.get_by_text("◇ marks the true edges").first.wait_for(
+                state="visible", timeout=RUN_TO_CHART_S * 1000
+            )
+            page.locator(CHART).first.wait_for(state="visible")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_planted_tokens.png"))
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert page.locator("[data-testid='stAlertContentError']").count() == 0
         finally:
             browser.close()
     assert "Traceback" not in log.read_text()

@@ -93,7 +93,7 @@ def test_defaults_are_left_out_of_the_url():
     [
         ({"layer": "x"}, "layer", None, "whole number"),
         ({"layer": "-2"}, "layer", None, "≥ 0"),
-        ({"kind": "fancy"}, "kind", "jsae", "kind"),
+        ({"kind": "Fancy kind!"}, "kind", "jsae", "not a pair kind's name"),
         ({"mode": "half"}, "mode", "unit", "mode"),
         ({"eps": "abc"}, "eps", DEFAULT_EPS, "greater than 0"),
         ({"eps": "-1"}, "eps", DEFAULT_EPS, "greater than 0"),
@@ -127,6 +127,9 @@ def test_default_source_comes_from_the_environment(monkeypatch):
 
 def test_source_type(tmp_path):
     assert explore.source_type("demo") == "demo"
+    assert explore.source_type(" planted ") == "planted"
+    assert explore.SOURCE_TYPES[:2] == ("demo", "planted")
+    assert explore.SOURCE_TYPE_LABELS["planted"] == "Planted ground truth"
     assert explore.source_type("ent/proj/pairs:v3") == "wandb"
     assert explore.source_type(str(tmp_path)) == "folder"
     assert explore.source_type("/pair/folder", "gpt2") == "model"
@@ -150,6 +153,22 @@ def test_resolve_pair():
     assert explore.resolve_pair({"plain": [2]}, None, "jsae") == (2, "plain", [])
     with pytest.raises(InputError):
         explore.resolve_pair({}, None, "jsae")
+
+
+def test_resolve_pair_in_a_sources_own_kinds():
+    """A source's kinds come in its order; asked for the default kind it has none of, the
+    first is shown silently; asked for a kind it lacks, with a warning."""
+    planted = {"true": [0], "rotated": [0], "noisy": [0]}
+    assert explore.kinds_at(planted, 0) == ["true", "rotated", "noisy"]
+    assert explore.kinds_at({"b": [0], "a": [0, 1]}, 0) == ["b", "a"]
+    assert explore.resolve_pair(planted, None, "jsae") == (0, "true", [])
+    assert explore.resolve_pair(planted, 0, "noisy") == (0, "noisy", [])
+    layer, kind, warnings = explore.resolve_pair(planted, 0, "plain")
+    assert (layer, kind) == (0, "true") and "Layer 0 has no plain pair" in warnings[0]
+    assert explore.resolve_pair({"b": [3], "a": [1, 3]}, None, "b") == (3, "b", [])
+    # the paper's source without a JSAE at the layer: the other control still warns
+    _, _, warned = explore.resolve_pair({"jsae": [1], "jsae_randomized": [0]}, 0, "jsae")
+    assert "no jsae pair" in warned[0]
 
 
 def test_eps_grid_and_nearest_stop():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from jsae.errors import InputError, UnsupportedError
-from jsae.pair import JSAEPair, topk_encode
+from jsae.pair import PAIR_KINDS, PAPER_KINDS, JSAEPair, PairKinds, topk_encode
 from tests.helpers import tiny_model, tiny_pair, tiny_sae
 
 
@@ -54,5 +54,30 @@ def test_pair_refuses_unsupported_sae_settings():
     sae.cfg.rescale_acts_by_decoder_norm = True
     with pytest.raises(UnsupportedError, match="rescale_acts_by_decoder_norm"):
         JSAEPair(sae, tiny_sae(16, 32, 4, None), layer=0)
-    with pytest.raises(InputError, match="kind"):
-        JSAEPair(tiny_sae(16, 32, 4, None), tiny_sae(16, 32, 4, None), layer=0, kind="fancy")
+    with pytest.raises(InputError, match="A pair kind is a short lowercase name"):
+        JSAEPair(tiny_sae(16, 32, 4, None), tiny_sae(16, 32, 4, None), layer=0, kind="Fancy!")
+
+
+def test_pair_kinds_a_source_declares():
+    """The paper's kinds stay the bundle's order and labels; a source may declare its own,
+    each a short lowercase name, with the pairs of kinds its comparison page sets side by side."""
+    assert PAPER_KINDS.order == PAIR_KINDS and PAPER_KINDS.label("plain") == "Traditional SAEs"
+    assert PAPER_KINDS.compared_for("plain") == ("jsae", "plain")
+    assert PAPER_KINDS.compared_for("plain_randomized") == ("jsae_randomized", "plain_randomized")
+    kinds = PairKinds({"a": "A", "b": "B", "c": "C"}, (("a", "b"),), "help")
+    assert kinds.order == ("a", "b", "c") and kinds.label("zzz") == "zzz"
+    assert kinds.compared_for("c") == ("a", "b"), "a kind of no comparison: the first"
+    pair = JSAEPair(tiny_sae(16, 32, 4, None), tiny_sae(16, 32, 4, None), layer=0, kind="c")
+    assert pair.kind == "c"
+    for bad, match in (
+        ({"A b": "x"}, "short lowercase name"),
+        ({}, "at least one kind"),
+    ):
+        with pytest.raises(InputError, match=match):
+            PairKinds(bad, (("a", "b"),) if bad else (), "help")
+    with pytest.raises(InputError, match="two different kinds"):
+        PairKinds({"a": "A"}, (("a", "a"),), "help")
+    with pytest.raises(InputError, match="two different kinds"):
+        PairKinds({"a": "A"}, (("a", "b"),), "help")
+    with pytest.raises(InputError, match="one pair of kinds to compare"):
+        PairKinds({"a": "A"}, (), "help")

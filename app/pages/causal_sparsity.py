@@ -131,6 +131,35 @@ def health_warnings(analysis: Analysis) -> None:
         st.warning(warning, icon=":material/health_and_safety:")
 
 
+def true_edges_panel(analysis: Analysis) -> None:
+    """Precision and recall of the important and the moved connections against the true
+    edges (``jsae.analysis.ground_truth``), when the source knows its MLP's computation."""
+    found = analysis.edges
+    if found is None:
+        return
+    st.markdown("**Against the true edges**")
+    number = st.column_config.NumberColumn
+    st.dataframe(
+        found.table,
+        column_config={
+            "rule": st.column_config.TextColumn("Connections"),
+            "flagged": number("Flagged", format="%d"),
+            "true_edges": number("On a true edge", format="%d"),
+            "hits": number("Flagged and on one", format="%d"),
+            "precision": number("Precision", format="%.4f"),
+            "recall": number("Recall", format="%.4f"),
+        },
+        hide_index=True,
+        width="stretch",
+    )
+    off = found.off_edge_sentence()
+    st.caption(
+        f"This source knows which input feature feeds which output feature. important: |J| > "
+        f"ε = {found.eps:g}; moved: |diff| > τ = {found.tau:g}; counted over connections "
+        "(an edge active on ten tokens counts ten times)." + (f" {off}" if off else "")
+    )
+
+
 def statistics_panel(analysis: Analysis | None, kind: str) -> None:
     """The ε-free statistics of the run (with token-bootstrap intervals) and the pair's
     health, as ``jsae.analysis.analyse`` gives them, τ to set them by, and the
@@ -157,6 +186,7 @@ def statistics_panel(analysis: Analysis | None, kind: str) -> None:
         f"Intervals: percentile bootstrap over the {stats.n_tokens:,} tokens "
         f"({stats.n_bootstrap} resamples)."
     )
+    true_edges_panel(analysis)
     if analysis.health is not None:
         with st.expander("The pair's health on these tokens"):
             table(analysis.health.summary())
@@ -247,7 +277,8 @@ def main() -> None:
     summary = summarize(table)
     analysis = cache.load_analysis(data.key, ctx.eps, ctx.tau)
     if analysis is not None:
-        results.verdict_box(analysis.verdict)
+        truth = analysis.edges.sentences() if analysis.edges is not None else ()
+        results.verdict_box(analysis.verdict, truth=truth)
         health_warnings(analysis)
     results.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
     if analysis is not None:

@@ -1,4 +1,5 @@
-"""JSAE vs plain: the same prompt through both pairs of one layer."""
+"""JSAE vs plain: the same prompt through both pairs of one layer (the source's two compared
+kinds: a JSAE and a plain pair, or the planted source's true and rotated pairs)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import streamlit as st
 from app import cache, results, state
 from jsae import charts, explore
 from jsae.analysis import CONFIDENCE
-from jsae.pair import KIND_LABELS
 
 
 def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
     """Say why there is nothing to compare; True when that is the case."""
     source = ctx.source
     layers_by_kind = {k: source.layers(k) for k in source.kinds}
-    gap = explore.comparison_gap(layers_by_kind, layer, explore.compared_kinds(kind))
+    compared = explore.compared_kinds(kind, source.pair_kinds)
+    gap = explore.comparison_gap(layers_by_kind, layer, compared)
     if gap is None:
         return False
     st.info(gap.message, icon=":material/info:")
@@ -23,7 +24,7 @@ def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
             f"Compare at layer {gap.switch_to}",
             key="cmp_switch_layer",
             on_click=results.request_layer,
-            args=(gap.switch_to, explore.compared_kinds(kind)[0]),
+            args=(gap.switch_to, compared[0]),
             icon=":material/swap_horiz:",
         )
     return True
@@ -116,13 +117,15 @@ def matched(tables, stats, titles: dict[str, str], eps: float) -> None:
         hide_index=True,
         width="stretch",
     )
-    (jsae, plain), fraction = stats.values(), float(table["fraction"].iloc[0])
+    (first, reference), (second, other) = stats.items()
+    fraction = float(table["fraction"].iloc[0])
     st.caption(
         f"One ε selects very different fractions in different pairs (at ε = {eps:g}: "
-        f"{jsae.important_share:.1%} of the JSAE's connections, {plain.important_share:.1%} "
-        "of the plain pair's), so a ratio at one ε partly compares how sparse the two "
-        f"Jacobians are. Here each pair is split at its own ε, the one that makes its top "
-        f"{fraction:.1%} of connections by |J| important: the JSAE's share at ε = {eps:g}."
+        f"{reference.important_share:.1%} of the {titles[first]}' connections, "
+        f"{other.important_share:.1%} of the {titles[second]}'), so a ratio at one ε partly "
+        "compares how sparse the two Jacobians are. Here each pair is split at its own ε, the "
+        f"one that makes its top {fraction:.1%} of connections by |J| important: the "
+        f"{titles[first]}' share at ε = {eps:g}."
     )
 
 
@@ -168,30 +171,30 @@ def main() -> None:
         st.error(ctx.eps_error or "ε is unusable.", icon=":material/error:")
         return
     eps = ctx.eps
-    # keyed by the base kind (jsae, plain), so that the charts' colours stay the same for
-    # the randomized-LLM controls; the titles name the pairs as the paper does
-    compared = dict(zip(explore.COMPARED, explore.compared_kinds(ctx.run.kind), strict=True))
-    titles = {base: KIND_LABELS[kind] for base, kind in compared.items()}
+    # the reference kind first (its colour is the JSAE's on every chart); the titles name
+    # the pairs as the source labels them (the paper's labels for its kinds)
+    source = cache.get_source(ctx.run.source, ctx.run.model)
+    compared = explore.compared_kinds(ctx.run.kind, source.pair_kinds)
+    titles = {kind: source.pair_kinds.label(kind) for kind in compared}
     tables = {}
-    for base, kind in compared.items():
+    for kind in compared:
         data = cache.load_run(results.with_kind(ctx.run, kind))
         if data is None:
             return
-        if data.notice and base == explore.COMPARED[0]:
+        if data.notice and kind == compared[0]:
             st.warning(data.notice, icon=":material/content_cut:")
-        tables[base] = data.split(eps)
+        tables[kind] = data.split(eps)
     if any(t.empty for t in tables.values()):
         st.warning("The prompt has no token to ablate besides BOS; type a longer prompt.")
         return
-    first = compared[explore.COMPARED[0]]
-    results.run_caption(results.with_kind(ctx.run, first), f" · both pairs · ε = {eps:g}")
+    results.run_caption(results.with_kind(ctx.run, compared[0]), f" · both pairs · ε = {eps:g}")
 
     analyses = {}
-    for base, kind in compared.items():
+    for kind in compared:
         analysis = cache.load_analysis(results.with_kind(ctx.run, kind), eps, ctx.tau)
         if analysis is None:
             return
-        analyses[base] = analysis
+        analyses[kind] = analysis
     stats = {kind: explore.pair_stats(table, eps, analyses[kind]) for kind, table in tables.items()}
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     results.tau_input(left)
@@ -214,7 +217,7 @@ def main() -> None:
     )
     st.caption(
         "Share of each pair's active Jacobian entries per bin of log₁₀|J|; dashed: ε. A "
-        "JSAE should put far more of its mass to the left of ε."
+        "JSAE (or the planted true pair) should put far more of its mass to the left of ε."
     )
 
     eps_sweep(tables, eps, ctx.tau)

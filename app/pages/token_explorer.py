@@ -174,6 +174,8 @@ def main() -> None:
     )
     if rows is None:
         return
+    edges = cache.true_edges(data.key)
+    rows = explore.mark_true_edges(rows, edges)
     in_f, out_f = pick_connection(rows, position, from_link)
     st.session_state[state.SELECTION] = {
         "position": position,
@@ -193,11 +195,16 @@ def main() -> None:
             ),
             width="stretch",
         )
+        if edges is not None:
+            st.caption(
+                "◇ marks the true edges: the source knows which input feature feeds which "
+                "output feature (each SAE feature stands for the planted feature its decoder "
+                "is closest to)."
+            )
     with right:
         st.subheader("Top connections")
-        top = explore.top_connections(rows, n=25)[
-            ["in_feature", "out_feature", "jacobian", "predicted", "diff", "important"]
-        ]
+        shown = ["in_feature", "out_feature", "jacobian", "predicted", "diff", "important"]
+        top = explore.top_connections(rows, n=25)[shown + ["true_edge"] * (edges is not None)]
         number = st.column_config.NumberColumn
         st.dataframe(
             top,

@@ -10,7 +10,8 @@ important connections; ``verdict`` — the answer from those numbers and the hea
 ``faithfulness`` — what that says (sets removed together, curves, the score);
 ``downstream`` — the next-token KL when output features keep only their top-m inputs;
 ``downstream_sweep`` — that KL across a source's layers, kinds and modes;
-``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result.
+``report`` — ``analyse``, the one call every face makes, and its ``Analysis`` result;
+``ground_truth`` — the connections against an MLP's true edges, where they are known.
 """
 
 from jsae.analysis.bootstrap import BOOTSTRAPPED, bootstrap_replicates, percentile_interval
@@ -35,6 +36,7 @@ from jsae.analysis.faithfulness import (
     joint_statistics,
     set_frame,
 )
+from jsae.analysis.ground_truth import RECOVERY_COLUMNS, EdgeRecovery, edge_flags, edge_recovery
 from jsae.analysis.health import (
     FLAT_CV,
     TINY_MARGIN,
@@ -86,12 +88,15 @@ from jsae.analysis.sweep import (
     sweep_frame,
 )
 from jsae.analysis.verdict import (
+    DENSE_FRACTION,
+    DENSE_LEAD,
     EXIT_DOMINATED,
     GOOD_AUC,
     JOINT_MOVES,
     STRONG_RATIO,
     WEAK_RATIO,
     Verdict,
+    is_dense,
     verdict,
 )
 
@@ -107,10 +112,12 @@ __all__ = [
     "MATCHED_FRACTION_DEFAULT",
     "MATCHED_REFERENCE",
     "N_BOOTSTRAP",
+    "RECOVERY_COLUMNS",
     "SWEEP_STATISTICS",
     "TINY_MARGIN",
     "TOKEN_KEYS",
     "UNFIRED_OUT",
+    "EdgeRecovery",
     "EffectStatistics",
     "PairHealth",
     "UnimportantMoved",
@@ -118,6 +125,8 @@ __all__ = [
     "bootstrap_replicates",
     "capture_at",
     "clopper_pearson_upper",
+    "edge_flags",
+    "edge_recovery",
     "effect_statistics",
     "eps_sweep",
     "exit_mass_share",
@@ -139,6 +148,8 @@ __all__ = [
     "unimportant_moved",
     "Analysis",
     "Verdict",
+    "DENSE_FRACTION",
+    "DENSE_LEAD",
     "EXIT_DOMINATED",
     "GOOD_AUC",
     "STRONG_RATIO",
@@ -146,6 +157,7 @@ __all__ = [
     "analyse",
     "prompt_curves",
     "prompt_downstream",
+    "is_dense",
     "prompt_health",
     "JOINT_MOVES",
     "JOINT_SEED",

@@ -3,6 +3,8 @@
 ``analyse`` is what every face calls (the CLI's ``jsae ablate``, the app's results pages, W&B):
 it reads the ablation's table, reruns the model only to read the ablated tokens' MLP inputs
 for the pair's health, and returns one ``Analysis`` whose fields each face shows as they are.
+Where the source knows the MLP's true edges (``Source.true_edges``), the analysis also says
+how well the connections find them (``jsae.analysis.ground_truth``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from jsae.ablation import AblationResult, ProgressCallback
 from jsae.analysis.downstream import DownstreamKL, downstream_kl
 from jsae.analysis.effect import EffectStatistics, effect_statistics
 from jsae.analysis.faithfulness import JointStatistics, joint_statistics
+from jsae.analysis.ground_truth import EdgeRecovery, edge_recovery
 from jsae.analysis.health import PairHealth, pair_health
 from jsae.analysis.joint import JOINT_SEED, JointCurves, joint_curves
 from jsae.analysis.statistics import BOOTSTRAP_SEED, DEFAULT_TAU, N_BOOTSTRAP
@@ -38,6 +41,7 @@ class Analysis:
         joint: the joint ablation's statistics at the table's ε (None when not run).
         downstream: the next-token KL when output features keep only some inputs (None
             when not run).
+        edges: the connections against the true edges, when they are known.
     """
 
     statistics: EffectStatistics
@@ -45,6 +49,7 @@ class Analysis:
     verdict: Verdict
     joint: JointStatistics | None = None
     downstream: DownstreamKL | None = None
+    edges: EdgeRecovery | None = None
 
     def summary(self, joint: bool = True) -> pd.DataFrame:
         """The statistics', the health's and (unless ``joint`` is False) the joint ablation's
@@ -121,11 +126,13 @@ def analyse(
     sandwich: Sandwich | None = None,
     curves: JointCurves | None = None,
     downstream: bool = False,
+    true_edges: pd.DataFrame | None = None,
 ) -> Analysis:
     """Statistics of ``result``'s table at its ε, the pair's health on its tokens, the joint
     ablation's statistics when its ``curves`` are given (``prompt_curves``), with
     ``downstream`` also the next-token KL they imply (``prompt_downstream``), and the
-    verdict."""
+    verdict; with ``true_edges`` (``in_feature``, ``out_feature`` in the pair's feature ids),
+    the connections against them."""
     stats = effect_statistics(
         result.table, result.eps, tau=tau, tolerance=tolerance, n_bootstrap=n_bootstrap, seed=seed
     )
@@ -136,4 +143,5 @@ def analyse(
     kl = None
     if curves is not None and downstream:
         kl = prompt_downstream(model, pair, result, curves)
-    return Analysis(stats, health, verdict(stats, health, joint), joint, kl)
+    edges = None if true_edges is None else edge_recovery(result.table, true_edges, result.eps, tau)
+    return Analysis(stats, health, verdict(stats, health, joint), joint, kl, edges)

@@ -17,16 +17,28 @@ The rules, in order:
    mostly by exits, but |J| ranks its movement well: that is not this case.)
 3. **yes** when the ratio is at least ``STRONG_RATIO``, |J| ranks the movement well (AUC
    ≥ ``GOOD_AUC``) and exits do not dominate the unimportant movement.
-4. **partly** when the ratio is at least ``WEAK_RATIO``; **no** below it.
-5. When the joint ablation is known (``jsae.analysis.faithfulness.JointStatistics``) and
+4. **yes, competition** when the Jacobian is not dense, |J| ranks the movement well, exits
+   dominate the unimportant movement and without them the ratio is at least
+   ``STRONG_RATIO``: the unimportant connections' own (continuous) movement is small, and
+   what moves them is top-k competition, an output feature pushed out of the top k by one the
+   perturbation raised. The planted ``true`` pair is this case: off its true edges J is 0 and
+   the continuous part of every diff is 0, and the only movement there is such exits.
+5. **partly** when the ratio is at least ``WEAK_RATIO``; **no** below it.
+6. When the joint ablation is known (``jsae.analysis.faithfulness.JointStatistics``) and
    removing each output feature's unimportant inputs *together* moves it by at least
    ``JOINT_MOVES`` of its activation, a **yes** or **partly** becomes **no, perverse**: each
    small connection alone barely matters, but together they carry the computation. A **no**
    gains that sentence as its evidence. The faithfulness score is always among the reasons.
 
+Whatever the level, the Jacobian is **dense** (``Verdict.dense``) when at least
+``DENSE_FRACTION`` of the connections have |J| > ε: its split then calls most connections
+important and says little about where the computation is (a pair whose basis is not the
+computation's, like the planted ``rotated`` pair, or the bundle's plain pairs).
+
 The thresholds come from the research notebook (its Pythia-70m JSAE had a ratio of 6.6) and
-our bundle (plain pairs: ratio 5.7–6.5, AUC 0.95–0.99; JSAEs: ratio 1.9–2.1, AUC 0.57–0.59,
-93–95 % of the unimportant movement from exits).
+our bundle (plain pairs: ratio 5.7–6.5, AUC 0.95–0.99, 93–97 % of |J| > 0.01; JSAEs: ratio
+1.9–2.1, AUC 0.57–0.59, 93–95 % of the unimportant movement from exits, 19–22 % of |J| >
+0.01).
 """
 
 from __future__ import annotations
@@ -50,9 +62,15 @@ JOINT_MOVES = 0.2
 """Removing an output feature's unimportant inputs together moves it by at least this share of
 its activation: the connections the split calls unimportant add up (our bundled JSAE: 58 %,
 its plain pair: 2 %, zero mode at ε 0.01)."""
+DENSE_FRACTION = 0.5
+"""At least this share of connections with |J| > ε: the Jacobian is dense. The bundle's plain
+pairs have 0.93–0.97 at ε = 0.01, its JSAEs 0.19–0.22; the planted true pair 0.15, its
+rotated pair 0.95."""
 LEVELS = ("yes", "partly", "no", "undetermined")
 PERVERSE_LEAD = "Sparse Jacobian without sparse computation"
 """How every face heads a perverse verdict (rule 2)."""
+DENSE_LEAD = "Dense Jacobian"
+"""How every face heads a dense Jacobian's verdict (when it is not perverse)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,7 @@ class Verdict:
         reasons: one sentence per number the answer rests on.
         perverse: a sparse Jacobian without sparse computation (rule 2).
         ratio: mean |diff| of important over unimportant connections.
+        dense: at least ``DENSE_FRACTION`` of the connections have |J| > ε.
     """
 
     level: str
@@ -72,11 +91,19 @@ class Verdict:
     reasons: tuple[str, ...]
     perverse: bool
     ratio: float
+    dense: bool = False
+
+    @property
+    def lead(self) -> str | None:
+        """What heads the sentence: ``PERVERSE_LEAD``, else ``DENSE_LEAD`` when dense."""
+        if self.perverse:
+            return PERVERSE_LEAD
+        return DENSE_LEAD if self.dense else None
 
     @property
     def headline(self) -> str:
-        """The sentence, led by ``PERVERSE_LEAD`` when the verdict is perverse."""
-        return f"{PERVERSE_LEAD}. {self.sentence}" if self.perverse else self.sentence
+        """The sentence, led by ``lead`` when there is one."""
+        return f"{self.lead}. {self.sentence}" if self.lead else self.sentence
 
 
 def _interval(ci: tuple[float, float]) -> str:
@@ -84,9 +111,21 @@ def _interval(ci: tuple[float, float]) -> str:
     return "" if math.isnan(lo) or math.isnan(hi) else f" ({lo:.3g}–{hi:.3g})"
 
 
+def is_dense(fraction_important: float) -> bool:
+    """The one rule for a dense Jacobian: ``fraction_important >= DENSE_FRACTION``."""
+    return fraction_important >= DENSE_FRACTION
+
+
 def _reasons(stats: EffectStatistics, health: PairHealth | None) -> tuple[str, ...]:
     pct = int(round(100 * stats.confidence))
-    reasons = [
+    reasons = []
+    if is_dense(stats.fraction_important):
+        reasons.append(
+            f"The Jacobian is dense: {stats.fraction_important:.0%} of connections have |J| > "
+            f"ε = {stats.eps:g} (dense from {DENSE_FRACTION:.0%}), so the split calls most "
+            "connections important and says little about where the computation is."
+        )
+    reasons += [
         f"Ratio of mean |diff|, important over unimportant at ε = {stats.eps:g}: "
         f"{stats.ratio:.3g}{_interval(stats.ratio_ci)}; without exits "
         f"{stats.ratio_without_exits:.3g}{_interval(stats.ratio_without_exits_ci)} "
@@ -156,14 +195,15 @@ def verdict(
         f"{single.ratio:.1f}× less than important ones), but {together}, so a sparse "
         "Jacobian does not mean sparse computation here."
     )
-    return Verdict("no", sentence, reasons, True, single.ratio)
+    return Verdict("no", sentence, reasons, True, single.ratio, single.dense)
 
 
 def _single_verdict(stats: EffectStatistics, health: PairHealth | None) -> Verdict:
-    """Rules 1–4, from the one-connection-at-a-time statistics."""
+    """Rules 1–5, from the one-connection-at-a-time statistics."""
     eps = f"{stats.eps:g}"
     n_important = round(stats.fraction_important * stats.n_connections)
     reasons = _reasons(stats, health)
+    dense = is_dense(stats.fraction_important)
     if stats.n_connections == 0 or n_important == 0:
         return Verdict(
             "undetermined",
@@ -179,6 +219,7 @@ def _single_verdict(stats: EffectStatistics, health: PairHealth | None) -> Verdi
             reasons,
             False,
             stats.ratio,
+            dense,
         )
     exits = stats.exit_share_unimportant
     dominated = not math.isnan(exits) and exits >= EXIT_DOMINATED
@@ -200,7 +241,7 @@ def _single_verdict(stats: EffectStatistics, health: PairHealth | None) -> Verdi
             f"the top k), which no derivative sees, and |J| ranks the connections that moved "
             f"with AUC {stats.auc:.2f}." + cause
         )
-        return Verdict("no", sentence, reasons, True, stats.ratio)
+        return Verdict("no", sentence, reasons, True, stats.ratio, dense)
     ratio = stats.ratio
     if ratio >= STRONG_RATIO and not poor_ranking and not dominated:
         sentence = (
@@ -208,15 +249,31 @@ def _single_verdict(stats: EffectStatistics, health: PairHealth | None) -> Verdi
             + ("at all" if math.isinf(ratio) else f"({ratio:,.0f}× less than important ones)")
             + f", and |J| ranks the connections that moved well (AUC {stats.auc:.2f})."
         )
-        return Verdict("yes", sentence, reasons, False, ratio)
+        return Verdict("yes", sentence, reasons, False, ratio, dense)
+    without = stats.ratio_without_exits
+    if dominated and not poor_ranking and not dense and without >= STRONG_RATIO:
+        sentence = (
+            "Yes, the Jacobian's sparsity is sound: without top-k exits the unimportant "
+            "connections "
+            + (
+                "do not move at all"
+                if math.isinf(without)
+                else f"move {without:,.0f}× less than important ones"
+            )
+            + f", and |J| ranks the connections that moved with AUC {stats.auc:.2f}. What "
+            f"moves them ({exits:.0%} of their movement) is top-k competition: an output "
+            "feature pushed out of the top k by another one the perturbation raised, a "
+            "selection by the output SAE that no derivative of the feature itself sees."
+        )
+        return Verdict("yes", sentence, reasons, False, ratio, dense)
     if ratio >= WEAK_RATIO:
         sentence = (
             f"Partly: unimportant connections move {ratio:.1f}× less than important ones at "
             f"ε = {eps}, and |J| ranks the connections that moved with AUC {stats.auc:.2f}."
         )
-        return Verdict("partly", sentence, reasons, False, ratio)
+        return Verdict("partly", sentence, reasons, False, ratio, dense)
     sentence = (
         f"No: unimportant connections move about as much as important ones (ratio "
         f"{ratio:.2g} at ε = {eps})."
     )
-    return Verdict("no", sentence, reasons, False, ratio)
+    return Verdict("no", sentence, reasons, False, ratio, dense)

@@ -18,15 +18,18 @@ PART_COLORS = {"gate": EXIT_COLOR, "predicted": "#2f9e44", "curvature": "#f59f00
 """The parts of diff (``jsae.explore.decomposition.PARTS``): exits share the exits' colour."""
 
 
+OTHER_KIND_COLOR = "#495057"
+
+
 def kind_colors(kinds: list[str]) -> tuple[list[str], list[str]]:
-    """Colour domain and range for pair kinds: ``KIND_ORDER``'s first, in that order, with
-    their colours; any other kind after them in a dark grey."""
+    """Colour domain and range for pair kinds: ``KIND_ORDER``'s first, in that order, then
+    any other kind in order of appearance; ``KIND_COLORS`` by position (so a source's own
+    reference kind takes the JSAE's colour and the kind it is compared with the plain
+    pair's), any further kind a dark grey."""
     present = set(kinds)
     known = [kind for kind in KIND_ORDER if kind in present]
-    others = [kind for kind in dict.fromkeys(kinds) if kind not in KIND_ORDER]
-    colors = dict(zip(KIND_ORDER, KIND_COLORS, strict=True))
-    domain = known + others
-    return domain, [colors.get(kind, "#495057") for kind in domain]
+    domain = known + [kind for kind in dict.fromkeys(kinds) if kind not in KIND_ORDER]
+    return domain, [*KIND_COLORS, *[OTHER_KIND_COLOR] * len(domain)][: len(domain)]
 
 
 def y_scale(log: bool, values: pd.Series | None = None) -> alt.Scale:

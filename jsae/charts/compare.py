@@ -9,7 +9,7 @@ import math
 import altair as alt
 import pandas as pd
 
-from jsae.charts.common import KIND_COLORS, KIND_ORDER, binned_bars, kind_colors
+from jsae.charts.common import KIND_ORDER, binned_bars, kind_colors
 from jsae.explore.compare import LOG_SWEEP, SWEEP_SHOWN
 
 
@@ -22,12 +22,14 @@ def jacobian_histogram(
     height: int = 300,
 ) -> alt.LayerChart:
     """log10 |J| histograms per pair kind in one chart (``explore.histogram_bins`` with
-    group ``kind``; each bin split between the kinds), with a dashed rule at ε."""
+    group ``kind``; each bin split between the kinds), with a dashed rule at ε; kinds
+    coloured by ``kind_colors``."""
+    order, colors = kind_colors(list(bins["kind"]) if len(bins) else list(KIND_ORDER))
     bars = binned_bars(
         bins,
         group="kind",
-        order=KIND_ORDER,
-        colors=KIND_COLORS,
+        order=order,
+        colors=colors,
         x_title="log₁₀ |J|",
         log_count=log_count,
         y=y,

@@ -14,6 +14,9 @@ from jsae.charts.common import EXIT_COLOR
 from jsae.explore.margins import LEAVES, REENTERS
 from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
 
+TRUE_EDGE = "true_edge"
+"""The column that marks a connection on a true edge (``explore.mark_true_edges``)."""
+TRUE_EDGE_COLOR = "#212529"
 DOSE_SERIES = ("measured (top-k re-selected)", "first order: out_act + J·(a′ − a)")
 DOSE_PRE = "un-gated pre-activation (no top k)"
 
@@ -27,7 +30,8 @@ def jacobian_heatmap(
 ) -> alt.LayerChart:
     """One token's k_out × k_in Jacobian (``explore.token_connections`` rows), feature ids
     on the axes, diverging colours centred on 0. ``selected`` = (in_feature, out_feature)
-    is outlined.
+    is outlined; with a ``true_edge`` column (``explore.mark_true_edges``) the true edges
+    carry a hollow diamond.
 
     The axes are sorted by ``in_order`` / ``out_order`` (``explore.order_connections``)
     and their titles name ``order``; rows without those columns are drawn in activation
@@ -48,6 +52,7 @@ def jacobian_heatmap(
         )
     keep = ["in_feature", "out_feature", "in_rank", "out_rank", "in_act", "out_act", "jacobian"]
     keep += ["diff"] + [f for f in (in_field, out_field) if f not in ("in_rank", "out_rank")]
+    keep += [TRUE_EDGE] if TRUE_EDGE in rows.columns else []
     data = rows[keep].copy()
     m = float(np.abs(data["jacobian"]).max()) if len(data) else 1.0
     m = m if m > 0 else 1.0
@@ -86,6 +91,16 @@ def jacobian_heatmap(
         )
     )
     layers = [cells]
+    if TRUE_EDGE in data.columns:
+        layers.append(
+            alt.Chart(data[data[TRUE_EDGE].to_numpy(dtype=bool)])
+            .mark_point(shape="diamond", filled=False, color=TRUE_EDGE_COLOR, size=60)
+            .encode(
+                x=x,
+                y=y,
+                tooltip=["in_feature:O", "out_feature:O", alt.Tooltip("jacobian:Q", format=".4g")],
+            )
+        )
     if selected is not None:
         pick = data[(data["in_feature"] == selected[0]) & (data["out_feature"] == selected[1])]
         layers.append(

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -24,6 +25,7 @@ from jsae.cli.options import (
     format_decomposition,
     format_downstream,
     format_joint,
+    format_recovery,
     format_statistics,
     print_summary,
     read_prompt,
@@ -33,8 +35,9 @@ from jsae.cli.options import (
 )
 from jsae.corpus import CorpusStats
 from jsae.errors import InputError
-from jsae.loading import DEMO_SOURCE, load_source
+from jsae.loading import DEMO_SOURCE, PLANTED_SOURCE, Source, load_source
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS
+from jsae.planted import PLANTED_KINDS
 from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
 from jsae.wandb_log import log_to_wandb
@@ -53,8 +56,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     ab.add_argument(
         "--source",
         default=DEMO_SOURCE,
-        help=f"'{DEMO_SOURCE}' (bundled default), a local folder, or a W&B artifact "
-        f"entity/project/name:version (default: {DEMO_SOURCE})",
+        help=f"'{DEMO_SOURCE}' (bundled default), '{PLANTED_SOURCE}' (the planted ground "
+        "truth), a local folder, or a W&B artifact entity/project/name:version "
+        f"(default: {DEMO_SOURCE})",
     )
     ab.add_argument("--model", help="model for a pair folder: TransformerLens name or folder")
     ab.add_argument(
@@ -82,9 +86,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     ab.add_argument("--scale", type=float, help="perturbation size s (implies --mode scale)")
     ab.add_argument(
         "--pair",
-        choices=PAIR_KINDS,
-        default=DEFAULT_KIND,
-        help=f"which pair (default: {DEFAULT_KIND})",
+        help=f"which kind of pair: the paper's {', '.join(PAIR_KINDS)}, or the kinds the "
+        f"source declares (`jsae info` lists them; '{PLANTED_SOURCE}': "
+        f"{', '.join(PLANTED_KINDS.order)}). Default: the source's first ({DEFAULT_KIND} "
+        "for the paper's kinds; with --dataset always "
+        f"{DEFAULT_KIND} unless given)",
     )
     ab.add_argument("--include-bos", action="store_true", help="also ablate the BOS position")
     budget_mb = AblationConfig.memory_budget / MIB
@@ -141,11 +147,18 @@ def _progress_bar(desc: str, args: argparse.Namespace) -> tuple[tqdm, ProgressCa
 
 
 def print_analysis(
-    model, pair, result, args: argparse.Namespace, tol: Tolerance, curves: JointCurves | None
+    model,
+    pair,
+    result,
+    args: argparse.Namespace,
+    tol: Tolerance,
+    curves: JointCurves | None,
+    true_edges: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Where the movement comes from, the ε-free statistics, the pair's health, the joint
-    ablation when ``curves`` are given, and the verdict (``jsae.analysis.analyse``; the
-    decomposition is the corpus statistics' own)."""
+    """Where the movement comes from, the ε-free statistics, the connections against the
+    true edges (when the source knows them), the pair's health, the joint ablation when
+    ``curves`` are given, and the verdict (``jsae.analysis.analyse``; the decomposition is
+    the corpus statistics' own)."""
     t = result.table
     decomposition = CorpusStats.of(
         t["jacobian"], t["predicted"], t["diff"], result.eps, tol, exited=t["exited"]
@@ -161,9 +174,13 @@ def print_analysis(
         n_bootstrap=args.bootstrap,
         curves=curves,
         downstream=curves is not None,
+        true_edges=true_edges,
     )
     print(f"\nstatistics that do not depend on ε ({args.bootstrap} token resamples):")
     print(format_statistics(found.summary(joint=False)))
+    if found.edges is not None:
+        print("\nagainst the true edges (the source knows the MLP's computation):")
+        print(format_recovery(found.edges))
     if found.joint is not None:
         print(
             f"\nremoved together (every active output feature j of every token; mode "
@@ -181,6 +198,14 @@ def print_analysis(
     for reason in found.verdict.reasons:
         print(f"  - {reason}")
     return found
+
+
+def first_layer(source: Source, kind: str) -> int:
+    """The first layer with a ``kind`` pair (the error of ``Source.pair`` when none has)."""
+    layers = source.layers(kind)
+    if not layers:
+        source.pair(0, kind)  # raises: no such pairs, naming the kinds there are
+    return layers[0]
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -210,10 +235,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     check_output(args.output)
     text = read_prompt(args)
     source = load_source(args.source, model=args.model, device=args.device)
-    layer = args.layer if args.layer is not None else source.layers(args.pair)[0]
-    pair = source.pair(layer, args.pair)
+    kind = args.pair or source.default_kind
+    layer = args.layer if args.layer is not None else first_layer(source, kind)
+    pair = source.pair(layer, kind)
 
-    model = source.model_for(layer, args.pair)
+    model = source.model_for(layer, kind)
     bar, progress = _progress_bar("ablating", args)
     try:
         result = ablate(
@@ -232,7 +258,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     summary = summarize(result.table, tol)
     s_text = {"unit": "s = 1", "zero": "s = a_i", "scale": f"s = {scale:g}"}[mode]
     print(
-        f"source {args.source} · layer {layer} · {args.pair} pair · mode {mode} ({s_text}) · "
+        f"source {args.source} · layer {layer} · {kind} pair · mode {mode} ({s_text}) · "
         f"ε = {eps:g}\n{result.n_tokens} tokens ablated, {len(result.table):,} connections "
         f"(k_out {pair.k_out} × k_in {pair.k_in} per token)\n"
     )
@@ -244,7 +270,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             curves = prompt_curves(model, pair, result, progress=progress)
         finally:
             bar.close()
-    found = print_analysis(model, pair, result, args, tol, curves)
+    found = print_analysis(model, pair, result, args, tol, curves, source.true_edges(layer, kind))
     if args.output is not None:
         write_table(result.table, args.output, table_format(args.output))
         print(f"wrote {len(result.table):,} connections to {args.output}")

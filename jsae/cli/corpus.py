@@ -33,6 +33,7 @@ from jsae.corpus import (
     run_corpus,
 )
 from jsae.errors import InputError
+from jsae.pair import DEFAULT_KIND
 from jsae.stats import Tolerance
 from jsae.table import TABLE_FORMATS, check_eps
 from jsae.wandb_log import log_corpus_to_wandb
@@ -123,7 +124,7 @@ def ablate_corpus(
         source=args.source,
         model=args.model,
         layer=args.layer,
-        pair_kind=args.pair,
+        pair_kind=args.pair or DEFAULT_KIND,
         eps=eps,
         ablation=config,
         window_tokens=args.window_tokens,

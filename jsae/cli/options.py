@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from jsae.ablation import AblationConfig
-from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP, ORDERS, JointStatistics
+from jsae.analysis import DEFAULT_TAU, N_BOOTSTRAP, ORDERS, EdgeRecovery, JointStatistics
 from jsae.analysis.downstream import KEEP_ORDERS, DownstreamKL
 from jsae.errors import InputError, os_reason
 from jsae.stats import Tolerance, format_summary, importance_ratio
@@ -220,6 +220,23 @@ def format_decomposition(frame: pd.DataFrame) -> str:
     shown = frame.rename(columns=DECOMPOSITION_LABELS).T
     shown.columns = [str(c).capitalize() for c in shown.columns]
     return shown.map(lambda v: "—" if v != v else f"{v:.4g}").to_string()
+
+
+def format_recovery(recovery: EdgeRecovery) -> str:
+    """``EdgeRecovery.table`` as plain text (precision and recall per rule), then the off-edge
+    movement in a sentence."""
+    shown = recovery.table.set_index("rule")
+    shown.index = [
+        f"{rule} (|J| > {recovery.eps:g})"
+        if rule == "important"
+        else f"{rule} (|diff| > {recovery.tau:g})"
+        for rule in shown.index
+    ]
+    text = shown.to_string(
+        formatters={"precision": "{:.4f}".format, "recall": "{:.4f}".format}, index_names=False
+    )
+    off = recovery.off_edge_sentence()
+    return text + (f"\n{off}" if off else "")
 
 
 def print_summary(summary: pd.DataFrame, tol: Tolerance) -> None:

@@ -1,9 +1,10 @@
 """The bundled default (``jsae/assets/demo``): how it is built, and how good it is.
 
 ``settings`` (what it is built with), ``corpus`` (the standard library's text and its
-splits), ``language_model`` (tokenizer and model), ``build`` (``build_demo``, phase by phase),
-``measure`` (``measure_bundle``: its quality on held-out tokens), ``targets`` (the quality
-targets and the metrics as text). ``python -m jsae.demo`` and ``jsae train-demo`` rebuild it.
+splits), ``language_model`` (the model; its tokenizer is ``jsae.tokenizer``'s), ``build``
+(``build_demo``, phase by phase), ``measure`` (``measure_bundle``: its quality on held-out
+tokens), ``targets`` (the quality targets and the metrics as text). ``python -m jsae.demo``
+and ``jsae train-demo`` rebuild it.
 """
 
 from jsae.demo.build import build_demo
@@ -12,12 +13,10 @@ from jsae.demo.language_model import (
     language_model_loss,
     new_language_model,
     train_language_model,
-    train_tokenizer,
     unigram_loss,
 )
 from jsae.demo.measure import load_heldout_sample, measure_bundle, measure_pair
 from jsae.demo.settings import (
-    BOS,
     FULL,
     HELDOUT_FILE,
     METRICS_FILE,
@@ -35,6 +34,7 @@ from jsae.demo.targets import (
     metrics_table,
     targets_summary,
 )
+from jsae.tokenizer import BOS, train_tokenizer
 
 __all__ = [
     "BOS",

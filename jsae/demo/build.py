@@ -40,7 +40,6 @@ from jsae.demo.language_model import (
     language_model_loss,
     new_language_model,
     train_language_model,
-    train_tokenizer,
     unigram_loss,
 )
 from jsae.demo.measure import measure_bundle
@@ -48,6 +47,7 @@ from jsae.demo.settings import FULL, HELDOUT_FILE, METRICS_FILE, QUICK, SPLITS, 
 from jsae.demo.targets import check_targets, targets_summary
 from jsae.loading import load_source, save_source
 from jsae.pair import JSAEPair
+from jsae.tokenizer import train_tokenizer
 from jsae.train import PairTrainingConfig, tokenize_documents, train_pair
 
 DESCRIPTION = (

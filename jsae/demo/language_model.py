@@ -1,9 +1,8 @@
-"""The demo's tokenizer and language model: training them, and their losses.
+"""The demo's language model: training it, and its losses.
 
-A byte-level BPE (``tokenizers``) with the BOS token ``<|endoftext|>``, and a small
-``HookedTransformer`` (GELU MLPs, LayerNorm) trained with AdamW. Its held-out loss is compared
-with a unigram baseline: the cross-entropy of the held-out tokens under add-one-smoothed
-training-token frequencies.
+A small ``HookedTransformer`` (GELU MLPs, LayerNorm) trained with AdamW, on the byte-level BPE
+of ``jsae.tokenizer``. Its held-out loss is compared with a unigram baseline: the
+cross-entropy of the held-out tokens under add-one-smoothed training-token frequencies.
 """
 
 from __future__ import annotations
@@ -14,42 +13,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from jaxtyping import Int
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
-from jsae.demo.settings import BOS, DemoSettings
+from jsae.demo.settings import DemoSettings
 
 ACT_FN = "gelu"
 NORMALIZATION_TYPE = "LN"
 """The language model's MLP activation and LayerNorm, as trained (the build folds the
 LayerNorms' weights into the next layers before the SAEs are trained)."""
-
-
-def train_tokenizer(
-    texts: list[str], vocab_size: int, min_frequency: int = 2, name: str = "jsae-demo"
-) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with BOS ``<|endoftext|>``, usable by HookedTransformer:
-    merges pairs seen at least ``min_frequency`` times, up to ``vocab_size`` tokens."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        min_frequency=min_frequency,
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=BOS,
-        add_bos_token=True,
-        name_or_path=name,
-    )
 
 
 def new_language_model(

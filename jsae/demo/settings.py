@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BOS = "<|endoftext|>"
-"""The demo tokenizer's BOS (and EOS) token."""
 METRICS_FILE = "metrics.json"
 HELDOUT_FILE = "heldout_tokens.safetensors"
 SPLITS = ("lm", "sae", "heldout")

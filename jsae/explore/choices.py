@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from jsae.ablation import AblationConfig
 from jsae.errors import InputError
 from jsae.example_texts import DEFAULT_PROMPTS
-from jsae.loading import DEMO_SOURCE, WANDB_ARTIFACT
-from jsae.pair import PAIR_KINDS
+from jsae.loading import BUILTIN_SOURCES, DEMO_SOURCE, WANDB_ARTIFACT
+from jsae.pair import DEFAULT_KIND
 from jsae.table import DEFAULT_EPS
 
 DEFAULT_SCALE = AblationConfig.scale
@@ -25,13 +25,15 @@ EPS_GRID: tuple[float, ...] = tuple(
 
 CUSTOM_PROMPT = "Custom text"
 
-SOURCE_TYPES = ("demo", "wandb", "folder", "model")
 SOURCE_TYPE_LABELS = {
-    "demo": "Bundled default",
+    **{name: builtin.label for name, builtin in BUILTIN_SOURCES.items()},
     "wandb": "W&B artifact",
     "folder": "Local folder",
     "model": "Model + pair folder",
 }
+"""The sidebar's source choices: each built-in source by its name, then the kinds of
+source a user names (a W&B artifact, a folder, a model with a pair folder)."""
+SOURCE_TYPES = tuple(SOURCE_TYPE_LABELS)
 MODE_LABELS = {
     "unit": "unit (s = 1)",
     "zero": "zero (s = aᵢ)",
@@ -51,10 +53,11 @@ def default_source() -> str:
 
 
 def source_type(source: str, model: str | None = None) -> str:
-    """Which of the sidebar's source choices a source string belongs to."""
+    """Which of the sidebar's source choices a source string belongs to (a built-in source's
+    own name for a built-in source)."""
     source = source.strip()
-    if source == DEMO_SOURCE:
-        return "demo"
+    if source in BUILTIN_SOURCES:
+        return source
     if model:
         return "model"
     if WANDB_ARTIFACT.match(source) and not os.path.isdir(os.path.expanduser(source)):
@@ -73,7 +76,11 @@ def resolve_pair(
     layers_by_kind: Mapping[str, Sequence[int]], layer: int | None, kind: str
 ) -> tuple[int, str, list[str]]:
     """Pick a layer that has a pair and a kind available there, warning on what was asked
-    for but does not exist. ``layers_by_kind`` maps each kind to its layers."""
+    for but does not exist. ``layers_by_kind`` maps each kind to its layers, in the source's
+    order of kinds (its first kind is the one shown when none is asked for). Asked for the
+    default kind where it is missing, the layer's first kind is shown without a warning when
+    the layer has a plain pair or the source has no pair of the default kind at all (the
+    default was not a choice)."""
     warnings: list[str] = []
     all_layers = sorted({lay for layers in layers_by_kind.values() for lay in layers})
     if not all_layers:
@@ -84,16 +91,17 @@ def resolve_pair(
                 f"Layer {layer} has no pair in this source; showing layer {all_layers[0]} "
                 f"(layers with a pair: {', '.join(map(str, all_layers))})."
             )
-        jsae_layers = sorted(layers_by_kind.get("jsae", ()))
-        layer = jsae_layers[0] if jsae_layers and layer is None else all_layers[0]
+        first_layers = sorted(next(iter(layers_by_kind.values())))
+        layer = first_layers[0] if first_layers and layer is None else all_layers[0]
     kinds = kinds_at(layers_by_kind, layer)
     if kind not in kinds:
-        if kind != "jsae" or "plain" not in kinds:
+        silent = kind == DEFAULT_KIND and ("plain" in kinds or not layers_by_kind.get(kind))
+        if not silent:
             warnings.append(f"Layer {layer} has no {kind} pair; showing its {kinds[0]} pair.")
         kind = kinds[0]
     return layer, kind, warnings
 
 
 def kinds_at(layers_by_kind: Mapping[str, Sequence[int]], layer: int) -> list[str]:
-    """The pair kinds available at ``layer``, in ``PAIR_KINDS`` order."""
-    return [kind for kind in PAIR_KINDS if layer in layers_by_kind.get(kind, ())]
+    """The pair kinds available at ``layer``, in ``layers_by_kind``'s order."""
+    return [kind for kind, layers in layers_by_kind.items() if layer in layers]

@@ -1,6 +1,8 @@
 """JSAE vs plain: the same prompt through both pairs of one layer, side by side.
 
-A layer can be compared when the source has a JSAE and a plain pair there; each pair's
+The two kinds are the source's (``PairKinds.compared_for``): a JSAE and a plain pair (or the
+randomized-LLM controls) for the paper's sources, the ``true`` and ``rotated`` pairs for the
+planted one; the first is the reference. A layer can be compared when the source has both; each pair's
 table gives its share of important entries, its ratio and its log10 |J| histogram, binned
 on one range with ε on it; its analysis (``jsae.analysis.analyse``) the AUC, the ratio
 without exits, the exits' share and the verdict.
@@ -31,11 +33,11 @@ from jsae.analysis import (
 )
 from jsae.errors import InputError
 from jsae.explore.binning import data_range, histogram_bins, log_abs_jacobian
-from jsae.pair import RANDOMIZED, is_randomized
+from jsae.pair import PAPER_KINDS, PairKinds
 from jsae.stats import importance_ratio, jacobian_sparsity, summarize
 
-COMPARED = ("jsae", "plain")
-"""The pair kinds the page compares, in its column order."""
+COMPARED = PAPER_KINDS.compared[0]
+"""The paper's pair kinds the page compares, in its column order (``jsae``, ``plain``)."""
 SWEEP_SHOWN = {
     "ratio": "ratio (log)",
     "fraction_important": "fraction |J| > ε",
@@ -46,11 +48,11 @@ LOG_SWEEP = ("ratio",)
 """Sweep statistics drawn on a log y axis (only their positive values)."""
 
 
-def compared_kinds(kind: str) -> tuple[str, str]:
-    """The JSAE and the plain pair to compare for a run of ``kind``: the real model's, or
-    the randomized-LLM controls' when ``kind`` is one of those."""
-    suffix = RANDOMIZED if is_randomized(kind) else ""
-    return (COMPARED[0] + suffix, COMPARED[1] + suffix)
+def compared_kinds(kind: str, kinds: PairKinds = PAPER_KINDS) -> tuple[str, str]:
+    """The two kinds to compare for a run of ``kind`` among a source's ``kinds``: for the
+    paper's, the JSAE and the plain pair of the real model, or the randomized-LLM controls'
+    when ``kind`` is one of those."""
+    return kinds.compared_for(kind)
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,12 @@ def sweep_view(
 
 
 def matched_comparison(tables: Mapping[str, pd.DataFrame], eps: float) -> pd.DataFrame:
-    """``jsae.analysis.matched_fraction`` with the JSAE (``COMPARED[0]``) as the reference
-    at the page's ε: the JSAE split at ε itself (its row's ``eps`` is the largest |J| at or
-    below ε, the same split) and the plain pair at the ε that makes as large a share of
-    its connections important."""
-    return matched_fraction(tables, fraction=None, reference=COMPARED[0], reference_eps=eps)
+    """``jsae.analysis.matched_fraction`` with the first of ``tables`` (the JSAE, or the
+    source's reference kind) as the reference at the page's ε: it is split at ε itself (its
+    row's ``eps`` is the largest |J| at or below ε, the same split) and the other pair at
+    the ε that makes as large a share of its connections important."""
+    reference = next(iter(tables))
+    return matched_fraction(tables, fraction=None, reference=reference, reference_eps=eps)
 
 
 def jacobian_bins(tables: Mapping[str, pd.DataFrame], eps: float, bins: int = 60) -> pd.DataFrame:

@@ -3,7 +3,8 @@ mass-capture curves.
 
 The numbers are ``jsae.analysis``'s (``analyse`` → ``Analysis``); nothing here recomputes
 one. The verdict's level picks the box (``VERDICT_STYLES``); a perverse verdict, a sparse
-Jacobian without sparse computation, is always a warning and says so first. The statistics
+Jacobian without sparse computation, is always a warning and says so first; a dense Jacobian
+says so first in its level's box. The statistics
 table is ``Analysis.summary()`` with each value printed (``format_value``) and each interval
 written "lo–hi". The mass-capture curve
 of a table is the share of Σ|diff| carried by its top fraction x of connections ranked by
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.analysis import Verdict
-from jsae.analysis.verdict import PERVERSE_LEAD
+from jsae.analysis.verdict import DENSE_LEAD, PERVERSE_LEAD
 from jsae.explore.misses import format_number
 
 VERDICT_STYLES = {"yes": "success", "partly": "info", "no": "warning", "undetermined": "info"}
@@ -36,9 +37,12 @@ and ``oracle``)."""
 
 def verdict_box(found: Verdict) -> tuple[str, str]:
     """The box to show ``found`` in (``"success"``, ``"info"`` or ``"warning"``) and its
-    markdown: a perverse verdict is a warning led by ``PERVERSE_LEAD`` in bold."""
+    markdown: a perverse verdict is a warning led by ``PERVERSE_LEAD`` in bold; a dense
+    Jacobian's verdict is led by ``DENSE_LEAD`` in bold, in its level's box."""
     if found.perverse:
         return "warning", f"**{PERVERSE_LEAD}.** {found.sentence}"
+    if found.dense:
+        return VERDICT_STYLES[found.level], f"**{DENSE_LEAD}.** {found.sentence}"
     return VERDICT_STYLES[found.level], found.sentence
 
 

@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from jsae.analysis import edge_flags
 from jsae.errors import InputError
 from jsae.prompt import mlp_inputs, tokenize
 
@@ -30,6 +31,15 @@ def token_connections(table: pd.DataFrame, position: int) -> pd.DataFrame:
     rows["abs_jacobian"] = np.abs(rows["jacobian"].to_numpy())
     rows["token"] = rows["token"].astype(str)
     return rows.reset_index(drop=True)
+
+
+def mark_true_edges(rows: pd.DataFrame, edges: pd.DataFrame | None) -> pd.DataFrame:
+    """``rows`` with ``true_edge``: the connection is one of ``edges`` (the source's true
+    edges in the pair's feature ids, ``Source.true_edges``); unchanged when ``edges`` is
+    None."""
+    if edges is None:
+        return rows
+    return rows.assign(true_edge=edge_flags(rows, edges))
 
 
 def top_connections(rows: pd.DataFrame, n: int = 20) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from jsae.analysis.statistics import DEFAULT_TAU
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
 from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
 from jsae.explore.runs import RunKey
-from jsae.pair import PAIR_KINDS
+from jsae.pair import KIND_NAME
 from jsae.table import DEFAULT_EPS
 
 MAX_URL_TEXT = 1500
@@ -150,7 +150,12 @@ def parse_query_params(
     if layer is not None:
         state["layer"] = layer
 
-    for key, choices in (("kind", PAIR_KINDS), ("mode", MODES), ("order", HEATMAP_ORDERS)):
+    kind = _single(params, "kind")
+    if kind is not None and KIND_NAME.fullmatch(kind):
+        state["kind"] = kind  # whether the source has such pairs is checked once it loads
+    elif kind is not None:
+        warnings.append(f"Ignored kind={kind!r} from the URL: it is not a pair kind's name.")
+    for key, choices in (("mode", MODES), ("order", HEATMAP_ORDERS)):
         choice = _parse_choice(_single(params, key), key, tuple(choices), warnings)
         if choice is not None:
             state[key] = choice

@@ -3,6 +3,7 @@
 A *source* is one of
 
 * ``"demo"``: the bundled default in ``jsae/assets/demo`` (offline);
+* ``"planted"``: the planted ground truth, built from its seed (``jsae.planted``);
 * a W&B artifact path ``entity/project/name:version``: downloaded with the wandb API into a
   local cache folder, then read as a folder (``wandb_artifact``);
 * a local folder, which is either
@@ -39,22 +40,27 @@ from jsae.loading.sae_lens_pair import (
     save_sae_lens_pair,
 )
 from jsae.loading.source import (
+    BUILTIN_SOURCES,
     DEMO_DIR,
     DEMO_SOURCE,
+    PLANTED_SOURCE,
     SOURCE_MANIFEST,
     Source,
     load_folder,
     load_pair_folder,
+    load_planted,
     load_source,
     save_source,
 )
 from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
 
 __all__ = [
+    "BUILTIN_SOURCES",
     "DEMO_DIR",
     "DEMO_SOURCE",
     "MODEL_CONFIG",
     "MODEL_WEIGHTS",
+    "PLANTED_SOURCE",
     "RESEARCH_CFG",
     "RESEARCH_KEYS",
     "RESEARCH_WEIGHTS",
@@ -67,6 +73,7 @@ __all__ = [
     "load_model",
     "load_model_folder",
     "load_pair_folder",
+    "load_planted",
     "load_randomized_weights",
     "load_research_pair",
     "load_sae_lens_pair",

@@ -1,7 +1,8 @@
 """Sources: a model with its JSAE pairs, and ``load_source``, which reads every kind of source.
 
-``load_source`` takes ``"demo"`` (the bundled default), a local folder, or a W&B artifact
-path (downloaded into the cache, then read as a folder). A folder is a *source folder* or a
+``load_source`` takes a built-in source's name (``BUILTIN_SOURCES``: ``"demo"``, the bundled
+default, and ``"planted"``, the planted ground truth, built from its seed), a local folder, or
+a W&B artifact path (downloaded into the cache, then read as a folder). A folder is a *source folder* or a
 single pair folder (``load_pair_folder``: the research format or a sae-lens pair).
 
 A source folder has ``source.json``: ``{"model": "model", "pairs": {kind: {layer: folder}}}``
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from transformer_lens import HookedTransformer
 
 from jsae.errors import InputError, SourceError
@@ -32,10 +34,36 @@ from jsae.loading.research import (
 )
 from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, load_sae_lens_pair
 from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
-from jsae.pair import DEFAULT_KIND, PAIR_KINDS, JSAEPair, is_randomized
+from jsae.pair import DEFAULT_KIND, PAIR_KINDS, PAPER_KINDS, JSAEPair, PairKinds, is_randomized
+from jsae.planted import PLANTED_KINDS, GroundTruth, planted_parts
 
 DEMO_SOURCE = "demo"
 """The name of the bundled default, wherever a source is asked for."""
+PLANTED_SOURCE = "planted"
+"""The name of the planted ground truth (``jsae.planted``), wherever a source is asked for."""
+
+
+@dataclass(frozen=True)
+class BuiltinSource:
+    """A source named by a word rather than a path: how pickers label and describe it."""
+
+    label: str
+    description: str
+
+
+BUILTIN_SOURCES = {
+    DEMO_SOURCE: BuiltinSource(
+        "Bundled default",
+        "A 4-layer language model trained for this app, with a JSAE and a plain pair per "
+        "layer (jsae/assets/demo).",
+    ),
+    PLANTED_SOURCE: BuiltinSource(
+        "Planted ground truth",
+        "A one-layer model whose MLP computes a known sparse graph, built from a seed, with "
+        "pairs right (true features) and wrong in known ways (rotated, noisy, too small k).",
+    ),
+}
+"""The built-in sources, in the order pickers offer them: the one place they are named."""
 DEMO_DIR = Path(__file__).parent.parent / "assets" / "demo"
 SOURCE_MANIFEST = "source.json"
 SOURCE_KEYS = ("model", "pairs")
@@ -49,10 +77,14 @@ class Source:
     Args:
         name: what the user typed to get it (``"demo"``, a path, an artifact path).
         model: the TransformerLens model; its ``tokenizer`` is the tokenizer.
-        pairs: ``pairs[kind][layer]``, kinds from ``jsae.pair.PAIR_KINDS``.
+        pairs: ``pairs[kind][layer]``.
         info: anything the source describes itself with (metrics, training settings).
         pair_models: the model a pair reads when it is not ``model``, by (kind, layer): a
             randomized-LLM control's own randomized copy of the model.
+        pair_kinds: the kinds it offers, their order and labels (the paper's unless the
+            source declares its own).
+        ground_truth: the true computation of an MLP, when the source knows it (the planted
+            source does).
     """
 
     name: str
@@ -60,6 +92,8 @@ class Source:
     pairs: dict[str, dict[int, JSAEPair]]
     info: dict[str, Any] = field(default_factory=dict)
     pair_models: dict[tuple[str, int], HookedTransformer] = field(default_factory=dict)
+    pair_kinds: PairKinds = PAPER_KINDS
+    ground_truth: GroundTruth | None = None
 
     @property
     def tokenizer(self):
@@ -67,7 +101,23 @@ class Source:
 
     @property
     def kinds(self) -> list[str]:
-        return [kind for kind in PAIR_KINDS if self.pairs.get(kind)]
+        """The kinds it has pairs of: ``pair_kinds``' order, then any others by name."""
+        declared = [kind for kind in self.pair_kinds.order if self.pairs.get(kind)]
+        return declared + sorted(k for k in self.pairs if self.pairs[k] and k not in declared)
+
+    @property
+    def default_kind(self) -> str:
+        """The kind shown when none is asked for: the first it has."""
+        kinds = self.kinds
+        return kinds[0] if kinds else DEFAULT_KIND
+
+    def true_edges(self, layer: int, kind: str) -> pd.DataFrame | None:
+        """The true edges of the ``kind`` pair of ``layer`` in its own feature ids
+        (``jsae.planted.GroundTruth.edges_for``), or None when the source knows none there."""
+        pair = self.pair(layer, kind)
+        if self.ground_truth is None or self.ground_truth.layer != layer:
+            return None
+        return self.ground_truth.edges_for(pair)
 
     def layers(self, kind: str = DEFAULT_KIND) -> list[int]:
         return sorted(self.pairs.get(kind, {}))
@@ -106,6 +156,8 @@ def load_source(
     name = str(source).strip()
     if not name:
         raise InputError("No source given: use 'demo', a local folder or a W&B artifact path.")
+    if name == PLANTED_SOURCE:
+        return load_planted(model=model, device=device)
     if name == DEMO_SOURCE:
         if not (DEMO_DIR / SOURCE_MANIFEST).is_file():
             raise SourceError(
@@ -123,7 +175,33 @@ def load_source(
         raise SourceError(f"{name} is a file; a source is a folder (or 'demo', or a W&B path).")
     raise SourceError(
         f"{name!r} is not a folder on this machine, nor a W&B artifact path "
-        "(entity/project/name:version), nor 'demo'. Check the spelling."
+        f"(entity/project/name:version), nor one of {', '.join(map(repr, BUILTIN_SOURCES))}. "
+        "Check the spelling."
+    )
+
+
+def load_planted(
+    *, model: str | os.PathLike | HookedTransformer | None = None, device: str = "cpu"
+) -> Source:
+    """The planted ground truth, built from its seed (``jsae.planted``)."""
+    if model is not None:
+        raise InputError(
+            f"The {PLANTED_SOURCE!r} source builds its own model; drop the model override."
+        )
+    parts = planted_parts()
+    if device != "cpu":
+        parts.model.to(device)
+        for by_layer in parts.pairs.values():
+            for pair in by_layer.values():
+                pair.sae_in.to(device)
+                pair.sae_out.to(device)
+    return Source(
+        PLANTED_SOURCE,
+        parts.model,
+        parts.pairs,
+        dict(parts.info),
+        pair_kinds=PLANTED_KINDS,
+        ground_truth=parts.truth,
     )
 
 
