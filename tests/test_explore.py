@@ -295,6 +295,11 @@ def test_download_name_names_the_runs_layer_kind_and_mode():
     assert explore.download_name(key(layer=0, kind="plain", mode="zero"), "parquet") == (
         "jsae_connections_layer0_plain_zero.parquet"
     )
+    assert explore.download_name(key(layer=2), "csv", "joint_sets") == (
+        "jsae_joint_sets_layer2_jsae_unit.csv"
+    )
+    with pytest.raises(InputError, match="Unknown table 'sets'"):
+        explore.download_name(key(), "csv", "sets")
 
 
 def test_density_grid_matches_numpy():

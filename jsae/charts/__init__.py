@@ -2,7 +2,8 @@
 
 Every builder takes data that is already binned or aggregated (``jsae.explore``), so a
 million connections chart as instantly as a hundred: the browser only ever receives the
-bins. One module per page (``causal``, ``effect``, ``token``, ``compare``) and what they
+bins. One module per page (``causal``, ``effect``, ``token``, ``compare``; ``joint`` for the
+joint ablation's, on two pages) and what they
 share (``common``); everything is exported here, so ``from jsae import charts;
 charts.diff_histogram(...)`` works. Tested through ``chart.to_dict()``.
 """
@@ -26,6 +27,14 @@ from jsae.charts.common import (
 )
 from jsae.charts.compare import eps_rule, eps_sweep_charts, jacobian_histogram
 from jsae.charts.effect import effect_density, effect_scatter
+from jsae.charts.joint import (
+    ORDER_COLORS,
+    SET_COLORS,
+    faithfulness_comparison,
+    faithfulness_curves,
+    set_histogram,
+    set_histogram_panels,
+)
 from jsae.charts.token import (
     DOSE_PRE,
     DOSE_SERIES,
@@ -43,6 +52,8 @@ __all__ = [
     "EXPERIMENT_COLORS",
     "EXPERIMENT_ORDER",
     "KIND_COLORS",
+    "ORDER_COLORS",
+    "SET_COLORS",
     "KIND_ORDER",
     "PART_COLORS",
     "kind_colors",
@@ -54,6 +65,10 @@ __all__ = [
     "effect_density",
     "effect_scatter",
     "eps_rule",
+    "faithfulness_comparison",
+    "faithfulness_curves",
+    "set_histogram",
+    "set_histogram_panels",
     "eps_sweep_charts",
     "jacobian_heatmap",
     "jacobian_histogram",

@@ -1,7 +1,7 @@
 """The explorer's logic, free of Streamlit: view state in the URL, runs, binning, the
 analysis as the pages show it (verdict box, statistics table, mass-capture curves, the ε
 sweep and the matched-fraction comparison of JSAE vs plain), the split of diff into exits,
-linear part and curvature, largest misses and the token explorer's helpers (its heatmap's order, the output features' margins, where a
+linear part and curvature, the joint ablation's sets and faithfulness curves, largest misses and the token explorer's helpers (its heatmap's order, the output features' margins, where a
 dose-response curve leaves the top k; the curve itself is the engine's, ``jsae.dose``).
 
 The app's pages read widgets, call these functions and draw what they return (the charts
@@ -56,6 +56,18 @@ from jsae.explore.effect import (
     miss_display_order,
     miss_labels,
     miss_links,
+)
+from jsae.explore.joint import (
+    COMPARED_ORDERS,
+    CURVE_VALUES,
+    JOINT_VALUES,
+    ORDER_LABELS,
+    SET_LABELS,
+    curve_frame,
+    joint_bins,
+    score_frame,
+    score_label,
+    set_values,
 )
 from jsae.explore.margins import (
     LEAVES,
@@ -119,6 +131,16 @@ from jsae.explore.view import (
 )
 
 __all__ = [
+    "COMPARED_ORDERS",
+    "CURVE_VALUES",
+    "JOINT_VALUES",
+    "ORDER_LABELS",
+    "SET_LABELS",
+    "curve_frame",
+    "joint_bins",
+    "score_frame",
+    "score_label",
+    "set_values",
     "BY_ACTIVATION",
     "BY_JACOBIAN",
     "CAPTURE_RANKINGS",

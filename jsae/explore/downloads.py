@@ -1,7 +1,9 @@
-"""Downloads of a run's table (the formats and their writer are ``jsae.table``'s)."""
+"""Downloads of a run's tables (the formats and their writer are ``jsae.table``'s): its
+connections, and the joint ablation's sets and curves."""
 
 from __future__ import annotations
 
+from jsae.errors import InputError
 from jsae.explore.runs import RunKey
 
 
@@ -14,7 +16,14 @@ def parquet_available() -> bool:
     return True
 
 
-def download_name(key: RunKey, fmt: str) -> str:
-    """The file name a run's table downloads as, e.g.
+DOWNLOADED = ("connections", "joint_sets", "faithfulness_curves")
+"""The tables a run downloads: every connection (``jsae.table``), the joint ablation's rows
+(``jsae.analysis.set_frame``) and its curves (``JointStatistics.curves``)."""
+
+
+def download_name(key: RunKey, fmt: str, table: str = "connections") -> str:
+    """The file name a run's ``table`` (one of ``DOWNLOADED``) downloads as, e.g.
     ``jsae_connections_layer1_jsae_unit.csv``."""
-    return f"jsae_connections_layer{key.layer}_{key.kind}_{key.mode}.{fmt}"
+    if table not in DOWNLOADED:
+        raise InputError(f"Unknown table {table!r}: use one of {', '.join(DOWNLOADED)}.")
+    return f"jsae_{table}_layer{key.layer}_{key.kind}_{key.mode}.{fmt}"

@@ -1,0 +1,218 @@
+"""The joint ablation's charts: the "removed together" histograms of the three sets (the
+one-at-a-time histogram's bars: shared numpy bins, dodged in one chart or one panel per
+set), the faithfulness curves of one pair (one line per removal order, its score written
+in the corner) and both pairs' curves on one chart (|J| order bold, random and oracle thin).
+
+The score sits in the bottom-right corner, which every curve leaves empty: all orders
+start at 0 (nothing removed) and meet at m = k_in (everything removed, the same row).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from jsae.analysis import ORDERS, SETS
+from jsae.charts.common import binned_bars, kind_colors
+from jsae.explore.joint import COMPARED_ORDERS, CURVE_VALUES, JOINT_VALUES, ORDER_LABELS
+
+SET_COLORS = ["#1c7ed6", "#e8590c", "#868e96"]
+"""``SETS``' colours: unimportant and important as the one-at-a-time experiments', random grey."""
+ORDER_COLORS = {
+    "jacobian": "#1c7ed6",
+    "reverse": "#e8590c",
+    "oracle": "#2f9e44",
+    "random": "#868e96",
+}
+ORDER_DASHES = {"jacobian": [1, 0], "reverse": [1, 0], "oracle": [6, 3], "random": [2, 3]}
+"""The references (oracle, random) dashed, the Jacobian's orders solid."""
+ORDER_WIDTHS = {"jacobian": 3.0, "reverse": 2.0, "oracle": 1.5, "random": 1.5}
+FRACTION_TITLE = "share of j's inputs removed together (m / k_in)"
+SCORE_LINE_PX = 16
+"""The spacing of the score lines in the corner."""
+
+
+def set_histogram(
+    bins: pd.DataFrame,
+    *,
+    value: str = "abs_diff",
+    log_count: bool = False,
+    y: str = "count",
+    height: int = 320,
+) -> alt.Chart:
+    """The three sets' histograms in one chart on one shared x range (each bin split
+    between them).
+
+    Args:
+        bins: ``explore.joint_bins`` output (``set``, ``bin_start``, ``bin_end``, ``count``,
+            ``share``; the range in ``attrs["range"]``).
+        value: what was binned (``explore.JOINT_VALUES``), for the axis title.
+        log_count, y: as ``diff_histogram``'s.
+    """
+    return binned_bars(
+        bins,
+        group="set",
+        order=list(SETS),
+        colors=SET_COLORS,
+        x_title=JOINT_VALUES[value],
+        log_count=log_count,
+        y=y,
+        height=height,
+    )
+
+
+def set_histogram_panels(
+    bins: pd.DataFrame,
+    *,
+    value: str = "abs_diff",
+    log_count: bool = False,
+    y: str = "count",
+    height: int = 200,
+) -> list[alt.Chart]:
+    """One chart per set (``SETS`` order), each with its own y axis, all on the overlaid
+    view's x range (separate charts, as ``diff_histogram_panels``)."""
+    return [
+        binned_bars(
+            bins[bins["set"] == name].reset_index(drop=True),
+            group="set",
+            order=[name],
+            colors=[color],
+            x_title=JOINT_VALUES[value],
+            log_count=log_count,
+            y=y,
+            height=height,
+            value_range=bins.attrs.get("range"),
+        )
+        for name, color in zip(SETS, SET_COLORS, strict=True)
+    ]
+
+
+def _axes(y: str) -> tuple[alt.X, alt.Y]:
+    x = alt.X(
+        "fraction:Q",
+        scale=alt.Scale(domain=[0, 1], nice=False),
+        axis=alt.Axis(format="%", tickCount=5),
+        title=FRACTION_TITLE,
+    )
+    y_axis = alt.Y(
+        f"{y}:Q",
+        scale=alt.Scale(zero=True),
+        axis=alt.Axis(tickCount=5, gridOpacity=0.5),
+        title=CURVE_VALUES[y],
+    )
+    return x, y_axis
+
+
+def _tooltip(y: str, *first: alt.Tooltip) -> list[alt.Tooltip]:
+    return [
+        *first,
+        alt.Tooltip("order_label:N", title="order"),
+        alt.Tooltip("m:Q", title="inputs removed (m)"),
+        alt.Tooltip("fraction:Q", format=".0%", title="m / k_in"),
+        alt.Tooltip(f"{y}:Q", format=".4g", title=CURVE_VALUES[y]),
+        alt.Tooltip("exit_share:Q", format=".1%", title="j left the top k"),
+    ]
+
+
+def _score_marks(labels: list[tuple[str, str]], y: str) -> list[alt.Chart]:
+    """Each (text, colour) written in the bottom-right corner, the first on top."""
+    return [
+        alt.Chart(pd.DataFrame({"fraction": [1.0], y: [0.0], "label": [text]}))
+        .mark_text(
+            align="right",
+            baseline="bottom",
+            dx=-4,
+            dy=-4 - SCORE_LINE_PX * (len(labels) - 1 - i),
+            fontWeight="bold",
+            color=color,
+        )
+        .encode(x="fraction:Q", y=f"{y}:Q", text="label:N")
+        for i, (text, color) in enumerate(labels)
+    ]
+
+
+def faithfulness_curves(
+    curves: pd.DataFrame, score: str, *, y: str = "mean_abs_diff", height: int = 320
+) -> alt.LayerChart:
+    """One pair's curves: each order's mean (``y``) against m / k_in, one colour per order
+    (oracle and random dashed), and ``score`` in the corner.
+
+    Args:
+        curves: ``JointStatistics.curves`` (order, m, fraction, mean_abs_diff, mean_share,
+            exit_share).
+        score: the text to write (``explore.score_label``).
+        y: ``mean_abs_diff`` or ``mean_share`` (``explore.CURVE_VALUES``).
+    """
+    data = curves.assign(order_label=curves["order"].map(ORDER_LABELS))
+    data = data[["order", "order_label", "m", "fraction", y, "exit_share"]]
+    labels = [ORDER_LABELS[o] for o in ORDERS]
+    x, y_axis = _axes(y)
+    lines = (
+        alt.Chart(data)
+        .mark_line(point=alt.OverlayMarkDef(size=16))
+        .encode(
+            x=x,
+            y=y_axis,
+            color=alt.Color(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_COLORS[o] for o in ORDERS]),
+                legend=alt.Legend(title="removed in order", orient="right", symbolType="stroke"),
+            ),
+            strokeDash=alt.StrokeDash(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_DASHES[o] for o in ORDERS]),
+                legend=None,
+            ),
+            tooltip=_tooltip(y),
+        )
+    )
+    return alt.layer(lines, *_score_marks([(score, "#212529")], y)).properties(
+        height=height, width="container"
+    )
+
+
+def faithfulness_comparison(
+    curves: pd.DataFrame, scores: pd.DataFrame, *, y: str = "mean_abs_diff", height: int = 340
+) -> alt.LayerChart:
+    """Both pairs' curves on one chart: one colour per pair kind, the |J| order bold and
+    solid, random and the oracle thin and dashed; each pair's score in the corner, in its
+    colour.
+
+    Args:
+        curves: ``explore.curve_frame`` (kind and ``JointStatistics.curves``' columns) with
+            the ``explore.COMPARED_ORDERS``.
+        scores: ``explore.score_frame`` (kind, label, …).
+    """
+    data = curves[curves["order"].isin(list(COMPARED_ORDERS))]
+    data = data.assign(order_label=data["order"].map(ORDER_LABELS))
+    data = data[["kind", "order", "order_label", "m", "fraction", y, "exit_share"]]
+    domain, colors = kind_colors([*data["kind"], *scores["kind"]])
+    labels = [ORDER_LABELS[o] for o in COMPARED_ORDERS]
+    x, y_axis = _axes(y)
+    lines = (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            x=x,
+            y=y_axis,
+            color=alt.Color(
+                "kind:N",
+                scale=alt.Scale(domain=domain, range=colors),
+                legend=alt.Legend(title="pair", orient="right", symbolType="stroke"),
+            ),
+            strokeDash=alt.StrokeDash(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_DASHES[o] for o in COMPARED_ORDERS]),
+                legend=alt.Legend(title="removed in order", orient="right", symbolType="stroke"),
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_WIDTHS[o] for o in COMPARED_ORDERS]),
+                legend=None,
+            ),
+            tooltip=_tooltip(y, alt.Tooltip("kind:N", title="pair")),
+        )
+    )
+    color_of = dict(zip(domain, colors, strict=True))
+    texts = [(f"{row.kind} {row.label}", color_of[row.kind]) for row in scores.itertuples()]
+    return alt.layer(lines, *_score_marks(texts, y)).properties(height=height, width="container")

@@ -1,0 +1,104 @@
+"""The joint ablation as the pages show it: the sets removed together, binned, and the
+faithfulness curves with their scores.
+
+The numbers are ``jsae.analysis``'s: the rows of ``set_frame`` (one per token, output
+feature j and set, at ε) and a ``JointStatistics``' ``curves`` and score. Nothing here
+recomputes one; it picks a value per row, bins it and labels it.
+
+A set's *share of j's activation moved* is |diff| / out_act over the (token, j) with
+out_act > 0, the share ``JointStatistics.sets`` averages (``mean_share``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from jsae.analysis import ORDERS, SETS, JointStatistics
+from jsae.analysis.faithfulness import CURVE_COLUMNS
+from jsae.errors import InputError
+from jsae.explore.binning import histogram_bins
+from jsae.explore.misses import format_number
+
+SET_LABELS = {
+    "unimportant": "unimportant: every input with |J| ≤ ε",
+    "important": "important: every input with |J| > ε",
+    "random": "random: as many random inputs as the unimportant set",
+}
+"""What each set of ``jsae.analysis.SETS`` removes, as a legend says it."""
+JOINT_VALUES = {
+    "abs_diff": "|diff| of output feature j",
+    "share": "share of j's activation moved (|diff| / out_act)",
+}
+"""What the "removed together" histogram can bin, and its axis title."""
+CURVE_VALUES = {
+    "mean_abs_diff": "mean |diff| of j",
+    "mean_share": "mean share of j's activation moved",
+}
+"""What the faithfulness curves can draw (``JointStatistics.curves`` columns), and its title."""
+ORDER_LABELS = {
+    "jacobian": "by |J|, smallest first",
+    "reverse": "by |J|, largest first",
+    "oracle": "oracle: by single-connection |diff|",
+    "random": "random",
+}
+"""Each removal order of ``jsae.analysis.ORDERS``, as a legend says it."""
+COMPARED_ORDERS = ("jacobian", "random", "oracle")
+"""The orders the pairs' comparison draws: |J| and the two ends of the score's scale."""
+
+
+def set_values(frame: pd.DataFrame, value: str = "abs_diff") -> dict[str, np.ndarray]:
+    """Each set's values (``SETS`` order) from ``set_frame`` rows: |diff|, or |diff| / out_act
+    for the rows with out_act > 0 (``value`` ``"share"``)."""
+    if value not in JOINT_VALUES:
+        raise InputError(f"Unknown value {value!r}: use one of {', '.join(JOINT_VALUES)}.")
+    groups = {}
+    for name in SETS:
+        rows = frame[frame["set"] == name]
+        abs_diff = np.abs(rows["diff"].to_numpy(dtype=np.float64))
+        if value == "share":
+            act = rows["out_act"].to_numpy(dtype=np.float64)
+            abs_diff = abs_diff[act > 0] / act[act > 0]
+        groups[name] = abs_diff
+    return groups
+
+
+def joint_bins(frame: pd.DataFrame, value: str = "abs_diff", bins: int = 60) -> pd.DataFrame:
+    """``histogram_bins`` of ``set_values`` (group column ``set``) on one range from 0 to the
+    largest value of any set (0 to 1 when there is none)."""
+    groups = set_values(frame, value)
+    finite = [v[np.isfinite(v)] for v in groups.values()]
+    top = max((float(v.max()) for v in finite if v.size), default=0.0)
+    return histogram_bins(groups, bins=bins, value_range=(0.0, top or 1.0), group_name="set")
+
+
+def score_label(joint: JointStatistics) -> str:
+    """The faithfulness score and its interval, e.g. ``score 0.42 [0.31, 0.55]`` (no
+    brackets without an interval)."""
+    lo, hi = joint.score_ci
+    shown = f"score {format_number(joint.score, 3)}"
+    if np.isfinite(lo) and np.isfinite(hi):
+        shown += f" [{format_number(lo, 3)}, {format_number(hi, 3)}]"
+    return shown
+
+
+def curve_frame(joints: Mapping[str, JointStatistics], orders=ORDERS) -> pd.DataFrame:
+    """The pairs' curves in one frame: ``kind`` and ``JointStatistics.curves``' columns, the
+    ``orders`` given, rows in (kind, order, m) order."""
+    frames = []
+    for kind, joint in joints.items():
+        curves = joint.curves[joint.curves["order"].isin(list(orders))]
+        frames.append(curves.assign(kind=kind))
+    if not frames:
+        return pd.DataFrame(columns=["kind", *CURVE_COLUMNS])
+    return pd.concat(frames, ignore_index=True)[["kind", *CURVE_COLUMNS]]
+
+
+def score_frame(joints: Mapping[str, JointStatistics]) -> pd.DataFrame:
+    """One row per pair kind: kind, score, ci_low, ci_high and ``label`` (``score_label``)."""
+    rows = [
+        (kind, joint.score, *joint.score_ci, score_label(joint)) for kind, joint in joints.items()
+    ]
+    return pd.DataFrame(rows, columns=["kind", "score", "ci_low", "ci_high", "label"])
