@@ -1,23 +1,27 @@
 """Caches: heavy objects once per process, results keyed by everything they depend on.
 
 ``st.cache_resource`` holds the loaded sources and each pair's sandwich, shared by every
-session; ``st.cache_data`` holds the ε-free runs (keyed by their ``RunKey``), each run's
-analysis at an ε and τ (``jsae.analysis.analyse``: its statistics, the pair's health and
-the verdict, which every page reads rather than recomputing) and the dose-response curves. The progress bar lives inside the cached run, so a cache hit replays
-(and removes) it without recomputing.
+session; ``st.cache_data`` holds the ε-free runs and their joint ablation's curves (keyed by
+their ``RunKey``), each run's analysis at an ε and τ (``jsae.analysis.analyse`` with the
+curves: its statistics, the pair's health, the joint statistics and the verdict, which every
+page reads rather than recomputing), the sets removed together at an ε (read off the
+curves) and the dose-response curves. The progress bar lives inside the cached run, so a
+cache hit replays (and removes) it without recomputing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import pandas as pd
 import streamlit as st
 
 from app.guard import guarded
 from app.settings import hosted
 from jsae import explore
-from jsae.analysis import Analysis, analyse
+from jsae.analysis import Analysis, JointCurves, analyse, prompt_curves, set_frame
 from jsae.dose import DoseResponse, dose_response
 from jsae.errors import InputError
 from jsae.hosting import WANDB_LOGS_PER_SESSION, WANDB_LOGS_PER_SITE, RateLimiter, SlotLimiter
@@ -88,17 +92,13 @@ def get_sandwich(source: str, model: str | None, layer: int, kind: str) -> Sandw
     return Sandwich(src.model_for(layer, kind), src.pair(layer, kind))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def get_run(key: explore.RunKey) -> explore.RunData:
-    """The ε-free per-connection table of one prompt (cached across sessions)."""
-    src = get_source(key.source, key.model)
-    sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
+@contextlib.contextmanager
+def experiment_slot() -> Iterator[None]:
+    """Hold an experiment slot for the block: hosted, at most ``max_concurrent`` experiments
+    compute at once (a wait is explained in a notice, a long one refused); a private app
+    never waits."""
     config = hosted()
     notice = st.empty()
-    bar = st.progress(0.0, text=f"Ablating every connection ({key.kind} pair, layer {key.layer})…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Ablating: {done:,} of {total:,} tokens done")
 
     def waiting() -> None:
         notice.info(
@@ -111,23 +111,67 @@ def get_run(key: explore.RunKey) -> explore.RunData:
         limiter = slot_limiter(config.max_concurrent if config.enabled else 1 << 30)
         with limiter.slot(timeout=config.slot_timeout if config.enabled else None, on_wait=waiting):
             notice.empty()
+            yield
+    finally:
+        notice.empty()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_run(key: explore.RunKey) -> explore.RunData:
+    """The ε-free per-connection table of one prompt (cached across sessions)."""
+    src = get_source(key.source, key.model)
+    sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
+    with experiment_slot():
+        bar = st.progress(
+            0.0, text=f"Ablating every connection ({key.kind} pair, layer {key.layer})…"
+        )
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Ablating: {done:,} of {total:,} tokens done")
+
+        try:
             return explore.run_ablation(
                 src,
                 key,
                 progress=progress,
                 sandwich=sandwich,
-                max_tokens=config.prompt_token_limit,
+                max_tokens=hosted().prompt_token_limit,
             )
-    finally:
-        notice.empty()
-        bar.empty()
+        finally:
+            bar.empty()
+
+
+@st.cache_data(
+    show_spinner="Removing each output feature's inputs together, in every order…", max_entries=16
+)
+def get_curves(key: explore.RunKey) -> JointCurves:
+    """The joint ablation's curves of the run ``key``'s tokens (``prompt_curves``; cached,
+    one per run: they do not depend on ε, whose sets are read off them)."""
+    src = get_source(key.source, key.model)
+    data = get_run(key)
+    sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
+    with experiment_slot():
+        return prompt_curves(
+            src.model_for(key.layer, key.kind),
+            src.pair(key.layer, key.kind),
+            data.ablation,
+            sandwich,
+        )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def get_joint_sets(key: explore.RunKey, eps: float) -> pd.DataFrame:
+    """The run's sets removed together at ε (``jsae.analysis.set_frame`` of ``get_curves``)."""
+    return set_frame(get_curves(key), eps)
 
 
 @st.cache_data(show_spinner="Computing the statistics and their intervals…", max_entries=32)
 def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
     """The analysis of the run ``key`` split at ε with moved = |diff| > τ (cached: one per
-    run, ε and τ), against the true edges where the source knows them. The run comes from
-    ``get_run``'s cache; the pair's health reruns the model on the ablated tokens only."""
+    run, ε and τ), against the true edges where the source knows them, with the joint
+    ablation's statistics, so that the verdict weighs them. The run and its curves come from
+    ``get_run``'s and ``get_curves``' caches; the pair's health reruns the model on the
+    ablated tokens only."""
     src = get_source(key.source, key.model)
     data = get_run(key)
     return analyse(
@@ -137,6 +181,7 @@ def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
         tau=tau,
         sandwich=get_sandwich(key.source, key.model, key.layer, key.kind),
         true_edges=src.true_edges(key.layer, key.kind),
+        curves=get_curves(key),
     )
 
 
@@ -172,3 +217,8 @@ def load_run(key: explore.RunKey) -> explore.RunData | None:
 def load_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis | None:
     """``get_analysis``, or None after showing the error."""
     return guarded("computing the statistics", get_analysis, key, float(eps), float(tau))
+
+
+def load_joint_sets(key: explore.RunKey, eps: float) -> pd.DataFrame | None:
+    """``get_joint_sets``, or None after showing the error."""
+    return guarded("removing the sets together", get_joint_sets, key, float(eps))

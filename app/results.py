@@ -1,6 +1,6 @@
 """What the results pages share: the last run with its notices, the table split at ε,
 the run's caption, the summary table, the verdict box, a number with its interval, the τ
-setting, and the moves to another page or layer."""
+setting, a histogram's views, and the moves to another page or layer."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def split_table(ctx: Context, data: explore.RunData) -> pd.DataFrame | None:
     return guarded("splitting at ε", data.split, ctx.eps)
 
 
+HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
+"""A histogram's views: its groups in one chart, or one panel each."""
 VERDICT_BOXES = {"success": st.success, "info": st.info, "warning": st.warning}
 """``explore.VERDICT_STYLES``'s boxes."""
 

@@ -18,7 +18,7 @@ from app.registry import DEFAULT_PAGE, TOKEN_PAGE
 from app.registry import PAGES as PAGES_BY_URL
 from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
-from jsae.analysis import DEFAULT_TAU, analyse
+from jsae.analysis import DEFAULT_TAU, analyse, prompt_curves
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
 from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
@@ -29,6 +29,7 @@ from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
 APP = "../streamlit_app.py"
 TIMEOUT = 60
+JOINT_DOWNLOADS = ["Download the sets (CSV)", "Download the curves (CSV)"]
 PAGES = {
     "sparsity": "app/pages/causal_sparsity.py",
     "effect": "app/pages/jacobian_vs_effect.py",
@@ -123,9 +124,12 @@ def expected_table(loaded, layer=0, kind="jsae", eps=0.01, text=None, mode="unit
 
 
 def expected_analysis(loaded, layer=0, kind="jsae", eps=0.01, tau=DEFAULT_TAU, text=None):
-    """``jsae.analysis.analyse`` of the same run, computed here (the page's verdict)."""
+    """``jsae.analysis.analyse`` of the same run with its joint ablation's curves, computed
+    here (the page's verdict)."""
     result = expected_result(loaded, layer, kind, eps, text)
-    return analyse(loaded.model_for(layer, kind), loaded.pair(layer, kind), result, tau=tau)
+    model, pair = loaded.model_for(layer, kind), loaded.pair(layer, kind)
+    curves = prompt_curves(model, pair, result)
+    return analyse(model, pair, result, tau=tau, curves=curves)
 
 
 def boxes(at: AppTest) -> list[str]:
@@ -171,20 +175,20 @@ def test_run_shows_the_packages_numbers(app, loaded):
     assert shown["Ratio important/unimportant"] == explore.format_number(found.ratio, 3)
     assert any(found.sentence in box for box in boxes(at))
     # The histogram, with the two experiments on shared numpy bins, then the decomposition
-    # (and the mass-capture curve).
-    spec, parts, _capture = chart_specs(at)
+    # (then the sets removed together, their curves and the mass-capture curve).
+    spec, parts, _sets, _curves, _capture = chart_specs(at)
     assert marks(parts) == ["bar", "text"]
     assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
     bins = explore.histogram_bins(experiment_diffs(table), bins=60)
     assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
-    # The summary table is summarize()'s.
+    # The summary table is summarize()'s (the joint ablation's sets table comes first).
     pd.testing.assert_frame_equal(
-        at.dataframe[0].value.reset_index(drop=True),
+        at.dataframe[1].value.reset_index(drop=True),
         summary.rename(columns=SUMMARY_LABELS).reset_index(drop=True),
         check_dtype=False,
     )
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download CSV", "Download Parquet"]
+    assert labels == [*JOINT_DOWNLOADS, "Download CSV", "Download Parquet"]
     assert at.query_params["run"] == "1"
 
 
@@ -194,7 +198,7 @@ def test_histogram_views(app):
     at.button_group(key="hist_layout").set_value("facet").run()
     at.button_group(key="hist_y").set_value("share").run()
     no_problems(at)
-    important, unimportant, _parts, _capture = chart_specs(at)  # one panel per experiment
+    important, unimportant = chart_specs(at)[:2]  # one panel per experiment
     for spec in (important, unimportant):
         assert spec["encoding"]["y"]["field"] == "share"
         assert spec["encoding"]["y"]["scale"]["type"] == "linear"
@@ -366,7 +370,7 @@ def test_parquet_unavailable_is_explained(app, monkeypatch):
     at = run(app.run())
     assert not at.exception
     assert any("pyarrow" in e.value for e in at.error)
-    assert [b.label for b in at.get("download_button")] == ["Download CSV"]
+    assert [b.label for b in at.get("download_button")] == [*JOINT_DOWNLOADS, "Download CSV"]
 
 
 def test_secrets_reach_the_environment(app, monkeypatch):
@@ -581,7 +585,7 @@ def test_jsae_vs_plain(app, loaded):
     for metric, kind in zip(shown, ("jsae", "plain"), strict=True):
         table = expected_table(loaded, 1, kind)
         assert metric.value == f"{jacobian_sparsity(table['jacobian'].to_numpy(), 0.01):.1%}"
-    spec, *sweeps, capture = chart_specs(at)
+    spec, *sweeps, capture, _joint = chart_specs(at)
     assert marks(spec) == ["bar", "rule"]
     assert len(sweeps) == len(explore.SWEEP_SHOWN) and marks(capture)[-1] == "rule"
     assert len(at.dataframe) == 3  # the matched-fraction table and both summaries

@@ -46,7 +46,7 @@ def test_causal_sparsity_splits_the_movement(app, loaded):  # noqa: F811
     at = run(app.run())
     no_problems(at)
     table = expected_table(loaded)
-    _hist, parts, _capture = chart_specs(at)
+    parts = chart_specs(at)[1]
     assert marks(parts) == ["bar", "text"]
     bars = chart_rows(at, 1)[0]
     shown = metrics(at)

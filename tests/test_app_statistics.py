@@ -92,8 +92,8 @@ def test_causal_sparsity_shows_the_analysis(app, loaded):  # noqa: F811
     health = statistics_frame(at, 1)
     assert health.loc["output_cv", "Value"] == f"{found.health.output_cv:.4g}"
     # The mass-capture curve: by |J| and the oracle, the headline fraction marked.
-    assert len(chart_specs(at)) == 3
-    _diagonal, lines, rule = chart_data(at, 2)
+    assert len(chart_specs(at)) == 5  # the histograms, the decomposition, the joint curves
+    _diagonal, lines, rule = chart_data(at, 4)
     by_j = lines[lines["ranking"] == explore.BY_JACOBIAN]
     np.testing.assert_allclose(by_j["share"], stats.capture_curve["by_jacobian"], rtol=1e-5)
     d = np.sort(np.abs(table["diff"].to_numpy(np.float64)))[::-1]
@@ -221,5 +221,5 @@ def test_jsae_vs_plain_shows_both_analyses(app, loaded):  # noqa: F811
     captions = " ".join(c.value for c in at.caption)
     assert "One ε selects very different fractions" in captions
     # The capture curves, one colour per pair kind.
-    capture = specs[-1]
+    capture = specs[-2]  # above the joint ablation's curves
     assert capture["layer"][1]["encoding"]["color"]["scale"]["domain"] == list(explore.COMPARED)

@@ -6,14 +6,13 @@ import math
 
 import streamlit as st
 
-from app import cache, guard, results
+from app import cache, guard, joint, results
+from app.downloads import download_button, show_download_errors
 from jsae import charts, explore, wandb_log
 from jsae.analysis import Analysis
 from jsae.histogram import experiment_diffs
 from jsae.stats import importance_ratio, summarize
-from jsae.table import TABLE_FORMATS, table_bytes
 
-HIST_LAYOUTS = {"overlay": "Overlaid", "facet": "Faceted"}
 HIST_Y = {"count": "Count", "share": "Share of experiment"}
 
 
@@ -58,8 +57,8 @@ def histogram(table) -> None:
     c1, c2, c3, c4 = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
     layout = c1.segmented_control(
         "View",
-        list(HIST_LAYOUTS),
-        format_func=HIST_LAYOUTS.get,
+        list(results.HIST_LAYOUTS),
+        format_func=results.HIST_LAYOUTS.get,
         default="overlay",
         key="hist_layout",
         persist_state="session",
@@ -206,28 +205,11 @@ def statistics_panel(analysis: Analysis | None, kind: str) -> None:
 
 
 def downloads(table, key: explore.RunKey, eps: float) -> None:
-    errors: dict[str, str] = st.session_state.setdefault("_download_errors", {})
-    for fmt, message in list(errors.items()):
-        st.error(f"The {fmt.upper()} download failed: {message}", icon=":material/error:")
-        errors.pop(fmt, None)
+    show_download_errors()
 
     def button(column, fmt: str, label: str) -> None:
-        def produce() -> bytes:
-            try:
-                return table_bytes(table, fmt)
-            except Exception as err:  # shown as st.error on the next rerun
-                errors[fmt] = guard.error_message(err, f"writing the {fmt} file")
-                raise
-
-        column.download_button(
-            f"Download {label}",
-            produce,
-            file_name=explore.download_name(key, fmt),
-            mime=TABLE_FORMATS[fmt],
-            icon=":material/download:",
-            on_click="ignore",
-            width="stretch",
-        )
+        name = explore.download_name(key, fmt)
+        download_button(column, table, fmt, f"Download {label}", name)
 
     c1, c2, _ = st.columns([1, 1, 3])
     button(c1, "csv", "CSV")
@@ -289,6 +271,7 @@ def main() -> None:
     histogram(table)
     st.subheader("Where does the movement come from?")
     decomposition(table)
+    joint.removed_together(data.key, ctx.eps, analysis)
     st.subheader("Summary")
     results.summary_table(summary)
     statistics_panel(analysis, data.key.kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import cache, results, state
+from app import cache, joint, results, state
 from jsae import charts, explore
 from jsae.analysis import CONFIDENCE
 
@@ -223,6 +223,7 @@ def main() -> None:
     eps_sweep(tables, eps, ctx.tau)
     matched(tables, stats, titles, eps)
     capture(stats)
+    joint.compare_curves(analyses, titles)
 
     st.subheader("Ablation summaries side by side")
     cols = st.columns(2)
