@@ -92,7 +92,7 @@ def removed_together(key: explore.RunKey, eps: float, analysis: Analysis | None)
 
 
 def set_histogram(sets) -> None:
-    c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
+    c1, c2, c3, _ = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
     value = c1.segmented_control(
         "Value",
         list(explore.JOINT_VALUES),
@@ -126,17 +126,24 @@ def set_histogram(sets) -> None:
     )
 
 
-def curve_value(key: str) -> str:
-    """What the faithfulness curves draw: mean |diff| (the score's) or mean share moved."""
+CURVE_BUTTONS = {
+    "relative_abs_diff": "Relative to removing all",
+    "mean_abs_diff": "Mean |diff|",
+    "mean_share": "Mean share of j",
+}
+
+
+def curve_value(key: str, options: tuple[str, ...] = tuple(explore.CURVE_VALUES)) -> str:
+    """What the faithfulness curves draw (the first of ``options`` unless chosen)."""
     chosen = st.segmented_control(
         "Curve",
-        list(explore.CURVE_VALUES),
-        format_func={"mean_abs_diff": "Mean |diff|", "mean_share": "Mean share of j"}.get,
-        default="mean_abs_diff",
+        list(options),
+        format_func=CURVE_BUTTONS.get,
+        default=options[0],
         key=key,
         persist_state="session",
     )
-    return chosen or "mean_abs_diff"
+    return chosen or options[0]
 
 
 def curves(joint: JointStatistics) -> None:
@@ -156,7 +163,7 @@ def compare_curves(analyses: Mapping[str, Analysis], titles: Mapping[str, str]) 
     if not joints:
         return
     st.subheader("Removed together: which inputs can go?")
-    y = curve_value("cmp_joint_curve")
+    y = curve_value("cmp_joint_curve", tuple(explore.COMPARED_VALUES))
     frame = explore.curve_frame(joints, explore.COMPARED_ORDERS)
     scores = explore.score_frame(joints)
     st.altair_chart(charts.faithfulness_comparison(frame, scores, y=y), width="stretch")
@@ -166,5 +173,7 @@ def compare_curves(analyses: Mapping[str, Analysis], titles: Mapping[str, str]) 
     st.caption(
         "Each pair removes its output features' inputs m at a time: by |J|, smallest first "
         "(bold), in a random order and by their one-at-a-time |diff| (the oracle, thin), and "
-        f"draws the mean over every (token, j). {SCORE_SENTENCE} Scores: {shown}."
+        'draws the mean over every (token, j); "relative" divides a pair\'s curves by its '
+        f"mean |diff| with every input removed, which leaves its score as it is. "
+        f"{SCORE_SENTENCE} Scores: {shown}."
     )

@@ -12,11 +12,13 @@ set is its first as many inputs as the unimportant set has.
 """
 
 import contextlib
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from app import cache
 from jsae import explore
@@ -120,6 +122,14 @@ def _joint_by_loop(source, layer, kind, eps, text) -> dict:
         for name, values in rows.items()
     }
     return {"sets": sets, "curves": curves, "score": score, "pairs": n}
+
+
+def chart_rows(at, index: int) -> pd.DataFrame:
+    """The rows the page's ``index``-th chart (a single mark) draws."""
+    chart = at.get("vega_lite_chart")[index].proto
+    spec = json.loads(chart.spec)
+    (data,) = [d for d in chart.datasets if d.name == spec["data"]["name"]]
+    return convert_arrow_bytes_to_pandas_df(data.data.data)
 
 
 def sets_table(at) -> pd.DataFrame:
@@ -229,16 +239,21 @@ def test_jsae_vs_plain_draws_both_pairs_curves_and_scores(app, loaded):  # noqa:
     at.switch_page(PAGES["compare"]).run()
     no_problems(at)
     assert any(s.value.startswith("Removed together") for s in at.subheader)
-    lines, *texts = chart_data(at, len(chart_specs(at)) - 1)
+    lines = chart_rows(at, len(chart_specs(at)) - 1)
     assert set(lines["kind"]) == set(explore.COMPARED)
     assert set(lines["order"]) == set(explore.COMPARED_ORDERS)
-    labels = [t["label"].iloc[0] for t in texts]
-    for kind, label in zip(explore.COMPARED, labels, strict=True):
-        found = joint_by_loop(loaded, 1, kind)
+    found_by_kind = {kind: joint_by_loop(loaded, 1, kind) for kind in explore.COMPARED}
+    for kind, found in found_by_kind.items():
         for order, curve in found["curves"].items():
             drawn = lines[(lines["kind"] == kind) & (lines["order"] == order)].sort_values("m")
-            np.testing.assert_allclose(drawn["mean_abs_diff"], curve, rtol=1e-4, atol=1e-6)
-        assert label.startswith(f"{kind} score ")
-        assert float(label.split()[2]) == pytest.approx(found["score"], rel=5e-3, abs=1e-3)
+            np.testing.assert_allclose(drawn["relative_abs_diff"], curve / curve[-1], rtol=1e-4)
+        (pair,) = set(lines.loc[lines["kind"] == kind, "pair"])  # the legend's name
+        assert pair.startswith(f"{kind}: score ")
+        assert float(pair.split()[2]) == pytest.approx(found["score"], rel=5e-3, abs=1e-3)
+    at.button_group(key="cmp_joint_curve").set_value("mean_abs_diff").run()
+    lines = chart_rows(at, len(chart_specs(at)) - 1)
+    drawn = lines[(lines["kind"] == "plain") & (lines["order"] == "jacobian")]
+    want = found_by_kind["plain"]["curves"]["jacobian"]
+    np.testing.assert_allclose(drawn["mean_abs_diff"], want, rtol=1e-4)
     captions = " ".join(c.value for c in at.caption)
     assert "0 no better than random" in captions

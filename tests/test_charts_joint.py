@@ -166,27 +166,41 @@ def test_faithfulness_curves(joints):
         assert text["mark"]["align"] == "right" and text["mark"]["baseline"] == "bottom"
 
 
-def test_faithfulness_comparison(joints):
+def test_curve_frame_rescales_each_pair_by_its_full_removal(joints):
     frame = explore.curve_frame(joints, explore.COMPARED_ORDERS)
     assert set(frame["order"]) == set(explore.COMPARED_ORDERS)
-    spec = charts.faithfulness_comparison(frame, explore.score_frame(joints)).to_dict()
-    assert marks(spec) == ["line", "text", "text"]
-    lines, top, bottom = spec["layer"]
-    enc = lines["encoding"]
-    assert enc["color"]["field"] == "kind"
-    assert enc["color"]["scale"] == {"domain": charts.KIND_ORDER, "range": charts.KIND_COLORS}
+    for kind, full in (("jsae", 2.0), ("plain", 1.0)):  # the curves' value at m = k_in
+        rows = frame[frame["kind"] == kind]
+        np.testing.assert_allclose(rows["relative_abs_diff"], rows["mean_abs_diff"] / full)
+    # the score is a ratio of areas: rescaling a pair's curves leaves it as it was
+    relative = frame[frame["kind"] == "jsae"].groupby("order")
+    area = {o: np.trapezoid(g["relative_abs_diff"], g["fraction"]) for o, g in relative}
+    score = (area["random"] - area["jacobian"]) / (area["random"] - area["oracle"])
+    assert score == pytest.approx(joints["jsae"].score)
+
+
+def test_faithfulness_comparison(joints):
+    frame = explore.curve_frame(joints, explore.COMPARED_ORDERS)
+    scores = explore.score_frame(joints)
+    spec = charts.faithfulness_comparison(frame, scores).to_dict()
+    assert spec["mark"]["type"] == "line"
+    enc = spec["encoding"]
+    assert enc["y"]["field"] == "relative_abs_diff"
+    # one colour per pair, named with its score
+    assert enc["color"]["field"] == "pair"
+    names = [f"{kind}: {explore.score_label(joints[kind])}" for kind in ("jsae", "plain")]
+    assert enc["color"]["scale"] == {"domain": names, "range": charts.KIND_COLORS}
     labels = [explore.ORDER_LABELS[o] for o in explore.COMPARED_ORDERS]
     widths = dict(zip(labels, enc["strokeWidth"]["scale"]["range"], strict=True))
     assert widths[labels[0]] > widths[labels[1]] == widths[labels[2]]  # |J| bold
-    rows = pd.DataFrame(data_of(spec, lines))
+    rows = pd.DataFrame(data_of(spec, spec))
     for kind, found in joints.items():
+        assert set(rows.loc[rows["kind"] == kind, "pair"]) == {names[list(joints).index(kind)]}
         for order in explore.COMPARED_ORDERS:
             drawn = rows[(rows["kind"] == kind) & (rows["order"] == order)]
             expected = found.curves[found.curves["order"] == order]
-            np.testing.assert_allclose(drawn["mean_abs_diff"], expected["mean_abs_diff"])
+            full = found.curves["mean_abs_diff"].iloc[-1]
+            np.testing.assert_allclose(drawn["relative_abs_diff"], expected["mean_abs_diff"] / full)
     assert "reverse" not in set(rows["order"])
-    # one score per pair, in its colour, the first on top
-    assert data_of(spec, top)[0]["label"] == f"jsae {explore.score_label(joints['jsae'])}"
-    assert top["mark"]["color"] == charts.KIND_COLORS[0]
-    assert bottom["mark"]["color"] == charts.KIND_COLORS[1]
-    assert top["mark"]["dy"] < bottom["mark"]["dy"]
+    shares = charts.faithfulness_comparison(frame, scores, y="mean_share").to_dict()
+    assert shares["encoding"]["y"]["title"] == explore.CURVE_VALUES["mean_share"]

@@ -1,11 +1,13 @@
 """End to end in a real browser: `streamlit run` on loopback, Debian's Chromium driven by
 Playwright, Run on the default prompt, the histogram and the decomposition bar drawn, the
-statistics panel with its mass-capture curve, and JSAE vs plain's ε sweep; then the planted
-ground truth opened by a link, with its true edges.
+joint ablation's faithfulness curves, the statistics panel with its mass-capture curve, and
+JSAE vs plain's ε sweep and both pairs' faithfulness curves; then the planted ground truth
+opened by a link, with its true edges.
 
 Uses the bundled default when it exists, else a tiny source folder. Leaves screenshots
-(the causal sparsity page's top, its statistics panel, JSAE vs plain's analysis) and the
-measured time from Run to the chart in test-output/.
+(the causal sparsity page's top, its "Removed together" section, its statistics panel,
+JSAE vs plain's analysis and curves) and the measured time from Run to the chart in
+test-output/.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ RUN_TO_CHART_S = 120
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 DECOMPOSITION_HEADING = "Where does the movement come from?"
 STATISTICS_HEADING = "Does |J| say what moves?"
+JOINT_HEADING = "Removed together"
+JOINT_COMPARE_HEADING = "Removed together: which inputs can go?"
+CURVES_CHART = 3
+"""The causal sparsity page's charts: histogram, decomposition, the sets removed together,
+the faithfulness curves, the mass-capture curve."""
 SWEEP_HEADING = "Across ε"
 
 
@@ -157,9 +164,17 @@ def test_run_draws_the_histogram_and_the_decomposition(server):
             assert "run=1" in page.evaluate("window.location.href")
             page.wait_for_timeout(1000)  # let vega finish drawing before the screenshot
             page.screenshot(path=str(OUTPUT / "e2e_causal_sparsity.png"), full_page=True)
-            # The statistics panel: its table and the mass-capture curve (third chart).
+            # The joint ablation: the sets' histogram and the faithfulness curves.
+            page.get_by_role("heading", name=JOINT_HEADING, exact=True).wait_for(state="visible")
+            curves = page.locator(CHART).nth(CURVES_CHART)
+            curves.scroll_into_view_if_needed()
+            curves.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            page.get_by_text("Faithfulness score", exact=True).first.wait_for(state="visible")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_removed_together.png"))
+            # The statistics panel: its table and the mass-capture curve (the last chart).
             page.get_by_role("heading", name=STATISTICS_HEADING).scroll_into_view_if_needed()
-            capture = page.locator(CHART).nth(2)
+            capture = page.locator(CHART).nth(CURVES_CHART + 1)
             capture.scroll_into_view_if_needed()
             capture.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
             page.get_by_text("Why?").first.wait_for(state="visible")
@@ -174,12 +189,19 @@ def test_run_draws_the_histogram_and_the_decomposition(server):
             page.get_by_text("AUC", exact=True).first.wait_for(state="visible")
             page.wait_for_timeout(1000)
             page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain.png"))
-            capture = page.locator(CHART).last
+            capture = page.locator(CHART).nth(-2)
             capture.scroll_into_view_if_needed()
             capture.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
-            assert page.locator("[data-testid='stVegaLiteChart']").count() >= 5
+            assert page.locator("[data-testid='stVegaLiteChart']").count() >= 6
             page.wait_for_timeout(1000)
             page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain_sweep.png"))
+            # Both pairs' faithfulness curves, the last chart.
+            page.get_by_role("heading", name=JOINT_COMPARE_HEADING).scroll_into_view_if_needed()
+            joint = page.locator(CHART).last
+            joint.scroll_into_view_if_needed()
+            joint.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain_curves.png"))
             assert page.locator("[data-testid='stException']").count() == 0
             assert page.locator("[data-testid='stAlertContentError']").count() == 0
             (OUTPUT / "e2e_timing.txt").write_text(

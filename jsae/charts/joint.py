@@ -1,9 +1,10 @@
 """The joint ablation's charts: the "removed together" histograms of the three sets (the
 one-at-a-time histogram's bars: shared numpy bins, dodged in one chart or one panel per
 set), the faithfulness curves of one pair (one line per removal order, its score written
-in the corner) and both pairs' curves on one chart (|J| order bold, random and oracle thin).
+in the corner) and both pairs' curves on one chart (|J| order bold, random and oracle thin,
+each pair's score in the legend).
 
-The score sits in the bottom-right corner, which every curve leaves empty: all orders
+One pair's score sits in the bottom-right corner, which its curves leave empty: all orders
 start at 0 (nothing removed) and meet at m = k_in (everything removed, the same row).
 """
 
@@ -14,7 +15,12 @@ import pandas as pd
 
 from jsae.analysis import ORDERS, SETS
 from jsae.charts.common import binned_bars, kind_colors
-from jsae.explore.joint import COMPARED_ORDERS, CURVE_VALUES, JOINT_VALUES, ORDER_LABELS
+from jsae.explore.joint import (
+    COMPARED_ORDERS,
+    COMPARED_VALUES,
+    JOINT_VALUES,
+    ORDER_LABELS,
+)
 
 SET_COLORS = ["#1c7ed6", "#e8590c", "#868e96"]
 """``SETS``' colours: unimportant and important as the one-at-a-time experiments', random grey."""
@@ -28,8 +34,6 @@ ORDER_DASHES = {"jacobian": [1, 0], "reverse": [1, 0], "oracle": [6, 3], "random
 """The references (oracle, random) dashed, the Jacobian's orders solid."""
 ORDER_WIDTHS = {"jacobian": 3.0, "reverse": 2.0, "oracle": 1.5, "random": 1.5}
 FRACTION_TITLE = "share of j's inputs removed together (m / k_in)"
-SCORE_LINE_PX = 16
-"""The spacing of the score lines in the corner."""
 
 
 def set_histogram(
@@ -98,7 +102,7 @@ def _axes(y: str) -> tuple[alt.X, alt.Y]:
         f"{y}:Q",
         scale=alt.Scale(zero=True),
         axis=alt.Axis(tickCount=5, gridOpacity=0.5),
-        title=CURVE_VALUES[y],
+        title=COMPARED_VALUES[y],
     )
     return x, y_axis
 
@@ -109,26 +113,18 @@ def _tooltip(y: str, *first: alt.Tooltip) -> list[alt.Tooltip]:
         alt.Tooltip("order_label:N", title="order"),
         alt.Tooltip("m:Q", title="inputs removed (m)"),
         alt.Tooltip("fraction:Q", format=".0%", title="m / k_in"),
-        alt.Tooltip(f"{y}:Q", format=".4g", title=CURVE_VALUES[y]),
+        alt.Tooltip(f"{y}:Q", format=".4g", title=COMPARED_VALUES[y]),
         alt.Tooltip("exit_share:Q", format=".1%", title="j left the top k"),
     ]
 
 
-def _score_marks(labels: list[tuple[str, str]], y: str) -> list[alt.Chart]:
-    """Each (text, colour) written in the bottom-right corner, the first on top."""
-    return [
+def _score_mark(text: str, y: str) -> alt.Chart:
+    """``text`` in the bottom-right corner (at m / k_in = 1, ``y`` = 0)."""
+    return (
         alt.Chart(pd.DataFrame({"fraction": [1.0], y: [0.0], "label": [text]}))
-        .mark_text(
-            align="right",
-            baseline="bottom",
-            dx=-4,
-            dy=-4 - SCORE_LINE_PX * (len(labels) - 1 - i),
-            fontWeight="bold",
-            color=color,
-        )
+        .mark_text(align="right", baseline="bottom", dx=-4, dy=-4, fontWeight="bold")
         .encode(x="fraction:Q", y=f"{y}:Q", text="label:N")
-        for i, (text, color) in enumerate(labels)
-    ]
+    )
 
 
 def faithfulness_curves(
@@ -156,7 +152,9 @@ def faithfulness_curves(
             color=alt.Color(
                 "order_label:N",
                 scale=alt.Scale(domain=labels, range=[ORDER_COLORS[o] for o in ORDERS]),
-                legend=alt.Legend(title="removed in order", orient="right", symbolType="stroke"),
+                legend=alt.Legend(
+                    title="removed in order", orient="right", symbolType="stroke", labelLimit=0
+                ),
             ),
             strokeDash=alt.StrokeDash(
                 "order_label:N",
@@ -166,29 +164,39 @@ def faithfulness_curves(
             tooltip=_tooltip(y),
         )
     )
-    return alt.layer(lines, *_score_marks([(score, "#212529")], y)).properties(
-        height=height, width="container"
-    )
+    return alt.layer(lines, _score_mark(score, y)).properties(height=height, width="container")
 
 
 def faithfulness_comparison(
-    curves: pd.DataFrame, scores: pd.DataFrame, *, y: str = "mean_abs_diff", height: int = 340
+    curves: pd.DataFrame, scores: pd.DataFrame, *, y: str = "relative_abs_diff", height: int = 340
 ) -> alt.LayerChart:
-    """Both pairs' curves on one chart: one colour per pair kind, the |J| order bold and
-    solid, random and the oracle thin and dashed; each pair's score in the corner, in its
-    colour.
+    """Both pairs' curves on one chart: one colour per pair kind, named with its score in
+    the legend (the pairs' curves can lie anywhere on the chart, so no corner is free), the
+    |J| order bold and solid, random and the oracle thin and dashed.
 
     Args:
-        curves: ``explore.curve_frame`` (kind and ``JointStatistics.curves``' columns) with
-            the ``explore.COMPARED_ORDERS``.
-        scores: ``explore.score_frame`` (kind, label, …).
+        curves: ``explore.curve_frame`` (kind, ``JointStatistics.curves``' columns and
+            ``relative_abs_diff``) with the ``explore.COMPARED_ORDERS``.
+        scores: ``explore.score_frame`` (kind, pair: the legend's name, …).
+        y: a column of ``explore.COMPARED_VALUES``.
     """
     data = curves[curves["order"].isin(list(COMPARED_ORDERS))]
-    data = data.assign(order_label=data["order"].map(ORDER_LABELS))
-    data = data[["kind", "order", "order_label", "m", "fraction", y, "exit_share"]]
-    domain, colors = kind_colors([*data["kind"], *scores["kind"]])
+    pair = dict(zip(scores["kind"], scores["pair"], strict=True))
+    data = data.assign(
+        order_label=data["order"].map(ORDER_LABELS),
+        pair=[pair.get(kind, kind) for kind in data["kind"]],
+    )
+    data = data[["kind", "pair", "order", "order_label", "m", "fraction", y, "exit_share"]]
+    kinds, colors = kind_colors([*scores["kind"], *data["kind"]])
     labels = [ORDER_LABELS[o] for o in COMPARED_ORDERS]
     x, y_axis = _axes(y)
+    legend = {
+        "orient": "bottom",
+        "direction": "vertical",
+        "symbolType": "stroke",
+        "labelLimit": 0,
+        "titleLimit": 0,
+    }
     lines = (
         alt.Chart(data)
         .mark_line()
@@ -196,23 +204,21 @@ def faithfulness_comparison(
             x=x,
             y=y_axis,
             color=alt.Color(
-                "kind:N",
-                scale=alt.Scale(domain=domain, range=colors),
-                legend=alt.Legend(title="pair", orient="right", symbolType="stroke"),
+                "pair:N",
+                scale=alt.Scale(domain=[pair.get(k, k) for k in kinds], range=colors),
+                legend=alt.Legend(title="pair: faithfulness score [95% interval]", **legend),
             ),
             strokeDash=alt.StrokeDash(
                 "order_label:N",
                 scale=alt.Scale(domain=labels, range=[ORDER_DASHES[o] for o in COMPARED_ORDERS]),
-                legend=alt.Legend(title="removed in order", orient="right", symbolType="stroke"),
+                legend=alt.Legend(title="removed in order", **legend),
             ),
             strokeWidth=alt.StrokeWidth(
                 "order_label:N",
                 scale=alt.Scale(domain=labels, range=[ORDER_WIDTHS[o] for o in COMPARED_ORDERS]),
                 legend=None,
             ),
-            tooltip=_tooltip(y, alt.Tooltip("kind:N", title="pair")),
+            tooltip=_tooltip(y, alt.Tooltip("pair:N")),
         )
     )
-    color_of = dict(zip(domain, colors, strict=True))
-    texts = [(f"{row.kind} {row.label}", color_of[row.kind]) for row in scores.itertuples()]
-    return alt.layer(lines, *_score_marks(texts, y)).properties(height=height, width="container")
+    return lines.properties(height=height, width="container")

@@ -59,6 +59,7 @@ from jsae.explore.effect import (
 )
 from jsae.explore.joint import (
     COMPARED_ORDERS,
+    COMPARED_VALUES,
     CURVE_VALUES,
     JOINT_VALUES,
     ORDER_LABELS,
@@ -132,6 +133,7 @@ from jsae.explore.view import (
 
 __all__ = [
     "COMPARED_ORDERS",
+    "COMPARED_VALUES",
     "CURVE_VALUES",
     "JOINT_VALUES",
     "ORDER_LABELS",

@@ -38,6 +38,11 @@ CURVE_VALUES = {
     "mean_share": "mean share of j's activation moved",
 }
 """What the faithfulness curves can draw (``JointStatistics.curves`` columns), and its title."""
+COMPARED_VALUES = {
+    "relative_abs_diff": "mean |diff|, relative to all removed",
+    **CURVE_VALUES,
+}
+"""What the pairs' comparison can draw (``curve_frame`` columns), and its title."""
 ORDER_LABELS = {
     "jacobian": "by |J|, smallest first",
     "reverse": "by |J|, largest first",
@@ -85,20 +90,31 @@ def score_label(joint: JointStatistics) -> str:
 
 
 def curve_frame(joints: Mapping[str, JointStatistics], orders=ORDERS) -> pd.DataFrame:
-    """The pairs' curves in one frame: ``kind`` and ``JointStatistics.curves``' columns, the
-    ``orders`` given, rows in (kind, order, m) order."""
+    """The pairs' curves in one frame: ``kind``, ``JointStatistics.curves``' columns and
+    ``relative_abs_diff``, the ``orders`` given, rows in (kind, order, m) order.
+
+    ``relative_abs_diff`` is mean |diff| over its value with every input removed (m = k_in,
+    the same row in every order), so that pairs whose output features move by different
+    amounts share an axis; the score, a ratio of areas, does not change."""
     frames = []
     for kind, joint in joints.items():
-        curves = joint.curves[joint.curves["order"].isin(list(orders))]
-        frames.append(curves.assign(kind=kind))
+        curves = joint.curves
+        full = curves.loc[curves["m"] == joint.k_in, "mean_abs_diff"].iloc[0]
+        relative = curves["mean_abs_diff"] / full if full > 0 else np.nan
+        curves = curves.assign(kind=kind, relative_abs_diff=relative)
+        frames.append(curves[curves["order"].isin(list(orders))])
+    columns = ["kind", *CURVE_COLUMNS, "relative_abs_diff"]
     if not frames:
-        return pd.DataFrame(columns=["kind", *CURVE_COLUMNS])
-    return pd.concat(frames, ignore_index=True)[["kind", *CURVE_COLUMNS]]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def score_frame(joints: Mapping[str, JointStatistics]) -> pd.DataFrame:
-    """One row per pair kind: kind, score, ci_low, ci_high and ``label`` (``score_label``)."""
+    """One row per pair kind: kind, score, ci_low, ci_high, ``label`` (``score_label``) and
+    ``pair`` (the kind and its label, as a legend names it)."""
     rows = [
-        (kind, joint.score, *joint.score_ci, score_label(joint)) for kind, joint in joints.items()
+        (kind, joint.score, *joint.score_ci, label, f"{kind}: {label}")
+        for kind, joint in joints.items()
+        for label in [score_label(joint)]
     ]
-    return pd.DataFrame(rows, columns=["kind", "score", "ci_low", "ci_high", "label"])
+    return pd.DataFrame(rows, columns=["kind", "score", "ci_low", "ci_high", "label", "pair"])
