@@ -5,8 +5,8 @@ session; ``st.cache_data`` holds the ε-free runs and their joint ablation's cur
 their ``RunKey``), each run's analysis at an ε and τ (``jsae.analysis.analyse`` with the
 curves: its statistics, the pair's health, the joint statistics and the verdict, which every
 page reads rather than recomputing), the sets removed together at an ε (read off the
-curves) and the dose-response curves. The progress bar lives inside the cached run, so a
-cache hit replays (and removes) it without recomputing.
+curves) and the dose-response curves. The progress bars live inside the cached run and
+curves, so a cache hit replays (and removes) them without recomputing.
 """
 
 from __future__ import annotations
@@ -141,9 +141,7 @@ def get_run(key: explore.RunKey) -> explore.RunData:
             bar.empty()
 
 
-@st.cache_data(
-    show_spinner="Removing each output feature's inputs together, in every order…", max_entries=16
-)
+@st.cache_data(show_spinner=False, max_entries=16)
 def get_curves(key: explore.RunKey) -> JointCurves:
     """The joint ablation's curves of the run ``key``'s tokens (``prompt_curves``; cached,
     one per run: they do not depend on ε, whose sets are read off them)."""
@@ -151,12 +149,22 @@ def get_curves(key: explore.RunKey) -> JointCurves:
     data = get_run(key)
     sandwich = get_sandwich(key.source, key.model, key.layer, key.kind)
     with experiment_slot():
-        return prompt_curves(
-            src.model_for(key.layer, key.kind),
-            src.pair(key.layer, key.kind),
-            data.ablation,
-            sandwich,
-        )
+        bar = st.progress(0.0, text=f"Removing inputs together, in every order ({key.kind} pair)…")
+
+        def progress(done: int, total: int) -> None:
+            text = f"Removing inputs together: {done:,} of {total:,} tokens done"
+            bar.progress(done / max(total, 1), text=text)
+
+        try:
+            return prompt_curves(
+                src.model_for(key.layer, key.kind),
+                src.pair(key.layer, key.kind),
+                data.ablation,
+                sandwich,
+                progress=progress,
+            )
+        finally:
+            bar.empty()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
