@@ -22,6 +22,8 @@ from app.guard import guarded
 from app.settings import hosted
 from jsae import explore
 from jsae.analysis import Analysis, JointCurves, analyse, prompt_curves, set_frame
+from jsae.analysis.downstream import DownstreamKL
+from jsae.analysis.report import prompt_downstream
 from jsae.dose import DoseResponse, dose_response
 from jsae.errors import InputError
 from jsae.hosting import WANDB_LOGS_PER_SESSION, WANDB_LOGS_PER_SITE, RateLimiter, SlotLimiter
@@ -165,6 +167,24 @@ def get_curves(key: explore.RunKey) -> JointCurves:
             )
         finally:
             bar.empty()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_downstream(key: explore.RunKey) -> DownstreamKL:
+    """The next-token KL of the run ``key`` when its output features keep only their top
+    inputs (``prompt_downstream`` from ``get_curves``; cached, one per run)."""
+    src = get_source(key.source, key.model)
+    data = get_run(key)
+    curves = get_curves(key)
+    with experiment_slot(), st.spinner(f"Rerunning the model on the kept inputs ({key.kind})…"):
+        return prompt_downstream(
+            src.model_for(key.layer, key.kind), src.pair(key.layer, key.kind), data.ablation, curves
+        )
+
+
+def load_downstream(key: explore.RunKey) -> DownstreamKL | None:
+    """``get_downstream``, or None after showing the error."""
+    return guarded("rerunning the model on the kept inputs", get_downstream, key)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -177,3 +177,49 @@ def compare_curves(analyses: Mapping[str, Analysis], titles: Mapping[str, str]) 
         f"mean |diff| with every input removed, which leaves its score as it is. "
         f"{SCORE_SENTENCE} Scores: {shown}."
     )
+
+
+KL_TABLE = {
+    "pair": st.column_config.TextColumn("Pair"),
+    "keep by": st.column_config.TextColumn("Each output feature"),
+    "area": st.column_config.NumberColumn(
+        "Area", format="%.4g", help="Under mean KL against kept connections per token."
+    ),
+    "relative area": st.column_config.NumberColumn(
+        "Relative area", format="%.4g", help="The same over kept / (k_in · k_out), 0 .. 1."
+    ),
+    "fewer than random": st.column_config.NumberColumn(
+        "N× fewer than random",
+        format="%.3g",
+        help="Median over budgets of how many times more connections random inputs need for "
+        "the same KL (2: half as many; below 1: worse than random).",
+    ),
+}
+
+
+def compare_downstream(keys: Mapping[str, explore.RunKey], titles: Mapping[str, str]) -> None:
+    """JSAE vs plain's section: both pairs' next-token KL when their output features keep
+    only their top inputs, on one chart, with the areas and N× per pair and order."""
+    st.subheader("Downstream: what the model loses with fewer connections")
+    kls = {}
+    for kind, key in keys.items():
+        kl = cache.load_downstream(key)
+        if kl is None:
+            return
+        kls[kind] = kl
+    frame = explore.downstream_frame(kls, titles)
+    st.altair_chart(charts.downstream_comparison(frame), width="stretch")
+    st.dataframe(
+        explore.downstream_table(kls, titles),
+        column_config=KL_TABLE,
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        "Every active output feature of every token keeps only m of its inputs (the rest "
+        "removed together, top k re-selected); the output SAE decodes the changed code with "
+        "its error term added back, the result replaces the MLP output, and the rest of the "
+        "model runs. Drawn: the mean KL divergence of the next-token distribution from the "
+        "clean run against the connections each token keeps. A Jacobian that describes the "
+        "computation keeps the KL low with fewer connections than random inputs."
+    )

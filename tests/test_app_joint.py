@@ -23,7 +23,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from app import cache
 from jsae import explore
 from jsae.analysis import prompt_curves
-from tests.reference import joint_loop
+from tests.reference import downstream_loop, joint_loop
 from tests.test_app import (  # noqa: F401  (module-scoped fixtures)
     JOINT_DOWNLOADS,
     PAGES,
@@ -239,7 +239,7 @@ def test_jsae_vs_plain_draws_both_pairs_curves_and_scores(app, loaded):  # noqa:
     at.switch_page(PAGES["compare"]).run()
     no_problems(at)
     assert any(s.value.startswith("Removed together") for s in at.subheader)
-    lines = chart_rows(at, len(chart_specs(at)) - 1)
+    lines = chart_rows(at, len(chart_specs(at)) - 2)  # above the downstream KL
     assert set(lines["kind"]) == set(explore.COMPARED)
     assert set(lines["order"]) == set(explore.COMPARED_ORDERS)
     found_by_kind = {kind: joint_by_loop(loaded, 1, kind) for kind in explore.COMPARED}
@@ -251,9 +251,44 @@ def test_jsae_vs_plain_draws_both_pairs_curves_and_scores(app, loaded):  # noqa:
         assert pair.startswith(f"{kind}: score ")
         assert float(pair.split()[2]) == pytest.approx(found["score"], rel=5e-3, abs=1e-3)
     at.button_group(key="cmp_joint_curve").set_value("mean_abs_diff").run()
-    lines = chart_rows(at, len(chart_specs(at)) - 1)
+    lines = chart_rows(at, len(chart_specs(at)) - 2)  # above the downstream KL
     drawn = lines[(lines["kind"] == "plain") & (lines["order"] == "jacobian")]
     want = found_by_kind["plain"]["curves"]["jacobian"]
     np.testing.assert_allclose(drawn["mean_abs_diff"], want, rtol=1e-4)
     captions = " ".join(c.value for c in at.caption)
     assert "0 no better than random" in captions
+
+
+def test_jsae_vs_plain_draws_both_pairs_downstream_kl(app, loaded):  # noqa: F811
+    """The KL drawn with nothing kept and with everything kept, against a loop: every output
+    feature loses all its active inputs (sae-lens encode/decode, the model's own hook)."""
+    app.query_params["layer"] = "1"
+    at = app.run()
+    at.text_area(key="prompt_text").set_value(TEXT).run()
+    run(at)
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    assert any(s.value.startswith("Downstream: what the model loses") for s in at.subheader)
+    lines = chart_rows(at, len(chart_specs(at)) - 1)
+    assert set(lines["kind"]) == set(explore.COMPARED)
+    assert set(lines["order"]) == {"jacobian", "oracle", "random"}
+    for kind in explore.COMPARED:
+        result = expected_result(loaded, 1, kind, 0.01, TEXT)
+        model, pair = loaded.model_for(1, kind), loaded.pair(1, kind)
+        table = result.table
+        positions = sorted(table["position"].unique().tolist())
+        x = mlp_input(model, result.prompt.tokens, 1)
+        every = {
+            (int(p), int(j)): g["in_feature"].tolist()
+            for (p, j), g in table.groupby(["position", "out_feature"])
+        }
+        with one_thread():
+            kl = downstream_loop(model, pair, result.prompt.tokens, x, positions, every)
+        drawn = lines[lines["kind"] == kind]
+        none_kept = drawn[drawn["m_kept"] == 0]["kl_mean"].to_numpy()
+        np.testing.assert_allclose(none_kept, kl.mean().item(), rtol=1e-4)  # every order
+        all_kept = drawn[drawn["m_kept"] == pair.k_in]
+        assert (all_kept["kl_mean"] == 0).all()
+        assert (all_kept["kept_connections"] == pair.k_in * pair.k_out).all()
+    shown = [d.value for d in at.dataframe if "fewer than random" in d.value.columns]
+    assert len(shown) == 1 and len(shown[0]) == 2 * 3

@@ -116,10 +116,12 @@ def test_jsae_vs_plain_sets_the_true_pair_beside_the_rotated_one(app, planted):
     histogram = chart_specs(at)[0]
     color = histogram["layer"][0]["encoding"]["color"]["scale"]
     assert color == {"domain": ["true", "rotated"], "range": charts.KIND_COLORS}
-    capture = chart_specs(at)[-2]  # above the joint ablation's curves
+    capture = chart_specs(at)[-3]  # above the joint ablation's curves and the downstream KL
     assert capture["layer"][1]["encoding"]["color"]["scale"]["domain"] == ["true", "rotated"]
-    curves = chart_specs(at)[-1]["encoding"]["color"]["scale"]  # the pairs, with their scores
+    curves = chart_specs(at)[-2]["encoding"]["color"]["scale"]  # the pairs, with their scores
     assert [name.split(":")[0] for name in curves["domain"]] == ["true", "rotated"]
+    kl = chart_specs(at)[-1]["encoding"]["color"]["scale"]  # the downstream KL, last
+    assert kl["domain"] == labels
     (matched,) = [d.value for d in at.dataframe if "eps" in d.value.columns]
     assert matched["pair"].tolist() == labels
     assert isinstance(matched, pd.DataFrame)

@@ -204,3 +204,26 @@ def test_faithfulness_comparison(joints):
     assert "reverse" not in set(rows["order"])
     shares = charts.faithfulness_comparison(frame, scores, y="mean_share").to_dict()
     assert shares["encoding"]["y"]["title"] == explore.CURVE_VALUES["mean_share"]
+
+
+def test_downstream_comparison_draws_each_pair_and_order():
+    frame = pd.DataFrame(
+        {
+            "kind": ["jsae"] * 3 + ["plain"] * 3,
+            "pair": ["JSAEs"] * 3 + ["Traditional SAEs"] * 3,
+            "order": ["jacobian", "oracle", "random"] * 2,
+            "order_label": [explore.KEEP_LABELS[o] for o in ("jacobian", "oracle", "random")] * 2,
+            "m_kept": [0, 0, 0, 2, 2, 2],
+            "kept_connections": [0, 0, 0, 8, 8, 8],
+            "kl_mean": [0.5, 0.5, 0.5, 0.1, 0.05, 0.3],
+        }
+    )
+    spec = charts.downstream_comparison(frame).to_dict()
+    enc = spec["encoding"]
+    assert enc["x"]["field"] == "kept_connections" and enc["y"]["field"] == "kl_mean"
+    assert enc["color"]["scale"]["domain"] == ["JSAEs", "Traditional SAEs"]
+    assert enc["strokeDash"]["scale"]["domain"] == [
+        explore.KEEP_LABELS[o] for o in ("jacobian", "oracle", "random")
+    ]
+    (data,) = spec["datasets"].values()
+    assert [row["kl_mean"] for row in data] == frame["kl_mean"].tolist()

@@ -46,6 +46,7 @@ CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart']
 DECOMPOSITION_HEADING = "Where does the movement come from?"
 STATISTICS_HEADING = "Does |J| say what moves?"
 JOINT_HEADING = "Removed together"
+DOWNSTREAM_HEADING = "Downstream: what the model loses with fewer connections"
 JOINT_COMPARE_HEADING = "Removed together: which inputs can go?"
 CURVES_CHART = 3
 """The causal sparsity page's charts: histogram, decomposition, the sets removed together,
@@ -189,14 +190,20 @@ def test_run_draws_the_histogram_and_the_decomposition(server):
             page.get_by_text("AUC", exact=True).first.wait_for(state="visible")
             page.wait_for_timeout(1000)
             page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain.png"))
-            capture = page.locator(CHART).nth(-2)
+            capture = page.locator(CHART).nth(-3)
             capture.scroll_into_view_if_needed()
             capture.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
             assert page.locator("[data-testid='stVegaLiteChart']").count() >= 6
             page.wait_for_timeout(1000)
             page.screenshot(path=str(OUTPUT / "e2e_jsae_vs_plain_sweep.png"))
-            # Both pairs' faithfulness curves, the last chart.
+            # Both pairs' faithfulness curves, then their downstream KL, the last chart.
             page.get_by_role("heading", name=JOINT_COMPARE_HEADING).scroll_into_view_if_needed()
+            joint = page.locator(CHART).nth(-2)
+            joint.scroll_into_view_if_needed()
+            joint.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
+            page.get_by_role("heading", name=DOWNSTREAM_HEADING).wait_for(
+                state="visible", timeout=RUN_TO_CHART_S * 1000
+            )
             joint = page.locator(CHART).last
             joint.scroll_into_view_if_needed()
             joint.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)

@@ -224,6 +224,7 @@ def main() -> None:
     matched(tables, stats, titles, eps)
     capture(stats)
     joint.compare_curves(analyses, titles)
+    joint.compare_downstream({k: results.with_kind(ctx.run, k) for k in compared}, titles)
 
     st.subheader("Ablation summaries side by side")
     cols = st.columns(2)

@@ -30,6 +30,7 @@ from jsae.charts.effect import effect_density, effect_scatter
 from jsae.charts.joint import (
     ORDER_COLORS,
     SET_COLORS,
+    downstream_comparison,
     faithfulness_comparison,
     faithfulness_curves,
     set_histogram,
@@ -65,6 +66,7 @@ __all__ = [
     "effect_density",
     "effect_scatter",
     "eps_rule",
+    "downstream_comparison",
     "faithfulness_comparison",
     "faithfulness_curves",
     "set_histogram",

@@ -14,11 +14,13 @@ import altair as alt
 import pandas as pd
 
 from jsae.analysis import ORDERS, SETS
+from jsae.analysis.downstream import KEEP_ORDERS
 from jsae.charts.common import binned_bars, kind_colors
 from jsae.explore.joint import (
     COMPARED_ORDERS,
     COMPARED_VALUES,
     JOINT_VALUES,
+    KEEP_LABELS,
     ORDER_LABELS,
 )
 
@@ -222,3 +224,49 @@ def faithfulness_comparison(
         )
     )
     return lines.properties(height=height, width="container")
+
+
+def downstream_comparison(frame: pd.DataFrame, *, height: int = 320) -> alt.Chart:
+    """The pairs' mean next-token KL(clean ‖ patched) against kept connections per token:
+    one colour per pair, the |J| order bold and solid, the oracle and random thin and dashed.
+
+    Args:
+        frame: ``explore.downstream_frame`` (kind, pair, order, order_label, m_kept,
+            kept_connections, kl_mean).
+    """
+    kinds, colors = kind_colors(list(dict.fromkeys(frame["kind"])))
+    pairs = dict(zip(frame["kind"], frame["pair"], strict=False))
+    orders = [o for o in KEEP_ORDERS if o in set(frame["order"])]
+    labels = [KEEP_LABELS[o] for o in orders]
+    legend = {"orient": "bottom", "direction": "vertical", "symbolType": "stroke", "labelLimit": 0}
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("kept_connections:Q", title="connections kept per token (m · k_out)"),
+            y=alt.Y("kl_mean:Q", title="mean KL(clean ‖ patched), next token"),
+            color=alt.Color(
+                "pair:N",
+                scale=alt.Scale(domain=[pairs[k] for k in kinds], range=colors),
+                legend=alt.Legend(title="pair", **legend),
+            ),
+            strokeDash=alt.StrokeDash(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_DASHES[o] for o in orders]),
+                legend=alt.Legend(title="each output feature", **legend),
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "order_label:N",
+                scale=alt.Scale(domain=labels, range=[ORDER_WIDTHS[o] for o in orders]),
+                legend=None,
+            ),
+            tooltip=[
+                alt.Tooltip("pair:N"),
+                alt.Tooltip("order_label:N", title="each output feature"),
+                alt.Tooltip("m_kept:Q", title="inputs kept per output feature"),
+                alt.Tooltip("kept_connections:Q", title="connections kept per token"),
+                alt.Tooltip("kl_mean:Q", title="mean KL", format=".4g"),
+            ],
+        )
+        .properties(height=height, width="container")
+    )

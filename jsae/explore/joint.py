@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.analysis import ORDERS, SETS, JointStatistics
+from jsae.analysis.downstream import KEEP_ORDERS, DownstreamKL
 from jsae.analysis.faithfulness import CURVE_COLUMNS
 from jsae.errors import InputError
 from jsae.explore.binning import histogram_bins
@@ -118,3 +119,48 @@ def score_frame(joints: Mapping[str, JointStatistics]) -> pd.DataFrame:
         for label in [score_label(joint)]
     ]
     return pd.DataFrame(rows, columns=["kind", "score", "ci_low", "ci_high", "label", "pair"])
+
+
+KEEP_LABELS = {
+    "jacobian": "keeps its largest |J|",
+    "oracle": "oracle: keeps its largest single-connection |diff|",
+    "random": "keeps random inputs",
+}
+"""Each keep order of ``jsae.analysis.downstream.KEEP_ORDERS``, as a legend says it."""
+KL_COLUMNS = ("kind", "pair", "order", "order_label", "m_kept", "kept_connections", "kl_mean")
+"""Columns of ``downstream_frame``: one row per (pair kind, keep order, kept budget)."""
+
+
+def downstream_frame(
+    results: Mapping[str, DownstreamKL], labels: Mapping[str, str]
+) -> pd.DataFrame:
+    """The pairs' mean next-token KL against kept connections per token, in one frame
+    (``KL_COLUMNS``; ``pair`` is the label a legend shows)."""
+    frames = [
+        kl.table.assign(
+            kind=kind,
+            pair=labels.get(kind, kind),
+            order_label=lambda t: t["order"].map(KEEP_LABELS),
+        )
+        for kind, kl in results.items()
+    ]
+    if not frames:
+        return pd.DataFrame(columns=list(KL_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(KL_COLUMNS)]
+
+
+def downstream_table(
+    results: Mapping[str, DownstreamKL], labels: Mapping[str, str]
+) -> pd.DataFrame:
+    """One row per (pair, keep order): the KL areas and N× fewer connections than random."""
+    rows = []
+    for kind, kl in results.items():
+        area, relative, fewer = kl.area, kl.relative_area, kl.fewer_than_random
+        for order in KEEP_ORDERS:
+            rows.append(
+                (labels.get(kind, kind), KEEP_LABELS[order], area[order], relative[order],
+                 fewer.get(order, np.nan))
+            )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["pair", "keep by", "area", "relative area", "fewer than random"]
+    )
