@@ -585,10 +585,10 @@ def test_jsae_vs_plain(app, loaded):
     for metric, kind in zip(shown, ("jsae", "plain"), strict=True):
         table = expected_table(loaded, 1, kind)
         assert metric.value == f"{jacobian_sparsity(table['jacobian'].to_numpy(), 0.01):.1%}"
-    spec, *sweeps, capture, _joint = chart_specs(at)
+    spec, *sweeps, capture, _joint, _kl = chart_specs(at)
     assert marks(spec) == ["bar", "rule"]
     assert len(sweeps) == len(explore.SWEEP_SHOWN) and marks(capture)[-1] == "rule"
-    assert len(at.dataframe) == 3  # the matched-fraction table and both summaries
+    assert len(at.dataframe) == 4  # the matched fraction, the downstream KL, both summaries
 
 
 def test_jsae_vs_plain_at_a_layer_with_one_kind(app, loaded):

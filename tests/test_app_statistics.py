@@ -221,5 +221,5 @@ def test_jsae_vs_plain_shows_both_analyses(app, loaded):  # noqa: F811
     captions = " ".join(c.value for c in at.caption)
     assert "One ε selects very different fractions" in captions
     # The capture curves, one colour per pair kind.
-    capture = specs[-2]  # above the joint ablation's curves
+    capture = specs[-3]  # above the joint ablation's curves and the downstream KL
     assert capture["layer"][1]["encoding"]["color"]["scale"]["domain"] == list(explore.COMPARED)
