@@ -300,7 +300,7 @@ def test_wandb_failure_shows_an_error(app, monkeypatch):
     from jsae.errors import SourceError
     from jsae.loading import source
 
-    def offline(path, cache_dir=None):
+    def offline(path, cache_dir=None, refresh=False):
         raise SourceError(f"Could not download the W&B artifact {path!r}: offline.")
 
     monkeypatch.setattr(source, "download_wandb_artifact", offline)

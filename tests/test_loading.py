@@ -21,6 +21,7 @@ from jsae.loading import (
     save_sae_lens_pair,
     save_source,
 )
+from tests import fake_wandb
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
 PROMPT = "Alice: hi! Bob: hello, Alice."
@@ -105,21 +106,16 @@ def test_source_folder_round_trip(tmp_path):
         source.pair(0, "plain")
 
 
-def test_wandb_path_downloads_then_reads_the_folder(tmp_path):
+def test_wandb_path_downloads_then_reads_the_folder(tmp_path, monkeypatch):
     model = tiny_model()
     pair = tiny_pair(model, layer=1)
-
-    class FakeArtifact:
-        def download(self, root):
-            _write_research_folder(__import__("pathlib").Path(root), pair)
-
-    with mock.patch("wandb.Api") as api:
-        api.return_value.artifact.return_value = FakeArtifact()
-        source = load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
-        api.return_value.artifact.assert_called_once_with("me/jsae/pair_l1:v0")
-        _same_pair(pair, source.pair(1))
-        load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
-        assert api.return_value.artifact.call_count == 1, "the second load uses the cache"
+    _write_research_folder(tmp_path / "made", pair)
+    artifact = fake_wandb.FakeArtifact(fake_wandb.folder_files(tmp_path / "made"))
+    fake_wandb.install(monkeypatch, {"me/jsae/pair_l1:v0": artifact})
+    source = load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
+    _same_pair(pair, source.pair(1))
+    load_source("me/jsae/pair_l1:v0", model=model, cache_dir=tmp_path)
+    assert artifact.downloads == 1, "the second load uses the cache"
 
 
 def test_wandb_failure_is_one_clear_error(tmp_path):
@@ -195,16 +191,6 @@ def test_unknown_model_name_is_one_clear_error(tmp_path):
     _write_research_folder(tmp_path, tiny_pair(tiny_model(), layer=0))
     with pytest.raises(SourceError, match="Could not load the model 'tiny'.*local model folder"):
         load_source(tmp_path)
-
-
-def test_artifact_folder_is_in_the_cache(tmp_path, monkeypatch):
-    from jsae.loading.wandb_artifact import artifact_folder
-
-    monkeypatch.setenv("JSAE_CACHE", str(tmp_path / "env"))
-    name = "me__jsae__pair_l1__v0"
-    assert artifact_folder("me/jsae/pair_l1:v0") == tmp_path / "env" / "artifacts" / name
-    given = artifact_folder("me/jsae/pair_l1:v0", tmp_path / "arg")
-    assert given == tmp_path / "arg" / "artifacts" / name
 
 
 def test_demo_dir_is_the_packaged_assets_folder():

@@ -16,6 +16,7 @@ from jsae.ablation import MODES, AblationConfig, ProgressCallback, ablate
 from jsae.analysis import Analysis, JointCurves, analyse, prompt_curves
 from jsae.cli.corpus import ablate_corpus, add_corpus_arguments, refuse_corpus_flags
 from jsae.cli.options import (
+    add_refresh_argument,
     add_statistics_arguments,
     add_tolerance_arguments,
     add_wandb_arguments,
@@ -35,7 +36,14 @@ from jsae.cli.options import (
 )
 from jsae.corpus import CorpusStats
 from jsae.errors import InputError
-from jsae.loading import DEMO_SOURCE, PLANTED_SOURCE, Source, load_source
+from jsae.loading import (
+    DEMO_SOURCE,
+    PLANTED_SOURCE,
+    WANDB_ARTIFACT,
+    Source,
+    download_wandb_artifact,
+    load_source,
+)
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS
 from jsae.planted import PLANTED_KINDS
 from jsae.stats import Tolerance, summarize
@@ -61,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         f"(default: {DEMO_SOURCE})",
     )
     ab.add_argument("--model", help="model for a pair folder: TransformerLens name or folder")
+    add_refresh_argument(ab)
     ab.add_argument(
         "--layer", type=int, help="block whose MLP to test (default: first with a pair)"
     )
@@ -229,6 +238,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     check_positive(args.threads, "--threads")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.refresh and WANDB_ARTIFACT.match(args.source):  # once, before any worker loads it
+        download_wandb_artifact(args.source, refresh=True)
     if args.dataset is not None:
         return ablate_corpus(args, eps, config, tol)
     refuse_corpus_flags(args)

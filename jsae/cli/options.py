@@ -23,6 +23,15 @@ from jsae.table import table_format
 from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES, WandbTarget, preflight
 
 
+def add_refresh_argument(parser: argparse.ArgumentParser) -> None:
+    """``--refresh``: download a W&B source again even when the cache has it."""
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="download a W&B artifact source again even when the cache holds it",
+    )
+
+
 def add_tolerance_arguments(parser: argparse.ArgumentParser) -> None:
     """``--atol`` and ``--rtol``: when a diff counts as matching −s·J."""
     parser.add_argument(

@@ -147,11 +147,13 @@ def load_source(
     model: str | os.PathLike | HookedTransformer | None = None,
     device: str = "cpu",
     cache_dir: str | os.PathLike | None = None,
+    refresh: bool = False,
 ) -> Source:
     """Load ``source`` (``"demo"``, a W&B artifact path or a local folder).
 
     ``model`` overrides the model a pair folder names (a TransformerLens name, a model
-    folder, or an already loaded model).
+    folder, or an already loaded model). A W&B artifact is downloaded into ``cache_dir``
+    (``jsae.loading.wandb_artifact.cache_root``) once, or again when ``refresh``.
     """
     name = str(source).strip()
     if not name:
@@ -169,7 +171,7 @@ def load_source(
     if path.is_dir():
         return load_folder(path, model=model, device=device, name=name)
     if WANDB_ARTIFACT.match(name):
-        folder = download_wandb_artifact(name, cache_dir)
+        folder = download_wandb_artifact(name, cache_dir, refresh=refresh)
         return load_folder(folder, model=model, device=device, name=name)
     if path.exists():
         raise SourceError(f"{name} is a file; a source is a folder (or 'demo', or a W&B path).")
