@@ -10,29 +10,56 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from jsae.errors import InputError, JSAEError, SourceError, UnsupportedError
+from jsae.errors import InputError, JSAEError, NumericError, SourceError, UnsupportedError
+
+__version__ = "0.1.0"
+"""The package's version (``pyproject.toml``'s); every table jsae writes records it."""
 
 _LAZY = {
     "AblationConfig": "jsae.ablation",
     "AblationResult": "jsae.ablation",
     "ablate": "jsae.ablation",
     "JSAEPair": "jsae.pair",
+    "PAIR_KINDS": "jsae.pair",
     "Sandwich": "jsae.sandwich",
+    "DEFAULT_EPS": "jsae.table",
     "split": "jsae.table",
+    "write_table": "jsae.table",
+    "Tolerance": "jsae.stats",
+    "summarize": "jsae.stats",
+    "Analysis": "jsae.analysis",
+    "analyse": "jsae.analysis",
+    "Source": "jsae.loading",
+    "load_source": "jsae.loading",
+    "save_sae_lens_pair": "jsae.loading",
 }
+"""Each lazily imported name and the module that defines it."""
 
 __all__ = [
     "AblationConfig",
     "AblationResult",
+    "Analysis",
+    "DEFAULT_EPS",
     "InputError",
     "JSAEError",
     "JSAEPair",
+    "NumericError",
+    "PAIR_KINDS",
     "Sandwich",
+    "Source",
     "SourceError",
+    "Tolerance",
     "UnsupportedError",
+    "__version__",
     "ablate",
+    "analyse",
+    "load_source",
+    "save_sae_lens_pair",
     "split",
+    "summarize",
+    "write_table",
 ]
+"""The public API: every name here is documented in the API reference (``make docs``)."""
 
 
 def __getattr__(name: str) -> Any:

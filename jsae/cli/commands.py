@@ -1,5 +1,5 @@
 """The ``jsae`` command line: ``jsae ablate``, ``jsae corpus-stats``, ``jsae info``,
-``jsae train-demo``; one module per command.
+``jsae export-sae-lens``, ``jsae train-demo``; one module per command.
 
 Errors a user can cause print one line (``error: ...``) and exit with status 2; no traceback.
 """
@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from jsae.cli import ablate, corpus, info, train_demo
+from jsae.cli import ablate, corpus, export, info, train_demo
 from jsae.errors import JSAEError
 
 AddParser = Callable[[argparse._SubParsersAction, str], None]
@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[AddParser, Command]] = {
     "ablate": (ablate.add_parser, ablate.cmd_ablate),
     "corpus-stats": (corpus.add_stats_parser, corpus.cmd_corpus_stats),
     "info": (info.add_parser, info.cmd_info),
+    "export-sae-lens": (export.add_parser, export.cmd_export_sae_lens),
     "train-demo": (train_demo.add_parser, train_demo.cmd_train_demo),
 }
 """Each command's name, the function adding its arguments, and the function running it (its

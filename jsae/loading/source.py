@@ -32,7 +32,7 @@ from jsae.loading.research import (
     load_research_pair,
     save_research_pair,
 )
-from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, load_sae_lens_pair
+from jsae.loading.sae_lens_pair import SAE_LENS_PAIR_MANIFEST, is_sae_lens_pair, load_sae_lens_pair
 from jsae.loading.wandb_artifact import WANDB_ARTIFACT, download_wandb_artifact
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS, PAPER_KINDS, JSAEPair, PairKinds, is_randomized
 from jsae.planted import PLANTED_KINDS, GroundTruth, planted_parts
@@ -85,6 +85,8 @@ class Source:
             source declares its own).
         ground_truth: the true computation of an MLP, when the source knows it (the planted
             source does).
+        model_ref: what ``model`` was loaded from, a TransformerLens name or a model folder's
+            absolute path (None when it was passed in loaded): what an export records.
     """
 
     name: str
@@ -94,6 +96,7 @@ class Source:
     pair_models: dict[tuple[str, int], HookedTransformer] = field(default_factory=dict)
     pair_kinds: PairKinds = PAPER_KINDS
     ground_truth: GroundTruth | None = None
+    model_ref: str | None = None
 
     @property
     def tokenizer(self):
@@ -283,7 +286,7 @@ def _load_source_folder(
             pair.check_model(reads)
             pairs.setdefault(kind, {})[pair.layer] = pair
     info = {k: v for k, v in manifest.items() if k not in SOURCE_KEYS}
-    return Source(name, loaded, pairs, info, pair_models)
+    return Source(name, loaded, pairs, info, pair_models, model_ref=reference_of(model))
 
 
 def _check_manifest(manifest: dict[str, Any], where: Path) -> tuple[str, dict[str, dict[int, str]]]:
@@ -326,7 +329,17 @@ def _load_pair_source(
     else:
         loaded = load_model(model, device=device)
     pair.check_model(loaded)
-    return Source(name, loaded, {pair.kind: {pair.layer: pair}}, {"cfg": cfg})
+    pairs = {pair.kind: {pair.layer: pair}}
+    return Source(name, loaded, pairs, {"cfg": cfg}, model_ref=reference_of(model))
+
+
+def reference_of(model: str | os.PathLike | HookedTransformer) -> str | None:
+    """A model as a reference another process can load: a model folder's absolute path, a
+    TransformerLens name, or None for a model object."""
+    if isinstance(model, HookedTransformer):
+        return None
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(model)
 
 
 def randomized_model(
@@ -349,12 +362,12 @@ def load_pair_folder(
     """A research pair folder or a sae-lens pair folder, whichever ``path`` is."""
     if not path.is_dir():
         raise SourceError(f"Pair folder {path} does not exist.")
-    if (path / SAE_LENS_PAIR_MANIFEST).is_file():
+    if is_sae_lens_pair(path):
         return load_sae_lens_pair(path, device=device, kind=kind)
     if (path / RESEARCH_CFG).is_file():
         return load_research_pair(path, device=device, kind=kind)
     raise SourceError(
         f"{path} is not a pair folder: expected {RESEARCH_CFG} + {RESEARCH_WEIGHTS} (research "
-        f"format), {SAE_LENS_PAIR_MANIFEST} + in/ + out/ (sae-lens format), or "
+        f"format), in/ + out/ sae-lens folders (with or without {SAE_LENS_PAIR_MANIFEST}), or "
         f"{SOURCE_MANIFEST} (a source folder)."
     )
