@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app.guard import error_message
+from jsae.provenance import Provenance
 from jsae.table import TABLE_FORMATS, table_bytes
 
 ERRORS = "_download_errors"
@@ -21,13 +22,21 @@ def show_download_errors() -> None:
         errors.pop(name, None)
 
 
-def download_button(column, table: pd.DataFrame, fmt: str, label: str, file_name: str) -> None:
-    """A button that downloads ``table`` as ``fmt`` (``jsae.table.TABLE_FORMATS``)."""
+def download_button(
+    column,
+    table: pd.DataFrame,
+    fmt: str,
+    label: str,
+    file_name: str,
+    provenance: Provenance | None = None,
+) -> None:
+    """A button that downloads ``table`` as ``fmt`` (``jsae.table.TABLE_FORMATS``), Parquet
+    with ``provenance`` in its metadata (``jsae.provenance``)."""
     errors: dict[str, str] = st.session_state.setdefault(ERRORS, {})
 
     def produce() -> bytes:
         try:
-            return table_bytes(table, fmt)
+            return table_bytes(table, fmt, provenance)
         except Exception as err:  # shown as st.error on the next rerun
             errors[file_name] = error_message(err, f"writing the {fmt} file")
             raise

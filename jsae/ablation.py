@@ -24,79 +24,47 @@ part here: ``split`` divides the connections into important (|J| > ε) and unimp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from jsae.ablation_config import FLOAT32_MAX, MODES, AblationConfig, ProgressCallback
 from jsae.errors import InputError
 from jsae.finite import check_finite_activations
 from jsae.pair import JSAEPair
-from jsae.prompt import Prompt, first_ablated, mlp_inputs, tokenize
+from jsae.prompt import (
+    Prompt,
+    PromptInput,
+    first_ablated,
+    is_prompt_list,
+    mlp_inputs,
+    prompt_within,
+)
+from jsae.provenance import Provenance, prompt_record, prompt_sha256
+from jsae.result import AblationBatch, AblationResult
 from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
-from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table, split
+from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table
 
-MODES = ("unit", "zero", "scale")
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-"""The largest scale the engine accepts: it computes in float32."""
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(tokens_done, tokens_total)`` after each chunk."""
-
-
-@dataclass(frozen=True)
-class AblationConfig:
-    """How to perturb, and how much memory a chunk of tokens may use.
-
-    Args:
-        mode: ``"unit"`` (s = 1), ``"zero"`` (s = a_i) or ``"scale"`` (s = ``scale``).
-        scale: the perturbation size s in ``"scale"`` mode; ignored otherwise.
-        include_bos: also ablate position 0 when it is the BOS token (off, as the notebook).
-        memory_budget: bytes of working memory a chunk of tokens may take (about 1 GiB).
-    """
-
-    mode: str = "unit"
-    scale: float = 1.0
-    include_bos: bool = False
-    memory_budget: int = 1 << 30
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"Mode must be one of {', '.join(MODES)}; got {self.mode!r}.")
-        if self.mode == "scale":
-            if isinstance(self.scale, bool) or not (
-                isinstance(self.scale, int | float) and abs(self.scale) <= FLOAT32_MAX
-            ):
-                raise InputError(
-                    f"The scale must be a finite number within float32's range "
-                    f"(±{FLOAT32_MAX:.4g}), got {self.scale!r}."
-                )
-            if self.scale == 0:
-                raise InputError(
-                    "The scale must not be 0: a zero step moves no input feature, so nothing "
-                    "would move and the ratio would mean nothing."
-                )
-        if (
-            isinstance(self.memory_budget, bool)
-            or not isinstance(self.memory_budget, int)
-            or self.memory_budget <= 0
-        ):
-            raise InputError(
-                f"The memory budget must be a positive whole number of bytes, got "
-                f"{self.memory_budget!r}."
-            )
-
-    def perturbation(self, in_act: Float[Tensor, "tokens k_in"]) -> Float[Tensor, "tokens k_in"]:
-        """The step s along each active input feature's decoder direction."""
-        if self.mode == "zero":
-            return in_act
-        s = 1.0 if self.mode == "unit" else float(self.scale)
-        return torch.full_like(in_act, s)
-
+__all__ = [
+    "FLOAT32_MAX",
+    "MODES",
+    "AblationBatch",
+    "AblationConfig",
+    "AblationResult",
+    "ProgressCallback",
+    "ablate",
+    "ablate_activations",
+    "ablate_chunk",
+    "row_blocks",
+    "rows_per_block",
+    "tokens_per_chunk",
+]
+"""The engine, and the settings and results ``ablate`` takes and returns (defined in
+``jsae.ablation_config`` and ``jsae.result``)."""
 
 ROW_BLOCK_BYTES = 128 << 20
 """Working memory of one block of perturbed rows, at most (the memory budget caps it too).
@@ -326,69 +294,96 @@ def _connections(chunks: list[Chunk], positions: Tensor, k_in: int, k_out: int) 
     )
 
 
-@dataclass
-class AblationResult:
-    """One prompt's connections as a tidy table, plus what they were measured on.
-
-    Args:
-        table: one row per connection, columns ``jsae.table.COLUMNS`` (``important`` at
-            ``eps``).
-        prompt: the tokenized prompt (with how many tokens were dropped).
-        n_tokens: how many positions were ablated (BOS excluded unless asked).
-        eps: the ε that ``important`` was split at.
-        config: the ablation settings used.
-        layer: the block whose MLP the pair reads.
-        kind: the pair's kind (``"jsae"`` or ``"plain"``).
-        k_in, k_out: active input and output features per token.
-    """
-
-    table: pd.DataFrame
-    prompt: Prompt
-    n_tokens: int
-    eps: float
-    config: AblationConfig
-    layer: int
-    kind: str
-    k_in: int
-    k_out: int
-
-    def with_eps(self, eps: float) -> AblationResult:
-        """The same result re-split at another ε; nothing is recomputed."""
-        return replace(self, table=split(self.table, eps), eps=check_eps(eps))
-
-
 def ablate(
     model: HookedTransformer,
     pair: JSAEPair,
-    text: str,
+    text: PromptInput | Sequence[PromptInput],
     eps: float = DEFAULT_EPS,
     config: AblationConfig | None = None,
     progress: ProgressCallback | None = None,
     max_tokens: int | None = None,
     sandwich: Sandwich | None = None,
     max_ablated: int | None = None,
-) -> AblationResult:
-    """Both experiments on one prompt: tokenize, read the MLP inputs, ablate, tabulate.
+    device: str | torch.device | None = None,
+) -> AblationResult | AblationBatch:
+    """Both experiments on a prompt: tokenize, read the MLP inputs, ablate, tabulate.
 
+    ``text`` is text (a str), token ids (a 1-D integer tensor or a list of ints, used as
+    given: include the BOS yourself) or a list of those, which gives an ``AblationBatch``
+    (one table with a ``prompt`` column; ``progress`` counts its tokens together).
     ``max_tokens`` caps the tokenized prompt, BOS included (the hosted app's cap);
     ``max_ablated`` caps the positions ablated (``jsae ablate --max-tokens``): BOS, which
-    is not ablated unless ``config.include_bos``, does not count."""
+    is not ablated unless ``config.include_bos``, does not count. ``device`` moves the model
+    and the pair there first (in place, as ``model.to``); a pair in another dtype or on
+    another device than the model's MLP is cast to it with a warning (``JSAEPair.fit_to``).
+    """
     config = config or AblationConfig()
     eps = check_eps(eps)
     pair.check_model(model)
-    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
-    if max_ablated is not None:
-        if isinstance(max_ablated, bool) or max_ablated < 1:
-            raise InputError(f"At least one token must be ablated, got {max_ablated!r}.")
-        cap = max_ablated + int(bos is not None and not config.include_bos)
-        max_tokens = cap if max_tokens is None else min(max_tokens, cap)
-    prompt = tokenize(model, text, max_tokens=max_tokens)
+    batch = is_prompt_list(text)
+    given = list(text) if batch else [text]  # type: ignore[arg-type]
+    if not given:
+        raise InputError("The list of prompts is empty: give at least one.")
+    prompts = [
+        prompt_within(model, value, config.include_bos, max_tokens, max_ablated) for value in given
+    ]
+    if device is not None:
+        if sandwich is not None:
+            raise InputError("Pass a device or a sandwich, not both: a sandwich has its device.")
+        model.to(device)
+        pair.to(device=device)
     sandwich = sandwich or Sandwich(model, pair)
-    x = mlp_inputs(model, prompt.tokens, pair.layer).to(sandwich.mlp.W_in.dtype)
+    record = Provenance(
+        layer=pair.layer,
+        kind=pair.kind,
+        eps=eps,
+        mode=config.mode,
+        step=config.step,
+        include_bos=config.include_bos,
+        prompt=prompt_record(text),
+        prompt_sha256=prompt_sha256(prompt_record(text)),
+        model_name=model.cfg.model_name,
+        max_ablated=max_ablated,
+        max_prompt_tokens=max_tokens,
+    )
+    if not batch:
+        return _ablate_one(model, pair, prompts[0], eps, config, progress, sandwich, record)
+    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
+    counts = [len(p.tokens) - first_ablated(p.tokens, bos, config.include_bos) for p in prompts]
+    results = []
+    for n, (value, prompt) in enumerate(zip(given, prompts, strict=True)):
+        report = None
+        if progress is not None:
+
+            def report(done: int, _: int, before: int = sum(counts[:n])) -> None:
+                progress(before + done, sum(counts))
+
+        one = record.replace(
+            prompt=prompt_record(value), prompt_sha256=prompt_sha256(prompt_record(value))
+        )
+        results.append(_ablate_one(model, pair, prompt, eps, config, report, sandwich, one))
+    return AblationBatch(tuple(results), record)
+
+
+def _ablate_one(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    prompt: Prompt,
+    eps: float,
+    config: AblationConfig,
+    progress: ProgressCallback | None,
+    sandwich: Sandwich,
+    record: Provenance,
+) -> AblationResult:
+    """One tokenized prompt through the engine, as a table."""
+    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
+    W_in = sandwich.mlp.W_in
+    x = mlp_inputs(model, prompt.tokens, pair.layer).to(device=W_in.device, dtype=W_in.dtype)
     first = first_ablated(prompt.tokens, bos, config.include_bos)
     positions = torch.arange(first, len(prompt.tokens))
     connections = ablate_activations(sandwich, x[first:], config, positions, progress)
     table = connections_table(connections, prompt.strings, eps)
+    n = len(positions)
     return AblationResult(
-        table, prompt, len(positions), eps, config, pair.layer, pair.kind, pair.k_in, pair.k_out
+        table, prompt, n, eps, config, pair.layer, pair.kind, pair.k_in, pair.k_out, record
     )

@@ -12,6 +12,7 @@ activation (largest first), which the Jacobian and the ablation engine index by.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -238,6 +239,34 @@ class JSAEPair:
     @property
     def d_sae_out(self) -> int:
         return self.sae_out.cfg.d_sae
+
+    def to(
+        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> JSAEPair:
+        """Move both SAEs to ``device`` and/or cast them to ``dtype``, in place (as
+        ``torch.nn.Module.to``); returns the pair."""
+        changes = {"device": device, "dtype": dtype}
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if changes:
+            for sae in (self.sae_in, self.sae_out):
+                sae.to(**changes)
+        return self
+
+    def fit_to(self, model: HookedTransformer) -> None:
+        """Put the pair where ``model``'s MLP computes, in its dtype (``to``, in place), with
+        a one-line warning when that changes anything: a bfloat16 pair on a float32 model
+        computes in float32."""
+        target = model.blocks[self.layer].mlp.W_in
+        now = {(sae.W_enc.dtype, sae.W_enc.device) for sae in (self.sae_in, self.sae_out)}
+        if now == {(target.dtype, target.device)}:
+            return
+        was = " and ".join(sorted(f"{dtype} on {device}" for dtype, device in now))
+        warnings.warn(
+            f"The layer {self.layer} pair ({was}) was cast to the model's {target.dtype} on "
+            f"{target.device}, in place; pair.to(device=..., dtype=...) does it beforehand.",
+            stacklevel=3,
+        )
+        self.to(device=target.device, dtype=target.dtype)
 
     def check_model(self, model: HookedTransformer) -> None:
         """Refuse a pair that does not fit ``model``."""

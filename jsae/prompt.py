@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,103 @@ class Prompt:
             f"The prompt was {len(self.tokens) + self.dropped} tokens long; the last "
             f"{self.dropped} were dropped to fit {limit}."
         )
+
+
+PromptInput = str | Sequence[int] | Tensor | np.ndarray
+"""One prompt: text, or token ids (a 1-D integer tensor or array, or a list of ints)."""
+
+PROMPT_KINDS = (
+    "text (a str), token ids (a 1-D integer tensor or a list of ints), or a list of those"
+)
+
+
+def is_token_ids(value: object) -> bool:
+    """Whether ``value`` is given as token ids rather than text or a list of prompts."""
+    if isinstance(value, Tensor | np.ndarray):
+        return True
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value)
+    )
+
+
+def is_prompt_list(value: object) -> bool:
+    """Whether ``value`` is a list of prompts (each text or token ids), not one prompt."""
+    return isinstance(value, list | tuple) and not is_token_ids(value)
+
+
+def prompt_of(model: HookedTransformer, value: object, max_tokens: int | None = None) -> Prompt:
+    """One prompt as a ``Prompt``: text is tokenized (``tokenize``), token ids are taken as
+    given (``from_token_ids``); anything else is one clear error."""
+    if isinstance(value, str):
+        return tokenize(model, value, max_tokens)
+    if is_token_ids(value):
+        return from_token_ids(model, value, max_tokens)  # type: ignore[arg-type]
+    raise InputError(f"A prompt is {PROMPT_KINDS}; got {type(value).__name__}.")
+
+
+def prompt_within(
+    model: HookedTransformer,
+    value: object,
+    include_bos: bool,
+    max_tokens: int | None = None,
+    max_ablated: int | None = None,
+) -> Prompt:
+    """``value`` as a ``Prompt`` (``prompt_of``) within ``max_tokens`` tokens, BOS included,
+    and, when given, ``max_ablated`` ablated positions: a BOS the ablation leaves out
+    (``include_bos`` False) does not count."""
+    if max_ablated is None:
+        return prompt_of(model, value, max_tokens)
+    if isinstance(max_ablated, bool) or max_ablated < 1:
+        raise InputError(f"At least one token must be ablated, got {max_ablated!r}.")
+    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
+    if isinstance(value, str):  # the cap goes into tokenizing, which prepends the BOS
+        cap = max_ablated + int(bos is not None and not include_bos)
+        return prompt_of(model, value, cap if max_tokens is None else min(max_tokens, cap))
+    prompt = prompt_of(model, value, max_tokens)
+    keep = max_ablated + first_ablated(prompt.tokens, bos, include_bos)
+    if len(prompt.tokens) <= keep:
+        return prompt
+    return replace(
+        prompt,
+        tokens=prompt.tokens[:keep],
+        strings=prompt.strings[:keep],
+        dropped=prompt.dropped + len(prompt.tokens) - keep,
+        limit=min(prompt.limit, keep),
+    )
+
+
+def from_token_ids(
+    model: HookedTransformer,
+    ids: Sequence[int] | Tensor | np.ndarray,
+    max_tokens: int | None = None,
+) -> Prompt:
+    """Token ids as a ``Prompt``, used as given (no BOS is prepended: include it yourself,
+    as ``model.to_tokens`` does), truncated like text to the context or ``max_tokens``."""
+    tokens = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
+    if tokens.ndim != 1 or tokens.dtype == torch.bool or tokens.is_floating_point():
+        raise InputError(
+            f"Token ids must be a 1-D sequence of integers; got a {tokens.dtype} tensor of "
+            f"shape {tuple(tokens.shape)} (a batch is a list of 1-D token id sequences)."
+        )
+    if len(tokens) == 0:
+        raise InputError("The token ids are empty: give at least one token.")
+    tokens = tokens.long().cpu()
+    vocab = model.cfg.d_vocab
+    if int(tokens.min()) < 0 or int(tokens.max()) >= vocab:
+        raise InputError(
+            f"Token ids must be from 0 to {vocab - 1} (the model's vocabulary); got "
+            f"{int(tokens.min())}..{int(tokens.max())}."
+        )
+    limit = model.cfg.n_ctx if max_tokens is None else min(max_tokens, model.cfg.n_ctx)
+    dropped = max(0, len(tokens) - limit)
+    tokens = tokens[:limit]
+    tokenizer = model.tokenizer
+    ids_list = tokens.tolist()
+    strings = token_strings(tokenizer, ids_list) if tokenizer else [str(t) for t in ids_list]
+    bos = tokenizer.bos_token_id if tokenizer is not None else None
+    return Prompt(tokens, strings, dropped, limit, bos=bos is not None and ids_list[0] == bos)
 
 
 def check_prompt_text(text: object) -> str:

@@ -210,6 +210,7 @@ class Sandwich:
 
     def __init__(self, model: HookedTransformer, pair: JSAEPair):
         pair.check_model(model)
+        pair.fit_to(model)  # the model's device and dtype (a bf16 pair on an fp32 model)
         self.pair = pair
         self.mlp = MLPWeights.from_model(model, pair.layer)
         with torch.no_grad():

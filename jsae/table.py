@@ -23,6 +23,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from jsae.errors import InputError, os_reason
+from jsae.provenance import PROVENANCE_KEY, Provenance, write_sidecar
 
 COLUMN_TYPES = {
     "position": "int",
@@ -63,6 +64,10 @@ perturbation, and ``important`` is |J| > ε at the table's ε."""
 INT_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "int")
 FLOAT_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "float")
 BOOL_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "bool")
+
+PROMPT_COLUMN = "prompt"
+"""A batch's table (``jsae.result.AblationBatch``) starts with this column: each row's prompt,
+as its index in the list given (int32); a token is then (prompt, position)."""
 
 DEFAULT_EPS = 0.01
 """ε when none is given: connections with |J| above it are important."""
@@ -178,8 +183,15 @@ def table_format(path: str | os.PathLike, what: str = "The output file") -> str:
     return fmt
 
 
-def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: str) -> None:
-    """Write the table as CSV or Parquet to a path or a binary file object."""
+def write_table(
+    table: pd.DataFrame,
+    target: str | os.PathLike | IO[Any],
+    fmt: str,
+    provenance: Provenance | None = None,
+) -> None:
+    """Write the table as CSV or Parquet to a path or a binary file object, with its
+    ``provenance`` (``jsae.provenance``): Parquet key-value metadata, or a ``.json`` sidecar
+    beside a CSV file (a CSV written to a file object carries none)."""
     if fmt not in TABLE_FORMATS:
         raise InputError(f"Unknown download format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}.")
     if isinstance(target, str | os.PathLike):
@@ -191,8 +203,10 @@ def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: s
     try:
         if fmt == "csv":
             table.to_csv(target, index=False, encoding="utf-8")
+            if provenance is not None and isinstance(target, Path):
+                write_sidecar(provenance, target)
         else:
-            table.to_parquet(target, index=False)
+            _write_parquet(table, target, provenance)
     except ImportError as err:
         raise InputError(
             f"Parquet export needs pyarrow ({err}); install it with `pip install pyarrow`, "
@@ -202,8 +216,24 @@ def write_table(table: pd.DataFrame, target: str | os.PathLike | IO[Any], fmt: s
         raise InputError(f"Could not write {target}: {os_reason(err)}.") from None
 
 
-def table_bytes(table: pd.DataFrame, fmt: str) -> bytes:
-    """The table as CSV or Parquet bytes (for a download button)."""
+def _write_parquet(
+    table: pd.DataFrame, target: Path | IO[Any], provenance: Provenance | None
+) -> None:
+    """``table.to_parquet(target, index=False)``, with the provenance in the file's
+    key-value metadata."""
+    import pyarrow as pa  # here: pandas imports it only for Parquet too
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if provenance is not None:
+        metadata = {**(arrow.schema.metadata or {}), PROVENANCE_KEY.encode(): provenance.to_json()}
+        arrow = arrow.replace_schema_metadata(metadata)
+    pq.write_table(arrow, target)
+
+
+def table_bytes(table: pd.DataFrame, fmt: str, provenance: Provenance | None = None) -> bytes:
+    """The table as CSV or Parquet bytes (for a download button); Parquet records
+    ``provenance``."""
     buffer = io.BytesIO()
-    write_table(table, buffer, fmt)
+    write_table(table, buffer, fmt, provenance)
     return buffer.getvalue()

@@ -36,6 +36,7 @@ from jsae.corpus import CorpusRun, CorpusStats, read_manifest
 from jsae.errors import JSAEError, first_line
 from jsae.histogram import experiment_diffs, shared_counts
 from jsae.stats import Tolerance, importance_ratio, summarize
+from jsae.table import write_table
 
 DEFAULT_PROJECT = "jsae-explorer"
 WANDB_MODES = ("online", "offline")
@@ -188,7 +189,7 @@ def log_to_wandb(
         "layer": int(result.layer),
         "pair": result.kind,
         "mode": result.config.mode,
-        "scale": _scale(result.config),
+        "scale": result.config.step,
         "include_bos": result.config.include_bos,
         "eps": float(result.eps),
         "atol": tolerance.atol,
@@ -202,7 +203,7 @@ def log_to_wandb(
     }
     with tempfile.TemporaryDirectory(prefix="jsae-wandb-") as tmp:
         parquet = Path(tmp) / "connections.parquet"
-        table.to_parquet(parquet, index=False)
+        write_table(table, parquet, "parquet", result.provenance.replace(source=str(source_name)))
         return log_run(
             config=config,
             metrics=summary_metrics(summary) | analysis_metrics(analysis),
@@ -361,8 +362,3 @@ def _explain(err: Exception, mode: str) -> str:
         else "Check that the W&B folder is writable."
     )
     return f"Could not log to W&B ({mode}): {text}. {hint}"
-
-
-def _scale(config) -> float | None:
-    """s, or None in zero mode (where s = a_i differs per connection)."""
-    return {"unit": 1.0, "scale": float(config.scale)}.get(config.mode)

@@ -204,12 +204,12 @@ def statistics_panel(analysis: Analysis | None, kind: str) -> None:
     )
 
 
-def downloads(table, key: explore.RunKey, eps: float) -> None:
+def downloads(table, key: explore.RunKey, eps: float, provenance=None) -> None:
     show_download_errors()
 
     def button(column, fmt: str, label: str) -> None:
         name = explore.download_name(key, fmt)
-        download_button(column, table, fmt, f"Download {label}", name)
+        download_button(column, table, fmt, f"Download {label}", name, provenance)
 
     c1, c2, _ = st.columns([1, 1, 3])
     button(c1, "csv", "CSV")
@@ -275,7 +275,7 @@ def main() -> None:
     st.subheader("Summary")
     results.summary_table(summary)
     statistics_panel(analysis, data.key.kind)
-    downloads(table, data.key, ctx.eps)
+    downloads(table, data.key, ctx.eps, data.provenance(ctx.eps))
     log_to_wandb(data, ctx.eps, analysis)
 
 

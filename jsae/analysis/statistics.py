@@ -58,9 +58,10 @@ CAPTURE_POINTS = tuple(float(x) for x in np.round(np.linspace(0, 1, 21), 2))
 """Fractions at which ``mass_capture`` draws its curve."""
 
 
-TOKEN_KEYS = ("document", "window", "position")
-"""The columns that name a token: ``position`` in one prompt's table; a corpus shard's rows
-also carry their ``document`` and ``window``."""
+TOKEN_KEYS = ("document", "window", "prompt", "position")
+"""The columns that name a token: ``position`` in one prompt's table; a batch's rows also
+carry their ``prompt`` (``jsae.table.PROMPT_COLUMN``), a corpus shard's their ``document``
+and ``window``."""
 
 
 def token_ids(table: pd.DataFrame) -> np.ndarray:

@@ -34,6 +34,7 @@ from jsae.cli.options import (
     tolerance,
     wandb_target,
 )
+from jsae.cli.rerun import resolve_settings
 from jsae.corpus import CorpusStats
 from jsae.errors import InputError
 from jsae.loading import (
@@ -63,7 +64,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     )
     ab.add_argument(
         "--source",
-        default=DEMO_SOURCE,
         help=f"'{DEMO_SOURCE}' (bundled default), '{PLANTED_SOURCE}' (the planted ground "
         "truth), a local folder, or a W&B artifact entity/project/name:version "
         f"(default: {DEMO_SOURCE})",
@@ -77,14 +77,19 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     prompt.add_argument("--prompt", help="the text to analyse")
     prompt.add_argument("--prompt-file", type=Path, help="a UTF-8 text file to analyse")
     prompt.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        help="re-run the settings and prompt a table written by --output records (.parquet, "
+        "or .csv with its .csv.json sidecar); flags given beside it win",
+    )
+    prompt.add_argument(
         "--dataset",
         type=Path,
         help="a corpus to analyse: a .txt file, a folder of .txt files, or a Hugging Face "
         "dataset saved with save_to_disk; writes Parquet shards to --output DIR",
     )
-    ab.add_argument(
-        "--eps", type=float, default=DEFAULT_EPS, help=f"|J| threshold (default: {DEFAULT_EPS:g})"
-    )
+    ab.add_argument("--eps", type=float, help=f"|J| threshold (default: {DEFAULT_EPS:g})")
     ab.add_argument(
         "--mode",
         choices=MODES,
@@ -101,7 +106,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         "for the paper's kinds; with --dataset always "
         f"{DEFAULT_KIND} unless given)",
     )
-    ab.add_argument("--include-bos", action="store_true", help="also ablate the BOS position")
+    ab.add_argument(
+        "--include-bos", action="store_true", default=None, help="also ablate the BOS position"
+    )
     budget_mb = AblationConfig.memory_budget / MIB
     ab.add_argument(
         "--memory-budget-mb",
@@ -218,6 +225,7 @@ def first_layer(source: Source, kind: str) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    resolve_settings(args)
     eps = check_eps(args.eps)
     mode, scale = resolve_mode(args.mode, args.scale)
     if args.bootstrap < 0:
@@ -244,7 +252,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         return ablate_corpus(args, eps, config, tol)
     refuse_corpus_flags(args)
     check_output(args.output)
-    text = read_prompt(args)
+    text = read_prompt(args) if args.prompt_value is None else args.prompt_value
     source = load_source(args.source, model=args.model, device=args.device)
     kind = args.pair or source.default_kind
     layer = args.layer if args.layer is not None else first_layer(source, kind)
@@ -261,6 +269,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             config=config,
             progress=progress,
             max_ablated=args.max_tokens,
+            max_tokens=args.max_prompt_tokens,
         )
     finally:
         bar.close()
@@ -283,7 +292,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             bar.close()
     found = print_analysis(model, pair, result, args, tol, curves, source.true_edges(layer, kind))
     if args.output is not None:
-        write_table(result.table, args.output, table_format(args.output))
+        provenance = result.provenance.replace(source=args.source, model=args.model)
+        write_table(result.table, args.output, table_format(args.output), provenance)
         print(f"wrote {len(result.table):,} connections to {args.output}")
     if args.wandb:
         logged = log_to_wandb(

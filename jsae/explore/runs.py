@@ -14,8 +14,9 @@ import pandas as pd
 
 from jsae import ablation
 from jsae.ablation import AblationConfig, AblationResult, ProgressCallback
+from jsae.provenance import Provenance
 from jsae.sandwich import Sandwich
-from jsae.table import DEFAULT_EPS, split
+from jsae.table import DEFAULT_EPS, check_eps, split
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class RunData:
     def split(self, eps: float) -> pd.DataFrame:
         """The table with ``important`` = |J| > ε."""
         return split(self.table, eps)
+
+    def provenance(self, eps: float) -> Provenance:
+        """What a download of this run at ε records (``jsae.provenance``)."""
+        record = self.ablation.provenance
+        return record.replace(source=self.key.source, model=self.key.model, eps=check_eps(eps))
 
     def result(self, eps: float) -> AblationResult:
         """This run as the ``AblationResult`` ``ablate`` returned, split at ε."""
