@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test test-fast lint format bench demo browser clean
+.PHONY: setup app test test-fast lint format docs bench demo browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
+# The API reference from the docstrings (pdoc) into docs/api/; tests/test_api_docs.py builds
+# the same in `make test`.
+docs: setup
+	$(BIN)/python docs/api.py docs/api
+
 bench: setup
 	$(BIN)/python benchmarks/bench_ablation.py
 
@@ -45,4 +50,4 @@ demo: setup
 	$(BIN)/jsae train-demo --output jsae/assets/demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-output
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-output docs/api

@@ -365,15 +365,18 @@ def test_parser_defaults_and_choices_are_the_librarys(capsys):
     from jsae.ablation import MODES, AblationConfig
     from jsae.cli import build_parser
     from jsae.cli.options import resolve_mode
+    from jsae.cli.rerun import resolve_settings
     from jsae.corpus import ENGINES
+    from jsae.loading import DEMO_SOURCE
     from jsae.stats import Tolerance
     from jsae.table import DEFAULT_EPS
     from jsae.wandb_log import DEFAULT_PROJECT, WANDB_MODES
 
     parser = build_parser()
     args = parser.parse_args(["ablate", "--prompt", "x"])
+    resolve_settings(args)  # what --from does not fill comes from the library
     config, tolerance = AblationConfig(), Tolerance()
-    assert args.eps == DEFAULT_EPS
+    assert (args.eps, args.source, args.include_bos) == (DEFAULT_EPS, DEMO_SOURCE, False)
     assert (args.atol, args.rtol) == (tolerance.atol, tolerance.rtol)
     assert int(args.memory_budget_mb * 2**20) == config.memory_budget
     assert resolve_mode(args.mode, args.scale) == (config.mode, config.scale)
