@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AblationConfig": "jsae.ablation",
     "AblationResult": "jsae.ablation",
+    "AblationBatch": "jsae.ablation",
     "ablate": "jsae.ablation",
     "JSAEPair": "jsae.pair",
     "PAIR_KINDS": "jsae.pair",
@@ -25,6 +26,8 @@ _LAZY = {
     "DEFAULT_EPS": "jsae.table",
     "split": "jsae.table",
     "write_table": "jsae.table",
+    "Provenance": "jsae.provenance",
+    "read_provenance": "jsae.provenance",
     "Tolerance": "jsae.stats",
     "summarize": "jsae.stats",
     "Analysis": "jsae.analysis",
@@ -36,6 +39,7 @@ _LAZY = {
 """Each lazily imported name and the module that defines it."""
 
 __all__ = [
+    "AblationBatch",
     "AblationConfig",
     "AblationResult",
     "Analysis",
@@ -45,6 +49,7 @@ __all__ = [
     "JSAEPair",
     "NumericError",
     "PAIR_KINDS",
+    "Provenance",
     "Sandwich",
     "Source",
     "SourceError",
@@ -54,6 +59,7 @@ __all__ = [
     "ablate",
     "analyse",
     "load_source",
+    "read_provenance",
     "save_sae_lens_pair",
     "split",
     "summarize",
