@@ -28,7 +28,7 @@ def test_every_public_name_resolves_and_is_documented():
             assert (value.__doc__ or "").strip(), f"jsae.{name} has no docstring"
 
 
-def test_the_readme_python_example_imports_from_jsae_only():
+def test_the_readme_python_example_imports_from_jsae_only_and_runs(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python\n") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -37,6 +37,9 @@ def test_the_readme_python_example_imports_from_jsae_only():
     assert imports and all(isinstance(n, ast.ImportFrom) and n.module == "jsae" for n in imports)
     used = {alias.name for n in imports for alias in n.names}
     assert used <= set(jsae.__all__)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})  # and it runs as written
+    assert jsae.read_provenance(tmp_path / "run.parquet").source == "demo"
 
 
 def test_the_package_is_typed():
