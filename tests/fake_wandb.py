@@ -22,6 +22,7 @@ class FakeArtifact:
 
     def download(self, root: str) -> str:
         self.downloads += 1
+        Path(root).mkdir(parents=True, exist_ok=True)  # as wandb does
         for n, (name, data) in enumerate(self.files.items()):
             if self.fail_after is not None and n == self.fail_after:
                 raise ConnectionError("Connection reset by peer")
