@@ -98,10 +98,11 @@ class Provenance:
             data = json.loads(text)
         except (json.JSONDecodeError, TypeError):
             raise InputError(f"The provenance of {where} is not valid JSON.") from None
-        if not isinstance(data, dict) or data.get("format") != PROVENANCE_FORMAT:
+        found_format = data.get("format") if isinstance(data, dict) else None
+        if found_format != PROVENANCE_FORMAT:
             raise InputError(
-                f"The provenance of {where} is of format {data.get('format') if isinstance(data, dict) else None!r}; "
-                f"this jsae ({__version__}) reads format {PROVENANCE_FORMAT}."
+                f"The provenance of {where} is of format {found_format!r}; this jsae "
+                f"({__version__}) reads format {PROVENANCE_FORMAT}."
             )
         names = {f.name for f in dataclasses.fields(cls)}
         try:

@@ -53,8 +53,9 @@ def cmd_export_sae_lens(args: argparse.Namespace) -> int:
         model_name = source.model_ref
     if model_name is None:
         print(
-            "note: no model recorded in the SAEs' metadata (a randomized-LLM control reads "
-            "its own randomized model, which is not exported); pass --model-name to name one.",
+            "note: no model recorded in the SAEs' metadata (the pair's model has no name or "
+            "folder to record: a randomized-LLM control's, or one built in memory); pass "
+            "--model-name to name one.",
             file=sys.stderr,
         )
     save_sae_lens_pair(pair, out, model_name=model_name)
