@@ -2,6 +2,7 @@
 ``analyse`` end to end on a tiny pair."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -14,12 +15,14 @@ from jsae.analysis import (
     EXIT_DOMINATED,
     JOINT_MOVES,
     STRONG_RATIO,
+    PairHealth,
     analyse,
     effect_statistics,
     pair_health,
     verdict,
 )
 from jsae.analysis.faithfulness import JointStatistics
+from jsae.analysis.statistics import UnimportantMoved
 from jsae.explore import verdict_box
 from jsae.prompt import mlp_inputs
 from jsae.sandwich import Sandwich
@@ -219,3 +222,193 @@ def test_dense_jacobian_is_said_first_and_never_sound():
     assert verdict_box(sparse) == ("success", sparse.sentence)
     overruled = verdict(stats, joint=_joint(JOINT_MOVES + 0.1))  # the joint rule keeps it
     assert overruled.level == "no" and overruled.perverse and overruled.dense
+
+
+def hand_stats(**changes):
+    """Statistics with hand-set values (a real table's, then each number replaced), so that a
+    rule's threshold can be met exactly: 0.5, 0.9, 2 and 10 are binary-exact or compared as
+    written."""
+    rng = np.random.default_rng(4)
+    jac = np.r_[rng.uniform(0.02, 0.1, 20), rng.uniform(0.0, 0.009, 20)]
+    base = stats_of(table(jac, np.full(40, 0.1)), n_bootstrap=0)
+    values = {
+        "n_connections": 40,
+        "fraction_important": 0.25,
+        "auc": 0.95,
+        "auc_ci": (0.9, 0.99),
+        "spearman": 0.8,
+        "confidence": 0.95,
+        "exit_share_unimportant": 0.25,
+        "ratio": 3.0,
+        "ratio_ci": (2.5, 3.5),
+        "ratio_without_exits": 2.0,
+        "ratio_without_exits_ci": (math.nan, math.nan),
+    }
+    return dataclasses.replace(base, **(values | changes))
+
+
+def health_of(output_cv=0.5, margin_relative=1.0, warnings=()):
+    return PairHealth(
+        tokens=10,
+        output_cv=output_cv,
+        input_cv=0.5,
+        ev_out=0.9,
+        binary_ev_out=0.5,
+        binary_share=0.1,
+        margin_median=1.0,
+        margin_q10=0.5,
+        margin_relative=margin_relative,
+        near_displacement=0.0,
+        unfired_in=0.0,
+        unfired_out=0.0,
+        warnings=warnings,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "level", "sentence"),
+    [
+        (  # rule 3 at its thresholds: ratio exactly 10, AUC exactly 0.9, exits just below half
+            {"ratio": 10.0, "auc": 0.9, "exit_share_unimportant": 0.49},
+            "yes",
+            "Yes: unimportant connections barely move (10× less than important ones), and |J| "
+            "ranks the connections that moved well (AUC 0.90).",
+        ),
+        (
+            {"ratio": math.inf, "auc": 0.99},
+            "yes",
+            "Yes: unimportant connections barely move at all, and |J| ranks the connections "
+            "that moved well (AUC 0.99).",
+        ),
+        (  # rule 4 at its threshold: ratio exactly 2
+            {"ratio": 2.0},
+            "partly",
+            "Partly: unimportant connections move 2.0× less than important ones at ε = 0.01, "
+            "and |J| ranks the connections that moved with AUC 0.95.",
+        ),
+        (  # AUC just below 0.9 and ratio 12: not a yes
+            {"ratio": 12.0, "auc": 0.89},
+            "partly",
+            "Partly: unimportant connections move 12.0× less than important ones at ε = 0.01, "
+            "and |J| ranks the connections that moved with AUC 0.89.",
+        ),
+        (
+            {"ratio": 1.5},
+            "no",
+            "No: unimportant connections move about as much as important ones (ratio 1.5 at "
+            "ε = 0.01).",
+        ),
+        (  # rule 2 at its threshold: exits exactly half the unimportant movement, AUC poor
+            {"exit_share_unimportant": 0.5, "auc": 0.6, "ratio": 20.0},
+            "no",
+            "No: only 25% of connections have |J| > ε = 0.01, but the Jacobian does not locate "
+            "where the movement happens. 50% of the unimportant connections' movement is top-k "
+            "swaps (output features pushed out of the top k), which no derivative sees, and |J| "
+            "ranks the connections that moved with AUC 0.60.",
+        ),
+        (  # rule 4 at its thresholds: exits exactly half, AUC 0.9, ratio without exits 10
+            {"exit_share_unimportant": 0.5, "auc": 0.9, "ratio_without_exits": 10.0},
+            "yes",
+            "Yes, the Jacobian's sparsity is sound: without top-k exits the unimportant "
+            "connections move 10× less than important ones, and |J| ranks the connections that "
+            "moved with AUC 0.90. What moves them (50% of their movement) is top-k competition: "
+            "an output feature pushed out of the top k by another one the perturbation raised, "
+            "a selection by the output SAE that no derivative of the feature itself sees.",
+        ),
+        (
+            {"exit_share_unimportant": 0.9, "ratio_without_exits": math.inf},
+            "yes",
+            "Yes, the Jacobian's sparsity is sound: without top-k exits the unimportant "
+            "connections do not move at all, and |J| ranks the connections that moved with AUC "
+            "0.95. What moves them (90% of their movement) is top-k competition: an output "
+            "feature pushed out of the top k by another one the perturbation raised, a "
+            "selection by the output SAE that no derivative of the feature itself sees.",
+        ),
+        (  # one important connection out of one: every connection is important
+            {"n_connections": 1, "fraction_important": 1.0},
+            "undetermined",
+            "Every connection has |J| > ε = 0.01, so there is nothing to compare: raise ε.",
+        ),
+        (
+            {"n_connections": 0, "fraction_important": math.nan},
+            "undetermined",
+            "No connection has |J| > ε = 0.01, so there is nothing to compare: lower ε.",
+        ),
+    ],
+)
+def test_each_rule_at_its_threshold_gives_its_sentence(changes, level, sentence):
+    """Hand-set statistics put on each documented boundary (ratio ≥ 10, ratio ≥ 2, AUC ≥ 0.9,
+    exits ≥ 0.5): the level, the whole sentence, the ratio it reports and the reasons."""
+    if math.isnan(changes.get("fraction_important", 0.0)):
+        changes = changes | {"fraction_important": 0.0}
+    stats = hand_stats(**changes)
+    found = verdict(stats)
+    assert (found.level, found.sentence) == (level, sentence)
+    assert found.perverse is (level == "no" and "top-k swaps" in sentence)
+    assert found.ratio == stats.ratio
+    assert found.dense is (stats.fraction_important >= 0.5)
+    assert found.reasons[found.dense].startswith("Ratio of mean |diff|, important over")
+    assert found.reasons == verdict(stats, health_of()).reasons  # no warnings: the same
+
+
+def test_dense_from_half_the_connections_whatever_the_level():
+    """Exactly half the connections important is dense (the lead heads the sentence, a reason
+    says why); just under half is not."""
+    dense = verdict(hand_stats(fraction_important=0.5))
+    assert dense.level == "partly" and dense.dense is True
+    assert dense.headline == f"Dense Jacobian. {dense.sentence}"
+    assert dense.reasons[0] == (
+        "The Jacobian is dense: 50% of connections have |J| > ε = 0.01 (dense from 50%), so "
+        "the split calls most connections important and says little about where the "
+        "computation is."
+    )
+    everything = verdict(hand_stats(fraction_important=1.0))
+    assert everything.level == "undetermined" and everything.dense is True
+    sparse = verdict(hand_stats(fraction_important=0.49))
+    assert sparse.dense is False and sparse.headline == sparse.sentence
+    assert sparse.reasons[0].startswith("Ratio of mean |diff|")
+    dense_exits = verdict(
+        hand_stats(fraction_important=0.5, exit_share_unimportant=0.9, ratio_without_exits=20.0)
+    )
+    assert dense_exits.level == "partly", "a dense Jacobian's exits are not competition"
+    perverse = verdict(hand_stats(fraction_important=0.5, exit_share_unimportant=0.9, auc=0.5))
+    assert (
+        perverse.perverse
+        and perverse.dense
+        and perverse.lead == "Sparse Jacobian without sparse computation"
+    )
+
+
+def test_a_flat_code_makes_exit_dominated_movement_perverse_even_when_j_ranks_it():
+    """Rule 2's other arm: exits dominate, |J| ranks well (AUC 0.95), but the code is flat;
+    the cause is named, and the health warnings join the reasons."""
+    stats = hand_stats(exit_share_unimportant=0.8, ratio=20.0)
+    without_health = verdict(stats)
+    assert without_health.level == "partly" and not without_health.perverse, "exits bar a yes"
+    health = health_of(output_cv=0.01, warnings=("The output code is flat.",))
+    found = verdict(stats, health)
+    assert found.level == "no" and found.perverse is True and found.ratio == 20.0
+    assert found.sentence.endswith(
+        "with AUC 0.95. The output code is nearly binary (a token's active output features "
+        "have almost equal activations, CV 0.01), so what it encodes is which features are "
+        "selected, and small pushes swap them."
+    )
+    assert found.reasons[-1] == "The output code is flat."
+    assert found.reasons[:-1] == verdict(stats).reasons
+
+
+def test_the_reasons_read_the_numbers_and_intervals():
+    """The first reason as a reader sees it: the ratio with its interval, the ratio without
+    exits without one (its interval is NaN), and the intervals' confidence in percent."""
+    found = verdict(hand_stats(confidence=0.95, ratio=3.0, ratio_ci=(2.5, 3.5)))
+    assert found.reasons[0] == (
+        "Ratio of mean |diff|, important over unimportant at ε = 0.01: 3 (2.5–3.5); without "
+        "exits 2 (95% intervals over tokens)."
+    )
+    moved = verdict(hand_stats(tau=0.001, unimportant=UnimportantMoved(3, 20, 0.15, 0.3, 0.95)))
+    assert moved.reasons[-1] == (
+        "15.0% of the unimportant connections moved by more than 0.001 (at most 30.0%, 95% bound)."
+    )
+    half_known = verdict(hand_stats(ratio_ci=(2.5, math.nan)))
+    assert half_known.reasons[0].startswith("Ratio of mean |diff|, important over unimportant")
+    assert ": 3; without exits 2 (" in half_known.reasons[0]
