@@ -222,27 +222,14 @@ class Sandwich:
                 self.mlp.b_out - sae_out.b_dec.detach() * sae_out.cfg.apply_b_dec_to_input
             )
 
-    def out_pre(
-        self,
-        mlp_out: Float[Tensor, "... d_model"],
-        out: Float[Tensor, "rows d_sae_out"] | None = None,
-    ) -> Float[Tensor, "... d_sae_out"]:
-        """The output SAE's pre-activations of all its features, as ``TopKSAE.encode``
-        computes them, written into ``out`` (rows of mlp_out x d_sae_out) when given.
-
-        One fused addmm: no second [..., d_sae_out] tensor for the bias add."""
-        sae = self.pair.sae_out
-        sae_in = sae.process_sae_in(mlp_out)
-        return _addmm(sae.b_enc.detach(), sae_in, sae.W_enc.detach(), out=out)
-
     def out_pre_from_pre(
         self,
         pre: Float[Tensor, "... d_mlp"],
         out: Float[Tensor, "rows d_sae_out"] | None = None,
     ) -> Float[Tensor, "... d_sae_out"]:
-        """``out_pre(mlp.out_from_pre(pre))``: from MLP pre-activations straight to the
-        output SAE's pre-activations of all features, written into ``out`` (rows of pre x
-        d_sae_out) when given."""
+        """From MLP pre-activations straight to the output SAE's pre-activations of all its
+        features, as ``TopKSAE.encode`` computes them from ``mlp.out_from_pre(pre)``, written
+        into ``out`` (rows of pre x d_sae_out) when given."""
         sae = self.pair.sae_out
         sae_in = _addmm(self.b_out_centered, self.mlp.act_fn(pre), self.mlp.W_out)
         return _addmm(sae.b_enc.detach(), sae_in.to(sae.dtype), sae.W_enc.detach(), out=out)

@@ -1,10 +1,20 @@
+import numpy as np
 import pytest
 import torch
+from transformer_lens.components.mlps.gated_mlp import GatedMLP
+from transformer_lens.components.mlps.mlp import MLP
 
+import jsae.sandwich as sandwich_module
 from jsae.errors import UnsupportedError
 from jsae.pair import hook_in_name
 from jsae.prompt import mlp_inputs, tokenize
-from jsae.sandwich import ELEMENTWISE_ACTIVATIONS, MLPWeights, Sandwich
+from jsae.sandwich import (
+    ELEMENTWISE_ACTIVATIONS,
+    MLPWeights,
+    Sandwich,
+    active_jacobian,
+    get_mlp,
+)
 from tests.helpers import tiny_model, tiny_pair
 from tests.reference import token_jacobian_function
 
@@ -113,5 +123,86 @@ def test_unsupported_mlps_are_refused():
     with pytest.raises(UnsupportedError, match="gated MLP"):
         Sandwich(gated, tiny_pair(gated, layer=0))
     solu = tiny_model(act_fn="solu_ln")
-    with pytest.raises(UnsupportedError, match="solu_ln"):
+    with pytest.raises(
+        UnsupportedError,
+        match=r"^The model's activation function 'solu_ln' is not supported; jsae supports "
+        r"relu, gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, silu, relu2\.$",
+    ):
         Sandwich(solu, tiny_pair(solu, layer=0))
+
+
+def test_an_mlp_that_is_not_the_plain_mlp_is_refused_by_what_it_is():
+    """A gated MLP is found by its W_gate even when the config does not say so, and any other
+    module class than TransformerLens's MLP is refused by name."""
+    model = tiny_model()
+    model.blocks[0].mlp = GatedMLP(model.cfg)
+    assert not model.cfg.gated_mlp
+    with pytest.raises(
+        UnsupportedError,
+        match=r"^Layer 0 has a gated MLP \(GatedMLP\); jsae handles ungated MLPs "
+        r"\(x -> act_fn\(x W_in \+ b_in\) W_out \+ b_out\) only\.$",
+    ):
+        get_mlp(model, 0)
+
+    class QuantisedMLP(MLP):
+        pass
+
+    other = tiny_model()
+    other.blocks[1].mlp = QuantisedMLP(other.cfg)
+    with pytest.raises(
+        UnsupportedError,
+        match=r"^Layer 1's MLP is a QuantisedMLP; jsae handles TransformerLens's plain MLP only "
+        r"\(no mixture of experts, no quantised weights\)\.$",
+    ):
+        get_mlp(other, 1)
+
+
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+def test_out_pre_from_pre_is_the_output_saes_pre_activations_written_where_asked(apply_b_dec):
+    """Against numpy in float64 from the model's own MLP output: (mlp_out − b_dec ·
+    apply_b_dec_to_input) @ W_enc + b_enc, for every feature; with ``out``, the result is
+    that buffer (its memory, its values)."""
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=40, k=5, apply_b_dec_to_input=apply_b_dec)
+    sandwich = Sandwich(model, pair)
+    x = _inputs(model, 1)
+    with torch.no_grad():
+        mlp_out = model.blocks[1].mlp(x[None])[0].double().numpy()
+    sae = pair.sae_out
+    W_enc, b_enc, b_dec = (t.detach().double().numpy() for t in (sae.W_enc, sae.b_enc, sae.b_dec))
+    expected = (mlp_out - b_dec * apply_b_dec) @ W_enc + b_enc
+    pre = sandwich.mlp.pre(x)
+    np.testing.assert_allclose(sandwich.out_pre_from_pre(pre).numpy(), expected, atol=1e-5)
+    buffer = torch.empty(len(x), 40)
+    got = sandwich.out_pre_from_pre(pre, out=buffer)
+    assert got.data_ptr() == buffer.data_ptr()
+    np.testing.assert_allclose(buffer.numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_jacobian_blocks_of_tokens_fill_the_budget_and_cover_each_token_once(monkeypatch):
+    """With a budget of 3 tokens' gathered rows (in_rows, out_rows and out_rows·act_grad,
+    measured on the tensors active_jacobian receives), the Jacobian is built 3 tokens at a
+    time, each token once, and equals the one-block Jacobian."""
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=48, k=6, k_out=4)
+    sandwich = Sandwich(model, pair)
+    x = _inputs(model, 1)
+    whole = sandwich(x)
+    blocks = []
+
+    def spy(in_rows, act_grad, out_rows):
+        blocks.append(in_rows.nbytes + 2 * out_rows.nbytes)
+        return active_jacobian(in_rows, act_grad, out_rows)
+
+    per_token = 4 * (6 + 2 * 4) * 64
+    for budget, rows in ((3 * per_token + per_token // 2, 3), (per_token - 1, 1)):
+        blocks.clear()
+        monkeypatch.setattr(sandwich_module, "JACOBIAN_BLOCK_BYTES", budget)
+        monkeypatch.setattr(sandwich_module, "active_jacobian", spy)
+        got = sandwich.jacobian(whole.in_idx, whole.act_grad, whole.out_idx)
+        monkeypatch.undo()
+        torch.testing.assert_close(got, whole.jacobian, atol=0, rtol=0)
+        sizes = [b // per_token for b in blocks]
+        n = len(x)
+        assert sizes == [rows] * (n // rows) + ([n % rows] if n % rows else []), sizes
+        assert all(b <= budget for b in blocks) or rows == 1
