@@ -7,8 +7,9 @@ from streamlit.testing.v1 import AppTest
 from transformer_lens import HookedTransformer
 
 from jsae import explore
+from jsae.errors import InputError
 from jsae.loading import save_source
-from jsae.prompt import CHARS_PER_TOKEN, tokenize
+from jsae.prompt import CHARS_PER_TOKEN, hook_lock, tokenize
 from tests.helpers import tiny_model, tiny_pair
 
 
@@ -47,6 +48,56 @@ def test_a_prompt_within_the_bound_is_tokenized_whole(tokenized):
     prompt = tokenize(model, text, max_tokens=12)
     assert tokenized == [len(text)] and prompt.cut_chars == 0
     assert prompt.notice.startswith(f"The prompt was {len(prompt.tokens) + prompt.dropped} tokens")
+
+
+def test_a_text_of_exactly_the_bound_is_not_cut(tokenized):
+    model = tiny_model()
+    text = ("word " * 40)[: 12 * CHARS_PER_TOKEN]
+    assert len(text) == 192
+    prompt = tokenize(model, text, max_tokens=12)
+    assert tokenized == [192] and prompt.cut_chars == 0
+    assert prompt.dropped == len(model.to_tokens(text, truncate=False)[0]) - 12
+
+
+def test_a_short_prompt_keeps_every_token_and_has_no_notice():
+    model = tiny_model()
+    prompt = tokenize(model, "The quick brown fox.")
+    expected = model.to_tokens("The quick brown fox.", prepend_bos=True, truncate=False)[0]
+    assert prompt.tokens.tolist() == expected.tolist()
+    assert prompt.dropped == 0 and prompt.cut_chars == 0 and prompt.notice is None
+    assert prompt.bos and int(prompt.tokens[0]) == model.tokenizer.bos_token_id
+
+
+def test_bos_alone_fits_a_one_token_cap():
+    model = tiny_model()
+    prompt = tokenize(model, "The quick brown fox.", max_tokens=1)
+    assert prompt.tokens.tolist() == [model.tokenizer.bos_token_id] and prompt.bos
+    assert prompt.notice.endswith("dropped to fit the limit of 1 tokens (BOS included).")
+
+
+def test_bos_is_prepended_even_when_the_model_would_not():
+    model = tiny_model(default_prepend_bos=False)
+    assert model.to_tokens("The quick brown fox.")[0, 0] != model.tokenizer.bos_token_id
+    prompt = tokenize(model, "The quick brown fox.")
+    assert int(prompt.tokens[0]) == model.tokenizer.bos_token_id and prompt.bos
+
+
+def test_what_cannot_be_tokenized_is_refused_with_the_fix():
+    model = tiny_model()
+    for text in ("", " \n", None):
+        with pytest.raises(InputError, match=r"^The prompt is empty: type some text to analyse\.$"):
+            tokenize(model, text)
+    model.tokenizer = None
+    with pytest.raises(
+        InputError, match=r"^The model has no tokenizer; load it with one to analyse text\.$"
+    ):
+        tokenize(model, "The quick brown fox.")
+
+
+def test_hooked_forwards_on_one_model_share_one_lock():
+    model, other = tiny_model(), tiny_model()
+    assert hook_lock(model) is hook_lock(model)
+    assert hook_lock(model) is not hook_lock(other)
 
 
 def test_hosted_app_tokenizes_a_bounded_prefix(tmp_path, monkeypatch, tokenized):

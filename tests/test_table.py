@@ -134,6 +134,7 @@ def test_first_ablated_skips_bos_only_when_asked_and_present():
     assert first_ablated(np.array([3, 1, 2]), bos=7, include_bos=False) == 0
     assert first_ablated(np.array([3, 1, 2]), bos=None, include_bos=False) == 0
     assert first_ablated(np.array([], dtype=int), bos=7, include_bos=False) == 0
+    assert first_ablated(torch.tensor([7]), bos=7, include_bos=False) == 1, "BOS alone"
 
 
 def test_tolerance_within_is_numpys_isclose_rule():
