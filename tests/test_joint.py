@@ -199,3 +199,31 @@ def test_sums_merge_exactly_across_any_split_of_the_tokens():
     jac = curve[curve["order"] == "jacobian"]["mean_abs_diff"].to_numpy()
     want = curves.diff[:, 0].abs().double().mean((0, 1)).numpy()
     assert np.allclose(jac, want, rtol=1e-12)
+
+
+def test_no_tokens_give_empty_curves_shaped_as_a_real_run():
+    """Every field of an empty result has a real run's trailing shape and dtype, so its
+    derived curves and statistics read as empty (found by `make mutate`)."""
+    model, pair, x = _setup(k=5, tokens=2, k_out=3)
+    sandwich = Sandwich(model, pair)
+    real = joint_curves(sandwich, x, AblationConfig(mode="unit"))
+    empty = joint_curves(sandwich, x[:0], AblationConfig(mode="unit"))
+    assert empty.n_tokens == 0 and (empty.k_in, empty.k_out) == (5, 3)
+    for name in (
+        "positions",
+        "in_idx",
+        "in_act",
+        "steps",
+        "out_idx",
+        "out_act",
+        "jacobian",
+        "single_diff",
+        "order",
+        "act",
+        "exited",
+        "diff",
+        "predicted",
+        "additive",
+    ):
+        got, want = getattr(empty, name), getattr(real, name)
+        assert got.shape == (0, *want.shape[1:]) and got.dtype == want.dtype, name
