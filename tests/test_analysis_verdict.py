@@ -412,3 +412,42 @@ def test_the_reasons_read_the_numbers_and_intervals():
     half_known = verdict(hand_stats(ratio_ci=(2.5, math.nan)))
     assert half_known.reasons[0].startswith("Ratio of mean |diff|, important over unimportant")
     assert ": 3; without exits 2 (" in half_known.reasons[0]
+
+
+def test_the_joint_result_joins_each_level_as_documented():
+    """Rule 6 on hand-set statistics: a no gains the joint sentence and keeps its level and
+    flags; an undetermined verdict is left as it is; a yes overruled keeps its ratio and
+    density; the two joint reasons read the sets and the score (no interval when NaN)."""
+    no = hand_stats(ratio=1.5)
+    found = verdict(no, joint=_joint(0.3))
+    assert found.level == "no" and found.perverse is False and found.ratio == 1.5
+    assert found.sentence == (
+        "No: unimportant connections move about as much as important ones (ratio 1.5 at "
+        "ε = 0.01). Removed together, an output feature's unimportant inputs move it by 30% "
+        "of its activation."
+    )
+    assert found.reasons[:-2] == verdict(no).reasons
+    assert found.reasons[-2:] == (
+        "Removed together, an output feature's unimportant inputs (about 12 of 16) move it by "
+        "30% of its activation (|diff| 0.6; it leaves the top k 40% of the time); as many "
+        "random inputs by 50%; its important inputs by 50%.",
+        "Faithfulness score of the |J| order 0.40 [0.10, 0.30]: 0 is no better than removing "
+        "inputs at random, 1 as good as the single-connection oracle.",
+    )
+    no_interval = verdict(no, joint=_joint(0.3, score_ci=(0.1, math.nan)))
+    assert no_interval.reasons[-1].startswith("Faithfulness score of the |J| order 0.40: 0 is")
+    undetermined = hand_stats(n_connections=1, fraction_important=1.0)
+    assert verdict(undetermined, joint=_joint(0.9)) == verdict(undetermined)
+    dense_yes = hand_stats(ratio=12.0, fraction_important=0.6)
+    assert verdict(dense_yes).level == "yes" and verdict(dense_yes).dense is True
+    overruled = verdict(dense_yes, joint=_joint(0.3))
+    assert overruled.level == "no" and overruled.perverse is True
+    assert overruled.ratio == 12.0 and overruled.dense is True
+    assert overruled.sentence == (
+        "No: each small connection alone barely matters (unimportant connections move 12.0× "
+        "less than important ones), but together, an output feature's unimportant inputs move "
+        "it by 30% of its activation, so a sparse Jacobian does not mean sparse computation "
+        "here."
+    )
+    dense_no = verdict(hand_stats(ratio=1.5, fraction_important=0.6))
+    assert dense_no.level == "no" and dense_no.dense is True
