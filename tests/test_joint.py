@@ -227,3 +227,33 @@ def test_no_tokens_give_empty_curves_shaped_as_a_real_run():
     ):
         got, want = getattr(empty, name), getattr(real, name)
         assert got.shape == (0, *want.shape[1:]) and got.dtype == want.dtype, name
+
+
+def test_each_joint_row_is_computed_once_into_the_chunks_buffer(monkeypatch):
+    """Whatever the budget, a token's 1 + (k_in − 1)(1 + 3 k_out) rows (the module
+    docstring's count) each go through the output SAE once, every block into its chunk's one
+    [block rows, d_sae_out] buffer, and the curves are the same (exits as booleans)."""
+    model, pair, x = _setup(k=5, tokens=3, k_out=3)
+    sandwich = Sandwich(model, pair)
+    whole = joint_curves(sandwich, x, AblationConfig(mode="unit"))
+    real = Sandwich.jointly_perturbed_out_acts
+    seen = []
+
+    def spy(self, pre, in_idx, steps, out_idx, buffer=None, out=None):
+        shape = None if buffer is None else tuple(buffer.shape)
+        seen.append((steps.shape[0] * steps.shape[1], buffer, shape))
+        return real(self, pre, in_idx, steps, out_idx, buffer=buffer, out=out)
+
+    monkeypatch.setattr(Sandwich, "jointly_perturbed_out_acts", spy)
+    per_token = 1 + (5 - 1) * (1 + 3 * 3)
+    for budget in (1 << 34, 60_000, 1):
+        seen.clear()
+        got = joint_curves(sandwich, x, AblationConfig(mode="unit", memory_budget=budget))
+        assert got.exited.dtype == torch.bool
+        torch.testing.assert_close(got.act, whole.act, atol=1e-6, rtol=0)
+        assert torch.equal(got.exited, whole.exited)
+        assert sum(rows for rows, _, _ in seen) == len(x) * per_token, budget
+        assert all(buffer is not None for _, buffer, _ in seen)
+        assert len({buffer.untyped_storage().data_ptr() for _, buffer, _ in seen}) <= len(x)
+        for rows, _, shape in seen:  # the shape it was handed (addmm may resize its out)
+            assert shape == (rows, pair.d_sae_out)
