@@ -195,3 +195,25 @@ def test_topk_activations_on_a_batch_of_rows_match_a_sort():
     np.testing.assert_array_equal(indices.numpy(), order)
     expected = np.maximum(np.take_along_axis(pre.numpy(), order, -1), 0)
     np.testing.assert_array_equal(values.numpy(), expected)
+
+
+def test_two_kinds_compared_with_each_other_are_a_valid_source_and_refusals_say_why():
+    kinds = PairKinds({"a": "A", "b": "B"}, (("a", "b"),), "help")
+    assert kinds.compared_for("b") == ("a", "b")
+    for labels, compared, message in (
+        ({}, (), r"^A source's pair kinds need at least one kind\.$"),
+        ({"a": "A"}, (), r"^A source's pair kinds need one pair of kinds to compare\.$"),
+        (
+            {"a": "A", "b": "B"},
+            (("a", "c"),),
+            r"^Compared kinds \('a', 'c'\) must be two different kinds of a, b\.$",
+        ),
+        (
+            {"A": "A"},
+            (),
+            r"^A pair kind is a short lowercase name \(letters, digits, _\), got 'A'; the "
+            r"paper's kinds are jsae, plain, jsae_randomized, plain_randomized\.$",
+        ),
+    ):
+        with pytest.raises(InputError, match=message):
+            PairKinds(labels, compared, "help")

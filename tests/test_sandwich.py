@@ -11,6 +11,7 @@ from jsae.prompt import mlp_inputs, tokenize
 from jsae.sandwich import (
     ELEMENTWISE_ACTIVATIONS,
     MLPWeights,
+    Perturbed,
     Sandwich,
     active_jacobian,
     get_mlp,
@@ -206,3 +207,38 @@ def test_jacobian_blocks_of_tokens_fill_the_budget_and_cover_each_token_once(mon
         n = len(x)
         assert sizes == [rows] * (n // rows) + ([n % rows] if n % rows else []), sizes
         assert all(b <= budget for b in blocks) or rows == 1
+
+
+def test_perturbed_rows_fill_the_buffer_and_the_outputs_they_are_given():
+    """perturbed_out_acts writes the rows' output-SAE pre-activations into ``buffer``
+    (checked against the model's own MLP and the SAE's weights in float64) and its results
+    into ``out``, returning those same tensors; without ``out`` it returns equal values."""
+    model = tiny_model()
+    pair = tiny_pair(model, layer=1, d_sae=40, k=5, k_out=3)
+    sandwich = Sandwich(model, pair)
+    x = _inputs(model, 1)[:4]
+    base = sandwich(x)
+    s = torch.full_like(base.in_act, 0.5)
+    plain = sandwich.perturbed_out_acts(base.pre, base.in_idx, s, base.out_idx)
+    buffer = torch.empty(4 * 5, 40)
+    out = Perturbed(
+        torch.empty(4, 5, 3),
+        torch.empty(4, 5, 3),
+        torch.empty(4, 5, 3, dtype=torch.bool),
+        torch.empty(4, 5, dtype=torch.long),
+    )
+    got = sandwich.perturbed_out_acts(
+        base.pre, base.in_idx, s, base.out_idx, buffer=buffer, out=out
+    )
+    for name in Perturbed._fields:
+        assert getattr(got, name) is getattr(out, name), name
+        torch.testing.assert_close(getattr(got, name), getattr(plain, name), atol=0, rtol=0)
+    sae = pair.sae_out
+    W_dec = pair.sae_in.W_dec.detach().double()
+    W_enc, b_enc = sae.W_enc.detach().double(), sae.b_enc.detach().double()
+    rows = x.double()[:, None, :] - 0.5 * W_dec[base.in_idx]  # tokens k_in d_model
+    with torch.no_grad():
+        mlp = model.blocks[1].mlp.double()
+        expected = mlp(rows) @ W_enc + b_enc
+        mlp.float()
+    torch.testing.assert_close(buffer.double().view(4, 5, 40), expected, atol=1e-4, rtol=0)
