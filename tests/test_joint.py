@@ -257,3 +257,31 @@ def test_each_joint_row_is_computed_once_into_the_chunks_buffer(monkeypatch):
         assert len({buffer.untyped_storage().data_ptr() for _, buffer, _ in seen}) <= len(x)
         for rows, _, shape in seen:  # the shape it was handed (addmm may resize its out)
             assert shape == (rows, pair.d_sae_out)
+
+
+def test_orders_keep_rank_order_among_ties():
+    """64 inputs whose |J| and |single diff| take three values: each order is Python's
+    stable sort by its key (ties in rank order, descending too); the random order is one
+    permutation shared by a token's output features (torch sorts ties stably only when asked,
+    from about 32 values on)."""
+    k_in = 64
+    ranks = torch.arange(k_in)
+    jac = torch.tensor([-0.1, 0.0, 0.1])[ranks % 3][None, None, :].expand(2, 2, k_in).clone()
+    jac[1, 1] = -jac[1, 1]  # another sign, the same magnitudes
+    single = (
+        torch.tensor([0.0, 0.2, 0.4])[ranks * 7 % 5 % 3][None, None, :].expand(2, 2, k_in).clone()
+    )
+    orders = removal_orders(jac, single, torch.Generator().manual_seed(0))
+    for t in range(2):
+        for j in range(2):
+            mag = [abs(float(v)) for v in jac[t, j]]
+            dif = [abs(float(v)) for v in single[t, j]]
+            want = (
+                sorted(range(k_in), key=lambda i: mag[i]),
+                sorted(range(k_in), key=lambda i: -mag[i]),
+                sorted(range(k_in), key=lambda i: dif[i]),
+            )
+            for o in range(3):
+                assert orders[t, o, j].tolist() == want[o], (t, j, ORDERS[o])
+        assert sorted(orders[t, 3, 0].tolist()) == list(range(k_in))
+        assert torch.equal(orders[t, 3, 0], orders[t, 3, 1])
