@@ -9,6 +9,7 @@ from transformers import PreTrainedTokenizerFast
 
 from jsae.pair import JSAEPair, hook_in_name, hook_out_name
 from jsae.tokenizer import train_tokenizer
+from jsae.train import PairTrainingConfig, chunk_token_ids
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. A sparse autoencoder reads the MLP. "
@@ -99,3 +100,42 @@ def tiny_pairs(model: HookedTransformer) -> dict[str, dict[int, JSAEPair]]:
         "jsae": {0: tiny_pair(model, 0), 1: tiny_pair(model, 1)},
         "plain": {1: tiny_pair(model, 1, kind="plain")},
     }
+
+
+def micro_config(**overrides) -> PairTrainingConfig:
+    """A pair trained in a few seconds around block 1 of a ``tiny_model``."""
+    settings = dict(
+        layer=1,
+        d_sae=64,
+        k=4,
+        lr=3e-3,
+        batch_tokens=128,
+        steps=40,
+        seed=0,
+        context_size=32,
+        model_batch_size=4,
+        block_sequences=8,
+        warmup_steps=5,
+        dead_window_tokens=1000,
+        log_every=5,
+    )
+    settings.update(overrides)
+    return PairTrainingConfig(**settings)
+
+
+def random_token_rows() -> torch.Tensor:
+    """24 rows of BOS (id 0) + 31 random token ids, for ``micro_config``'s context."""
+    generator = torch.Generator().manual_seed(1)
+    body = torch.randint(1, 300, (24 * 31,), generator=generator)
+    return chunk_token_ids(body, 32, bos=0)
+
+
+def hook_activations(
+    model: HookedTransformer, tokens: torch.Tensor, layer: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ln2.hook_normalized, hook_mlp_out) of block ``layer`` from the model's own hooks, BOS
+    left out: the MLP's input and output when the LayerNorms are folded (``LNPre``)."""
+    hooks = [hook_in_name(layer), hook_out_name(layer)]
+    _, cache = model.run_with_cache(tokens, names_filter=hooks, stop_at_layer=layer + 1)
+    d = model.cfg.d_model
+    return cache[hooks[0]][:, 1:].reshape(-1, d), cache[hooks[1]][:, 1:].reshape(-1, d)
