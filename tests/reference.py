@@ -3,6 +3,7 @@ TransformerLens's MLP module and sae-lens's ``encode``."""
 
 from __future__ import annotations
 
+import einops
 import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer
@@ -201,3 +202,61 @@ def downstream_loop(
     log_p = torch.log_softmax(logits[0, positions].double(), -1)
     log_q = torch.log_softmax(patched_logits[0, positions].double(), -1)
     return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
+
+
+def jacobian_rows(
+    model: HookedTransformer, pair: JSAEPair, x: torch.Tensor, n_rows: int
+) -> torch.Tensor:
+    """One token's Jacobian of the output SAE's ``n_rows`` largest pre-activations (largest
+    first, so the k_out active ones, then those below the threshold) with respect to the input
+    SAE's k_in active activations (sae-lens ``encode``), by ``torch.func.jacrev`` through
+    TransformerLens's MLP module: ``[n_rows, k_in]``."""
+    mlp = model.blocks[pair.layer].mlp
+    sae_in, sae_out = pair.sae_in, pair.sae_out
+    with torch.no_grad():
+        a_full = sae_in.encode(x)
+        active_in = torch.topk(a_full, pair.k_in).indices
+    a0 = a_full[active_in].detach().clone()
+
+    def z(a: torch.Tensor) -> torch.Tensor:
+        x_new = x + (a - a0) @ sae_in.W_dec[active_in]
+        y = mlp(x_new[None, None])[0, 0]
+        return sae_out.process_sae_in(y) @ sae_out.W_enc + sae_out.b_enc
+
+    with torch.no_grad():
+        rows = torch.sort(z(a0), descending=True).indices[:n_rows]
+    return torch.func.jacrev(z)(a0)[rows]
+
+
+def research_loss(
+    model: HookedTransformer, pair: JSAEPair, x: torch.Tensor, jacobian_coefficient: float
+) -> torch.Tensor:
+    """The research code's training loss, written out as jacobian_saes does it (commit
+    b73cadb: ``TrainingSAEPair.training_forward_pass`` and ``apply_sae`` in
+    training/training_sae_pair.py, ``MLPWithActGrads``, the ``l1`` sparsity metric):
+    dense top-k codes (ReLU of the top k, scattered), ``F.mse_loss(...).mean()`` of each
+    SAE, the MLP (TransformerLens's module) fed the original x, act_fn' by autograd, and
+    J = einsum(wd1[topk_in], act', w2e[:, topk_out]) with wd1 = W_dec_in @ W_in and
+    w2e = W_out @ W_enc_out; loss = mse_in + λ·mean|J| + mse_out."""
+    mlp = model.blocks[pair.layer].mlp
+
+    def apply_sae(sae, sae_in):
+        hidden_pre = (sae_in - sae.b_dec * sae.cfg.apply_b_dec_to_input) @ sae.W_enc + sae.b_enc
+        topk = torch.topk(hidden_pre, k=sae.cfg.k, dim=-1)
+        acts = torch.zeros_like(hidden_pre).scatter(-1, topk.indices, topk.values.relu())
+        out = acts @ sae.W_dec + sae.b_dec
+        return topk.indices, F.mse_loss(out, sae_in, reduction="none").mean()
+
+    idx_in, mse_in = apply_sae(pair.sae_in, x)
+    pre = (x @ mlp.W_in + mlp.b_in).detach().requires_grad_(True)
+    with torch.enable_grad():
+        post = mlp.act_fn(pre)
+        (act_grads,) = torch.autograd.grad(post, pre, grad_outputs=torch.ones_like(post))
+    mlp_out = mlp(x[None])[0]
+    idx_out, mse_out = apply_sae(pair.sae_out, mlp_out)
+    wd1 = pair.sae_in.W_dec @ mlp.W_in
+    w2e = mlp.W_out @ pair.sae_out.W_enc
+    jacobian = einops.einsum(
+        wd1[idx_in], act_grads, w2e[:, idx_out], "s k1 m, s m, m s k2 -> s k2 k1"
+    )
+    return mse_in + jacobian_coefficient * jacobian.abs().mean() + mse_out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from jsae.ablation import ablate
 from jsae.demo import (
@@ -28,7 +29,6 @@ from jsae.train import (
     ActivationStream,
     PairTrainer,
     PairTrainingConfig,
-    chunk_token_ids,
     explained_variance,
     latest_checkpoint,
     new_pair,
@@ -36,29 +36,11 @@ from jsae.train import (
     tokenize_documents,
     train_pair,
 )
+from jsae.train.config import BUNDLE_V1
 from jsae.train.losses import TERMS
 from jsae.train.metrics import TermAverages
-from tests.helpers import TEXT, tiny_model
-
-
-def micro_config(**overrides) -> PairTrainingConfig:
-    settings = dict(
-        layer=1,
-        d_sae=64,
-        k=4,
-        lr=3e-3,
-        batch_tokens=128,
-        steps=40,
-        seed=0,
-        context_size=32,
-        model_batch_size=4,
-        block_sequences=8,
-        warmup_steps=5,
-        dead_window_tokens=1000,
-        log_every=5,
-    )
-    settings.update(overrides)
-    return PairTrainingConfig(**settings)
+from tests.helpers import TEXT, micro_config, random_token_rows, tiny_model
+from tests.helpers import hook_activations as activations
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +52,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def tokens():
-    generator = torch.Generator().manual_seed(1)
-    body = torch.randint(1, 300, (24 * 31,), generator=generator)
-    return chunk_token_ids(body, 32, bos=0)
-
-
-def activations(model, tokens, layer):
-    hooks = [hook_in_name(layer), hook_out_name(layer)]
-    _, cache = model.run_with_cache(tokens, names_filter=hooks, stop_at_layer=layer + 1)
-    d = model.cfg.d_model
-    return cache[hooks[0]][:, 1:].reshape(-1, d), cache[hooks[1]][:, 1:].reshape(-1, d)
+    return random_token_rows()
 
 
 def test_tokenize_documents_rows_start_with_bos(model):
@@ -282,10 +255,16 @@ def test_topk_activations_is_sae_lens_encode(model, tokens):
     assert (values[:, :-1] >= values[:, 1:]).all(), "largest first"
 
 
-def test_loss_terms_match_an_independent_computation(model, tokens):
-    """FVUs by sae-lens's dense encode/decode, AuxK by a dense masked top-k, penalty by the
-    Sandwich; the total is their weighted sum and the named terms are the history's."""
-    config = micro_config()
+@pytest.mark.parametrize("objective", ["research", "fvu"])
+def test_loss_terms_match_an_independent_computation(model, tokens, objective):
+    """Reconstruction errors by sae-lens's dense encode/decode (the research objective's term
+    by torch's own F.mse_loss, the fvu objective's divided by the variance), AuxK by a dense
+    masked top-k (normalised like the reconstruction term), penalty by the Sandwich; the total
+    is their weighted sum and the named terms (FVUs whatever the objective) are the history's.
+    The fvu objective is tested with the bundle's first settings (the decoder bias subtracted
+    from the input, which the research code does not do)."""
+    config = micro_config(**BUNDLE_V1) if objective == "fvu" else micro_config()
+    assert config.objective == objective
     pair = new_pair(model, config)
     with torch.no_grad():
         for sae in (pair.sae_in, pair.sae_out):
@@ -295,26 +274,40 @@ def test_loss_terms_match_an_independent_computation(model, tokens):
     generator = torch.Generator().manual_seed(3)
     dead = tuple(torch.rand(config.d_sae, generator=generator) < 0.5 for _ in range(2))
     variances = (2.0, 3.0)
-    loss = pair_loss(pair, mlp, x, y, *variances, 0.5, dead=dead, aux_k=6, aux_coefficient=0.25)
+    loss = pair_loss(
+        pair,
+        mlp,
+        x,
+        y,
+        *variances,
+        0.5,
+        dead=dead,
+        aux_k=6,
+        aux_coefficient=0.25,
+        objective=config.objective,
+    )
     with torch.no_grad():
         expected_aux = 0.0
-        fvus = []
+        fvus, terms = [], []
         for sae, data, mask, variance in zip(
             (pair.sae_in, pair.sae_out), (x, y), dead, variances, strict=True
         ):
-            err = data - dense_reconstruction(sae, data)
+            reconstruction = dense_reconstruction(sae, data)
+            err = data - reconstruction
             fvus.append((err**2).sum(-1).mean() / variance)
-            pre = (data - sae.b_dec) @ sae.W_enc + sae.b_enc
+            scale = variance if objective == "fvu" else data.shape[-1]
+            terms.append(fvus[-1] if objective == "fvu" else F.mse_loss(reconstruction, data))
+            pre = (data - sae.b_dec * sae.cfg.apply_b_dec_to_input) @ sae.W_enc + sae.b_enc
             pre[:, ~mask] = float("-inf")
             top = pre.topk(6, dim=-1)
             code = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
-            expected_aux += ((code @ sae.W_dec - err) ** 2).sum(-1).mean() / variance
+            expected_aux += ((code @ sae.W_dec - err) ** 2).sum(-1).mean() / scale
         penalty = Sandwich(model, pair)(x).jacobian.abs().mean()
     torch.testing.assert_close(loss.fvu_in, fvus[0], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(loss.fvu_out, fvus[1], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(loss.aux, expected_aux, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(loss.jacobian_penalty, penalty, rtol=1e-5, atol=1e-7)
-    expected = fvus[0] + fvus[1] + 0.25 * expected_aux + 0.5 * penalty
+    expected = terms[0] + terms[1] + 0.25 * expected_aux + 0.5 * penalty
     torch.testing.assert_close(loss.total, expected, rtol=1e-5, atol=1e-7)
     assert list(loss.terms()) == list(TERMS)
     assert loss.terms()["loss"] is loss.total

@@ -49,6 +49,7 @@ from jsae.loading import load_source, save_source
 from jsae.pair import JSAEPair
 from jsae.tokenizer import train_tokenizer
 from jsae.train import PairTrainingConfig, tokenize_documents, train_pair
+from jsae.train.config import BUNDLE_V1
 
 DESCRIPTION = (
     "jsae's bundled default: a small language model trained on the Python "
@@ -185,9 +186,12 @@ def build_demo(
 def pair_config(
     settings: DemoSettings, layer: int, jacobian_coefficient: float, seed: int
 ) -> PairTrainingConfig:
-    """How the demo trains layer ``layer``'s pair with λ = ``jacobian_coefficient``."""
+    """How the demo trains layer ``layer``'s pair with λ = ``jacobian_coefficient``: jsae's
+    first objective and initialisation (``BUNDLE_V1``), with which the shipped bundle was
+    trained, so that a rebuild reproduces it."""
     steps = settings.for_layer("sae_steps", layer)
     return PairTrainingConfig(
+        **BUNDLE_V1,
         layer=layer,
         d_sae=settings.d_sae,
         k=settings.k,

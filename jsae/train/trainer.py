@@ -6,11 +6,14 @@ activation stream, the frozen MLP and a :class:`~jsae.train.checkpoint.TrainStat
 ``log_every`` steps) and checkpoints. :func:`train_pair` runs one, logged to W&B if asked.
 
 The two SAEs are sae-lens ``TopKSAE`` modules trained with Adam on the loss of
-:mod:`jsae.train.losses`; the model and its MLP are frozen. λ = 0 trains two independent TopK
-SAEs in exactly the same way: a plain pair. Before the first step the FVU's variances
-(``Var(x) = E||x - E[x]||²``) are estimated on the first block of activations and kept fixed,
-and the decoder biases start at that block's means. After every step each decoder row is
-rescaled to unit norm. A feature is *dead* when it has not fired during the last
+:mod:`jsae.train.losses` (the config's objective); the model and its MLP are frozen. λ = 0
+trains two independent TopK SAEs in exactly the same way: a plain pair. Before the first step
+the FVU's variances (``Var(x) = E||x - E[x]||²``) are estimated on the first block of
+activations and kept fixed, and the decoder biases start at zero (``b_dec_init`` ``zeros``, as
+the research code) or at that block's means (``mean``). Each step clips the gradient of both
+SAEs together to ``max_grad_norm`` (the research code's 1.0), steps Adam, and rescales every
+decoder row to unit norm (the research code rescales before each forward pass instead, the
+same up to the final state). A feature is *dead* when it has not fired during the last
 ``dead_window_tokens`` tokens; with ``aux_k`` > 0 the AuxK loss revives dead features.
 """
 
@@ -99,12 +102,13 @@ class PairTrainer:
         optimizer: torch.optim.Optimizer,
         trackers: tuple[FiringTracker, FiringTracker],
     ) -> TrainState:
-        """A fresh run: the first block's statistics give the FVU's denominators and the
-        decoder biases' initial values."""
+        """A fresh run: the first block's statistics give the FVU's denominators and, with
+        ``b_dec_init`` ``mean``, the decoder biases' initial values (sae-lens starts them at 0)."""
         x0, y0 = self.stream.block(0)
-        with torch.no_grad():
-            pair.sae_in.b_dec.copy_(x0.mean(0))
-            pair.sae_out.b_dec.copy_(y0.mean(0))
+        if self.config.b_dec_init == "mean":
+            with torch.no_grad():
+                pair.sae_in.b_dec.copy_(x0.mean(0))
+                pair.sae_out.b_dec.copy_(y0.mean(0))
         return TrainState(pair, optimizer, trackers, total_variance(x0), total_variance(y0))
 
     @property
@@ -150,8 +154,8 @@ class PairTrainer:
         with_penalty: bool,
     ) -> PairLoss:
         """One optimizer step on MLP inputs ``x`` and outputs ``y``: the loss (with the
-        penalty computed even at λ = 0 when ``with_penalty``), Adam, unit-norm decoder rows,
-        then the firing counters and the terms' running means."""
+        penalty computed even at λ = 0 when ``with_penalty``), the gradient clipped, Adam,
+        unit-norm decoder rows, then the firing counters and the terms' running means."""
         config, state = self.config, self.state
         pair, trackers = state.pair, state.trackers
         for group in state.optimizer.param_groups:
@@ -170,9 +174,14 @@ class PairTrainer:
             dead=(trackers[0].dead(seen), trackers[1].dead(seen)) if state.step else None,
             aux_k=config.aux_k,
             aux_coefficient=config.aux_coefficient,
+            objective=config.objective,
+            below_threshold=config.penalty_below,
         )
         state.optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
+        if config.max_grad_norm is not None:
+            parameters = [*pair.sae_in.parameters(), *pair.sae_out.parameters()]
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         state.optimizer.step()
         normalize_decoder(pair.sae_in)
         normalize_decoder(pair.sae_out)
