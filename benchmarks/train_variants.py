@@ -26,6 +26,8 @@ defaults at the demo's scale with the demo's learning rate unless a ``key=value`
 
 Results are merged into ``--json`` row by row (so rows can run in separate invocations); the
 per-connection |J|, |diff| and exits go to ``--cache`` for the matched-fraction columns.
+``--train-only`` times the rows' training (wall-clock and this process's CPU seconds) and
+saves nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ SEED = 0
 REFERENCE = "research:1"
 """The matched fraction's reference row: the research objective at its authors' λ rule,
 0.5·k²/d_model = 0.5·16²/128 = 1 at the demo's scale."""
+PLAIN = "research:0"
+"""The plain pair (λ = 0) whose ratio each row is compared with at the row's own fraction."""
 COLUMNS = (
     "row", "objective", "λ", "EV in", "EV out", "dead out (train)", "unfired out",
     "output CV", "frac \\|J\\|>0.01", "ratio", "ratio at matched f", "plain ratio at same f",
@@ -74,6 +78,7 @@ COLUMNS = (
 
 FLOAT_KEYS = ("lr", "warm_start_fraction", "max_grad_norm", "aux_coefficient", "decay_fraction")
 STR_KEYS = ("b_dec_init", "encoder_init")
+BOOL_KEYS = ("apply_b_dec_to_input", "skip_bos")
 
 
 def parse_row(spec: str) -> tuple[str, float, dict]:
@@ -82,6 +87,9 @@ def parse_row(spec: str) -> tuple[str, float, dict]:
     overrides: dict[str, object] = {}
     for item in rest:
         key, value = item.split("=")
+        if key in BOOL_KEYS:
+            overrides[key] = value in ("1", "true", "True")
+            continue
         kind = float if key in FLOAT_KEYS else str if key in STR_KEYS else int
         overrides[key] = None if value == "None" else kind(value)
     return objective, float(lam), overrides
@@ -160,11 +168,24 @@ def run_row(spec: str, args, model, tokens, x, y) -> dict:
     return row
 
 
+def train_timing(spec: str, args, model, tokens) -> dict:
+    """Only train the row: its wall-clock and CPU seconds (nothing is saved)."""
+    config = row_config(spec, args.layer, args.steps)
+    started = time.perf_counter(), time.process_time()
+    train_pair(model, tokens, config, progress=False)
+    return {
+        "steps": config.steps,
+        "train_wall_s": round(time.perf_counter() - started[0], 1),
+        "train_cpu_s": round(time.process_time() - started[1], 1),
+        "threads": torch.get_num_threads(),
+    }
+
+
 def safe(spec: str) -> str:
     return spec.replace(":", "_").replace("=", "-")
 
 
-def matched_columns(rows: dict, cache: Path, layer: int, reference: str) -> None:
+def matched_columns(rows: dict, cache: Path, layer: int, reference: str, plain: str) -> None:
     """Each row's ratio at the reference's fraction, and the plain row's at the row's own."""
     tables = {}
     for spec in rows:
@@ -177,9 +198,8 @@ def matched_columns(rows: dict, cache: Path, layer: int, reference: str) -> None
             if spec in matched.index:
                 row["ratio_matched"] = float(matched.loc[spec, "ratio"])
                 row["matched_fraction"] = float(matched.loc[spec, "fraction"])
-    plain = next((s for s in tables if parse_row(s)[1] == 0 and s.startswith("research")), None)
     for spec, row in rows.items():
-        if plain is not None and spec in tables:
+        if plain in tables and spec in tables:
             pair = {spec: tables[spec], "plain": tables[plain]}
             found = matched_fraction(pair, reference=spec).set_index("kind")
             row["plain_ratio_same_fraction"] = float(found.loc["plain", "ratio"])
@@ -213,10 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, default=ROOT / "benchmarks/results/train_variants.json"
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/jsae-train-variants"))
-    parser.add_argument("--reference", default=REFERENCE)
+    parser.add_argument("--reference", default=REFERENCE, help="the matched fraction's row")
+    parser.add_argument("--plain", default=PLAIN, help="the plain row compared at each fraction")
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--train-only", action="store_true", help="time the training only")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.threads:
@@ -229,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         x, y = heldout(model, args.layer)
         print(f"SAE split {tuple(tokens.shape)}; held-out {len(x)} tokens", flush=True)
         for spec in args.rows:
+            if args.train_only:
+                print(f"{spec}: {json.dumps(train_timing(spec, args, model, tokens))}", flush=True)
+                continue
             row = run_row(spec, args, model, tokens, x, y)
             brief = {k: v for k, v in row.items() if k not in ("config", "final")}
             print(f"{spec}: {json.dumps(brief)}", flush=True)
@@ -239,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(saved, indent=1, default=str) + "\n")
     saved = json.loads(args.json.read_text()) if args.json.is_file() else {}
     rows = saved.get(f"layer {args.layer}", {})
-    matched_columns(rows, args.cache, args.layer, args.reference)
+    matched_columns(rows, args.cache, args.layer, args.reference, args.plain)
     if rows:
         args.json.write_text(json.dumps(saved, indent=1, default=str) + "\n")
     print(markdown(rows))
