@@ -62,6 +62,7 @@ from jsae.prompt import mlp_activations  # noqa: E402
 from jsae.sandwich import Sandwich  # noqa: E402
 from jsae.table import DEFAULT_EPS, connection_columns  # noqa: E402
 from jsae.train import PairTrainingConfig, tokenize_documents, train_pair  # noqa: E402
+from jsae.train.config import OBJECTIVES  # noqa: E402
 
 SEED = 0
 REFERENCE = "research:1"
@@ -207,7 +208,9 @@ def matched_columns(rows: dict, cache: Path, layer: int, reference: str, plain: 
 
 def markdown(rows: dict) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for spec, r in rows.items():
+    order = ("v1", *OBJECTIVES)
+    for spec in sorted(rows, key=lambda s: (order.index(parse_row(s)[0]), parse_row(s)[1], s)):
+        r = rows[spec]
         objective, lam, _ = parse_row(spec)
         cells = [
             f"`{spec}`", objective, f"{lam:g}", f"{r['ev_in']:.3f}", f"{r['ev_out']:.3f}",
