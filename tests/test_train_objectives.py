@@ -12,7 +12,8 @@ import torch
 from jsae.errors import InputError
 from jsae.pair import JSAEPair
 from jsae.sandwich import MLPWeights
-from jsae.train import PairTrainer, new_pair, pair_loss
+from jsae.train import PairTrainer, new_pair, pair_loss, train_pair
+from jsae.train.checkpoint import BEFORE_OBJECTIVES
 from jsae.train.config import (
     BUNDLE_V1,
     DEFAULT_OBJECTIVE,
@@ -240,3 +241,24 @@ def test_every_objective_trains(model, tokens):
             model, tokens, micro_config(objective=objective, jacobian_coefficient=1.0, steps=3)
         ).fit(progress=False)
         assert result.step == 3 and torch.isfinite(torch.tensor(result.history[-1]["loss"]))
+
+
+def test_a_checkpoint_from_before_the_objectives_resumes_as_bundle_v1(model, tokens, tmp_path):
+    """A checkpoint whose config lacks the objective settings was trained as BUNDLE_V1 says:
+    it resumes under BUNDLE_V1 and is refused under the research default, naming the field."""
+    config = micro_config(**BUNDLE_V1, steps=4, checkpoint_every=2)
+    train_pair(model, tokens, config, checkpoint_dir=tmp_path, progress=False)
+    path = tmp_path / "step_000002.pt"
+    saved = torch.load(path, weights_only=True)
+    for name in BEFORE_OBJECTIVES:
+        del saved["config"][name]
+    torch.save(saved, path)
+    resumed = train_pair(model, tokens, config, resume_from=path, progress=False)
+    assert resumed.step == 4
+    research = micro_config(
+        steps=4,
+        checkpoint_every=2,
+        **{k: v for k, v in BUNDLE_V1.items() if k not in BEFORE_OBJECTIVES},
+    )
+    with pytest.raises(InputError, match="objective: 'fvu' -> 'research'"):
+        train_pair(model, tokens, research, resume_from=path, progress=False)

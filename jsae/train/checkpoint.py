@@ -18,13 +18,23 @@ import torch
 
 from jsae.errors import InputError, SourceError
 from jsae.pair import JSAEPair
-from jsae.train.config import PairTrainingConfig
+from jsae.train.config import BUNDLE_V1, PairTrainingConfig
 from jsae.train.metrics import FiringTracker, TermAverages
 
 CHECKPOINT_PREFIX = "step_"
 CHECKPOINT_SUFFIX = ".pt"
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
 """Fields that may differ between a checkpoint and the run that resumes it."""
+BEFORE_OBJECTIVES = {
+    **{
+        name: BUNDLE_V1[name]
+        for name in ("objective", "max_grad_norm", "b_dec_init", "encoder_init")
+    },
+    "warm_start_fraction": None,
+    "below_threshold": None,
+}
+"""What a checkpoint written before the objectives existed (without these settings) was
+trained with."""
 
 
 @dataclass
@@ -102,14 +112,18 @@ def load_checkpoint(path: str | os.PathLike, config: PairTrainingConfig) -> dict
 
 def check_resumable(saved: dict[str, Any], config: PairTrainingConfig, path: Path) -> None:
     """Refuse a checkpoint whose settings ``saved`` differ from ``config`` in anything
-    but ``RESUMABLE_CHANGES``."""
+    but ``RESUMABLE_CHANGES`` (a setting it predates counts as ``BEFORE_OBJECTIVES`` says)."""
     differing = [
         f.name
         for f in fields(PairTrainingConfig)
-        if f.name not in RESUMABLE_CHANGES and saved.get(f.name) != getattr(config, f.name)
+        if f.name not in RESUMABLE_CHANGES
+        and saved.get(f.name, BEFORE_OBJECTIVES.get(f.name)) != getattr(config, f.name)
     ]
     if differing:
-        details = ", ".join(f"{n}: {saved.get(n)!r} -> {getattr(config, n)!r}" for n in differing)
+        details = ", ".join(
+            f"{n}: {saved.get(n, BEFORE_OBJECTIVES.get(n))!r} -> {getattr(config, n)!r}"
+            for n in differing
+        )
         *others, last = RESUMABLE_CHANGES
         raise InputError(
             f"Checkpoint {path} was trained with other settings ({details}); resume with the "
