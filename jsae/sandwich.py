@@ -13,17 +13,18 @@ reconstruction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import einops
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.components.mlps.mlp import MLP
 
 from jsae.errors import UnsupportedError
 from jsae.pair import JSAEPair, sae_pre_activations, topk_encode
+from jsae.prune import Pruner
+from jsae.reselect import Perturbed, reselect_full
 
 # Elementwise activation functions of TransformerLens whose derivative we take by autograd.
 # "solu"/"solu_ln" mix the d_mlp units (softmax, LayerNorm) and are not elementwise.
@@ -182,33 +183,21 @@ class SandwichOutput:
     jacobian: Float[Tensor, "tokens k_out k_in"]
 
 
-class Perturbed(NamedTuple):
-    """What ``Sandwich.perturbed_out_acts`` reads on every perturbed row.
-
-    Args:
-        acts: the tracked output features' activations, top-k re-selected (0 when a feature
-            is not among the row's k largest pre-activations, as ``TopKSAE.encode`` gives it).
-        pre: their un-gated pre-activations (what J is the derivative of).
-        exited: the tracked feature is no longer among the row's k largest.
-        entered: the strongest feature now in the row's top k that is not among the tracked
-            ones (-1 when none entered).
-    """
-
-    acts: Float[Tensor, "tokens rows n"]
-    pre: Float[Tensor, "tokens rows n"]
-    exited: Bool[Tensor, "tokens rows n"]
-    entered: Int[Tensor, "tokens rows"]
-
-
 class Sandwich:
     """Block L's MLP between a JSAE pair, with the Jacobian's weight products precomputed.
 
     ``dec_in_W_in = W_dec_in @ W_in`` ([d_sae_in, d_mlp]) and
     ``enc_out_W_out = (W_out @ W_enc_out).T`` ([d_sae_out, d_mlp], rows gathered per token)
     are computed once, so a token's Jacobian costs two gathers and one batched matmul.
+
+    Args:
+        model, pair: the model and the JSAE pair around its block ``pair.layer``'s MLP.
+        prune: re-select the perturbed rows' top k by certified pruning (``jsae.reselect``),
+            block by block where it pays, else by the full scan; the results are the same.
+            False: always the full scan (the brute-force reference).
     """
 
-    def __init__(self, model: HookedTransformer, pair: JSAEPair):
+    def __init__(self, model: HookedTransformer, pair: JSAEPair, prune: bool = True):
         pair.check_model(model)
         pair.fit_to(model)  # the model's device and dtype (a bf16 pair on an fp32 model)
         self.pair = pair
@@ -221,6 +210,7 @@ class Sandwich:
             self.b_out_centered: Float[Tensor, " d_model"] = (
                 self.mlp.b_out - sae_out.b_dec.detach() * sae_out.cfg.apply_b_dec_to_input
             )
+            self.pruner = Pruner(sae_out) if prune else None
 
     def out_pre_from_pre(
         self,
@@ -231,8 +221,13 @@ class Sandwich:
         features, as ``TopKSAE.encode`` computes them from ``mlp.out_from_pre(pre)``, written
         into ``out`` (rows of pre x d_sae_out) when given."""
         sae = self.pair.sae_out
+        return _addmm(sae.b_enc.detach(), self.sae_in_from_pre(pre), sae.W_enc.detach(), out=out)
+
+    def sae_in_from_pre(self, pre: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_model"]:
+        """What the output SAE's encoder multiplies: mlp_out - b_dec (``process_sae_in``),
+        from the MLP pre-activations."""
         sae_in = _addmm(self.b_out_centered, self.mlp.act_fn(pre), self.mlp.W_out)
-        return _addmm(sae.b_enc.detach(), sae_in.to(sae.dtype), sae.W_enc.detach(), out=out)
+        return sae_in.to(self.pair.sae_out.dtype)
 
     @torch.no_grad()
     def perturbed_out_acts(
@@ -260,7 +255,7 @@ class Sandwich:
         # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
         row_pre = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, rows, d_mlp)
         torch.addcmul(pre[:, None, :], row_pre, s[:, :, None], value=-1, out=row_pre)
-        return self._reselect(row_pre, out_idx, buffer, out)
+        return self._reselect(row_pre, pre, out_idx, buffer, out)
 
     @torch.no_grad()
     def jointly_perturbed_out_acts(
@@ -282,40 +277,35 @@ class Sandwich:
         row_pre = torch.baddbmm(
             pre[:, None, :].expand(tokens, rows, d_mlp), steps, in_rows, alpha=-1
         )
-        return self._reselect(row_pre, out_idx, buffer, out)
+        return self._reselect(row_pre, pre, out_idx, buffer, out, directions=in_rows)
 
     def _reselect(
         self,
         row_pre: Float[Tensor, "tokens rows d_mlp"],
+        pre: Float[Tensor, "tokens d_mlp"],
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None,
         out: Perturbed | None,
+        directions: Float[Tensor, "tokens p d_mlp"] | None = None,
     ) -> Perturbed:
         """The rows' MLP pre-activations through the rest of the MLP and the output SAE, with
-        top-k re-selection, read at each token's ``out_idx`` features (see ``Perturbed``)."""
+        top-k re-selection, read at each token's ``out_idx`` features (see ``Perturbed``).
+
+        ``pre`` are the tokens' unperturbed MLP pre-activations; ``directions`` the
+        pre-activation directions every row moves along (the pruning bound's basis is their
+        first-order image in the output SAE's input)."""
         tokens, rows, _ = row_pre.shape
-        sae_pre = self.out_pre_from_pre(row_pre, out=buffer).view(tokens, rows, -1)
-        del row_pre
-        # Membership of the new top k by its k-th largest value (ties have measure zero);
-        # a feature that left the top k reads 0, and max(kth, 0) also applies the ReLU.
-        top = torch.topk(sae_pre, k=self.pair.k_out, dim=-1, sorted=False)
-        kth = top.values.amin(-1, keepdim=True)
-        tracked = out_idx[:, None, :].expand(tokens, rows, out_idx.shape[-1])
-        new_pre = torch.gather(sae_pre, -1, tracked, out=None if out is None else out.pre)
-        exited = torch.lt(new_pre, kth, out=None if out is None else out.exited)
-        zero = new_pre.new_zeros(())
-        acts = torch.where(
-            new_pre >= kth.clamp_min(0), new_pre, zero, out=None if out is None else out.acts
-        )
-        # The features that entered: top-k members that were not tracked; the strongest one
-        newcomer = (top.indices[..., :, None] != out_idx[:, None, None, :]).all(-1)
-        best = torch.where(newcomer, top.values, -torch.inf).argmax(-1, keepdim=True)
-        strongest = top.indices.gather(-1, best)[..., 0]
-        entered = torch.where(newcomer.any(-1), strongest, -1)
-        if out is not None:
-            out.entered.copy_(entered)
-            entered = out.entered
-        return Perturbed(acts, new_pre, exited, entered)
+        k = self.pair.k_out
+        if self.pruner is None:
+            sae_pre = self.out_pre_from_pre(row_pre, out=buffer).view(tokens, rows, -1)
+            return reselect_full(sae_pre, out_idx, k, out)
+        y_rows = self.sae_in_from_pre(row_pre)
+        y_tok = self.sae_in_from_pre(pre)
+        basis = None
+        if directions is not None:
+            slopes = directions * self.mlp.act_grad(pre)[:, None, :]
+            basis = (slopes @ self.mlp.W_out).to(y_rows.dtype)
+        return self.pruner.reselect(y_rows, y_tok, out_idx, buffer, out, basis)
 
     @torch.no_grad()
     def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:
