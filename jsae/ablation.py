@@ -46,6 +46,7 @@ from jsae.prompt import (
 )
 from jsae.provenance import Provenance, prompt_record, prompt_sha256
 from jsae.result import AblationBatch, AblationResult
+from jsae.prune import prune_row_bytes
 from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
 from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table
 
@@ -80,11 +81,12 @@ CHUNK_TOKENS = 256
 enough rows for the encoder matmuls to run at full speed."""
 
 
-def _row_bytes(pair: JSAEPair, d_model: int, d_mlp: int) -> int:
+def _row_bytes(pair: JSAEPair, d_model: int, d_mlp: int, prune: bool = False) -> int:
     """Bytes one perturbed row takes in flight: MLP pre-activations and activations, MLP
     output, the output SAE's pre-activations of all d_sae features, top-k values, indices and
-    the k_out gathered results."""
-    return 4 * (2 * d_mlp + d_model + pair.d_sae_out) + 4 * 8 * pair.k_out
+    the k_out gathered results; and what pruning adds (``jsae.prune.prune_row_bytes``)."""
+    extra = prune_row_bytes(pair, d_model) if prune else 0
+    return 4 * (2 * d_mlp + d_model + pair.d_sae_out) + 4 * 8 * pair.k_out + extra
 
 
 def _token_bytes(pair: JSAEPair, d_model: int, d_mlp: int) -> int:
@@ -95,23 +97,28 @@ def _token_bytes(pair: JSAEPair, d_model: int, d_mlp: int) -> int:
     )
 
 
-def rows_per_block(pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int) -> int:
+def rows_per_block(
+    pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int, prune: bool = False
+) -> int:
     """How many perturbed rows (token, active input feature) one block computes at once:
-    half the memory budget at most, and whole tokens' k_in rows where one token fits."""
+    half the memory budget at most, and whole tokens' k_in rows where one token fits.
+    ``prune``: the sandwich prunes its top-k re-selection (``Sandwich.pruner``)."""
     budget = min(memory_budget // 2, ROW_BLOCK_BYTES)
-    rows = max(1, budget // _row_bytes(pair, d_model, d_mlp))
+    rows = max(1, budget // _row_bytes(pair, d_model, d_mlp, prune))
     return rows - rows % pair.k_in if rows >= pair.k_in else rows
 
 
-def tokens_per_chunk(pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int) -> int:
+def tokens_per_chunk(
+    pair: JSAEPair, d_model: int, d_mlp: int, memory_budget: int, prune: bool = False
+) -> int:
     """How many tokens' perturbations fit into ``memory_budget`` bytes of float32 work.
 
     A chunk's unperturbed pass runs as one batch in what the block of rows leaves of the
     budget, then its tokens' k_in perturbations each run in blocks of ``rows_per_block``
     rows; at least one token, at most CHUNK_TOKENS.
     """
-    rows = rows_per_block(pair, d_model, d_mlp, memory_budget)
-    left = memory_budget - rows * _row_bytes(pair, d_model, d_mlp)
+    rows = rows_per_block(pair, d_model, d_mlp, memory_budget, prune)
+    left = memory_budget - rows * _row_bytes(pair, d_model, d_mlp, prune)
     return max(1, min(CHUNK_TOKENS, left // _token_bytes(pair, d_model, d_mlp)))
 
 
@@ -195,7 +202,8 @@ def _perturbed_out_acts(
     pair = sandwich.pair
     n, k_in = base.in_idx.shape
     d_model, d_mlp = sandwich.mlp.W_in.shape
-    block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget))
+    prune = sandwich.pruner is not None
+    block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget, prune))
     grid = (n, k_in, pair.k_out)
     out = Perturbed(
         acts=base.out_act.new_empty(grid),
@@ -234,7 +242,8 @@ def ablate_activations(
     if positions is None:
         positions = torch.arange(len(x))
     d_model, d_mlp = sandwich.mlp.W_in.shape
-    chunk = tokens_per_chunk(sandwich.pair, d_model, d_mlp, config.memory_budget)
+    prune = sandwich.pruner is not None
+    chunk = tokens_per_chunk(sandwich.pair, d_model, d_mlp, config.memory_budget, prune)
     total = len(x)
     chunks = []
     for start in range(0, total, chunk):

@@ -44,13 +44,14 @@ the curvature is left to Cauchy–Schwarz.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 from jaxtyping import Bool, Float, Int
 from sae_lens import TopKSAE
 from torch import Tensor
 
+from jsae.pair import JSAEPair
+from jsae.prune_policy import SCAN_COST, Backoff, PruneStats, pays
 from jsae.reselect import Perturbed, read_tracked, reselect_full
 
 STRONGEST = 2
@@ -58,93 +59,28 @@ STRONGEST = 2
 HEAVY_FRACTION = 1 / 8
 """A row whose own bound admits more than this fraction of d_sae features takes the full
 scan: a light row's candidates are a few percent of d_sae when the bound holds at all."""
-GATHERED_COST = 2.0
-"""A gathered, batched product costs about this many times a full scan's addmm per output
-(the gather, and smaller matrices), on the CPU at the research shapes."""
 SAMPLE = 16
 """The low-rank bound first runs on every SAMPLE-th feature: which rows are heavy, and
 whether the block's candidates can pay at all."""
-SCAN_COST = 0.1
-"""Writing the low-rank bound of every feature and reducing it over the rows cost about
-this fraction of a full scan per row, besides the bound's own product."""
-MAX_SKIP = 16
-"""The most blocks ``Backoff`` lets go by without trying to prune."""
-BASIS_ROWS = 4
-"""A block uses the basis U (p directions) only when it has at least BASIS_ROWS * p rows per
-token and d_model is at least that: else the bound costs about as much as the rows."""
+BOUNDS = ("prefix", "low_rank")
+"""The candidate sets a Pruner tries, in order (``Pruner.bounds``; benchmarks and tests
+narrow it to measure or exercise one)."""
+BASIS_ROWS = 16
+"""A block uses the basis U (p directions) only with at least BASIS_ROWS * p rows per token
+(U's products with the encoder cost p rows' full scan) and p + 3 ≤ d_model / 4 (the bound's
+inner size, against the full scan's d_model)."""
 
 
-@dataclass
-class PruneStats:
-    """What pruning did so far (for benchmarks; counts, not timed).
-
-    Args:
-        blocks, pruned_blocks: blocks of rows seen, and those that took a pruned path.
-        rows: rows seen; tried: rows of blocks that computed a bound (``Backoff``); pruned_rows: rows read off their candidates (certificate held);
-            heavy_rows: rows of pruned blocks whose bound admitted too many features;
-            fallback_rows: rows whose certificate failed. The last two took the full scan.
-        bound_candidates: the candidates each row's own bound admits, summed (how tight the
-            bound is; a heavy row counts d_sae; the low-rank bound's count is estimated on
-            every ``SAMPLE``-th feature).
-        computed: exact pre-activations computed, summed over rows (full-scan rows count
-            d_sae); features: d_sae x rows, what the full scan computes.
-    """
-
-    blocks: int = 0
-    pruned_blocks: int = 0
-    rows: int = 0
-    pruned_rows: int = 0
-    heavy_rows: int = 0
-    fallback_rows: int = 0
-    tried: int = 0
-    bound_candidates: int = 0
-    computed: int = 0
-    features: int = 0
-
-    def reset(self) -> None:
-        for f in fields(self):
-            setattr(self, f.name, 0)
-
-    @property
-    def bound_fraction(self) -> float:
-        """The mean fraction of d_sae that a row's own bound leaves as candidates."""
-        if not self.tried:
-            return math.nan
-        return self.bound_candidates * self.rows / (self.tried * self.features)
-
-    @property
-    def computed_fraction(self) -> float:
-        """Exact pre-activations computed, as a fraction of the full scan's."""
-        return self.computed / self.features if self.features else math.nan
-
-
-def pays(rows: int, columns: int, heavy: int, d_sae: int, bound_cost: float = 0.0) -> bool:
-    """Whether computing every row's ``columns`` gathered exact values (and the heavy rows'
-    full scan, and a bound still to compute at ``bound_cost`` of a full scan per row) costs
-    less than the full scan of all ``rows``."""
-    pruned = rows * (columns * GATHERED_COST + bound_cost * d_sae) + heavy * d_sae
-    return pruned < rows * d_sae
-
-
-@dataclass
-class Backoff:
-    """After a block that pruning could not speed up, the next blocks of its kind take the
-    full scan without trying: 1, 2, 4, ... up to ``MAX_SKIP`` blocks, until a try pays
-    again. A failed try costs a few percent of a block; this bounds the loss where the bound
-    is too loose. (Only speed depends on it: the results are the same either way.)"""
-
-    skipping: int = 0
-    wait: int = 0
-
-    def skip(self) -> bool:
-        if self.skipping > 0:
-            self.skipping -= 1
-            return True
-        return False
-
-    def record(self, paid: bool) -> None:
-        self.wait = 0 if paid else min(MAX_SKIP, max(1, 2 * self.wait))
-        self.skipping = self.wait
+def prune_row_bytes(pair: JSAEPair, d_model: int) -> int:
+    """Bytes pruning adds per row of a block to the full scan's: δ, the bound's left factor
+    and sampled values, step 1's exact values; each token's z, sorted features, union and
+    map (28 d_sae bytes, shared by its k_in rows at least); the low-rank bound's right factor
+    (shared by BASIS_ROWS p rows at least). The candidates' exact values and gathered encoder
+    columns go into the block's scan buffer."""
+    d_sae, k_in, k_out = pair.d_sae_out, pair.k_in, pair.k_out
+    per_row = 4 * d_model + 5 * d_sae // SAMPLE + 4 * (k_in + 3) + 12 * STRONGEST * k_out
+    shared = 28 * d_sae // k_in + 8 * (k_in + 3) * d_sae // (BASIS_ROWS * k_in)
+    return per_row + shared
 
 
 class Pruner:
@@ -168,6 +104,7 @@ class Pruner:
         self.unit = torch.finfo(self.W.dtype).eps / 2
         self.stats = PruneStats()
         self.backoff = {False: Backoff(), True: Backoff()}  # Cauchy–Schwarz, low-rank
+        self.bounds = BOUNDS
 
     def eta(self, p: int) -> float:
         """Relative widening of the residual norms (and of ‖δ‖ in Cauchy–Schwarz): covers
@@ -192,20 +129,50 @@ class Pruner:
         features: Int[Tensor, "tokens c"],
         space: Float[Tensor, " n"] | None = None,
     ) -> Float[Tensor, "tokens rows c"]:
-        """z'_rm for each token's ``features`` only: one gathered, batched product, in
-        ``space`` (a flat scratch tensor) when it is large enough: a fresh allocation of this
-        size costs as much as the product."""
+        """z'_rm for each token's ``features`` only: gathered, batched products.
+
+        With ``space`` (the block's scan buffer, free by then) the values and the gathered
+        encoder columns live in it, the columns for as many tokens at a time as fit: no more
+        memory than the full scan's, and no fresh allocation (which costs as much as the
+        product)."""
         (tokens, rows, d_model), c = y_rows.shape, features.shape[1]
-        flat = features.reshape(-1)
-        need = tokens * c * (rows + d_model)
-        values = columns = None
-        if space is not None and space.numel() >= need:
-            values = space[: tokens * rows * c].view(tokens, rows, c)
-            columns = space[tokens * rows * c : need].view(tokens * c, d_model)
-        columns = torch.index_select(self.W_rows, 0, flat, out=columns)
-        bias = self.b.index_select(0, flat).view(tokens, 1, c)
-        columns = columns.view(tokens, c, d_model).transpose(1, 2)
-        return torch.baddbmm(bias, y_rows, columns, out=values)
+        bias = self.b[features][:, None, :]
+        if space is None or space.numel() < tokens * rows * c + c * d_model:
+            columns = self.W_rows[features].transpose(1, 2)
+            return torch.baddbmm(bias, y_rows, columns)
+        values = space[: tokens * rows * c].view(tokens, rows, c)
+        scratch = space[tokens * rows * c :]
+        step = min(tokens, scratch.numel() // (c * d_model))
+        for t0 in range(0, tokens, step):
+            t = slice(t0, t0 + step)
+            n = len(features[t])
+            columns = scratch[: n * c * d_model].view(n * c, d_model)
+            torch.index_select(self.W_rows, 0, features[t].reshape(-1), out=columns)
+            columns = columns.view(n, c, d_model).transpose(1, 2)
+            torch.baddbmm(bias[t], y_rows[t], columns, out=values[t])
+        return values
+
+    def bound_factors(
+        self,
+        z: Float[Tensor, "tokens d_sae"],
+        delta: Float[Tensor, "tokens rows d_model"],
+        delta_sq: Float[Tensor, "tokens rows"],
+        basis: Float[Tensor, "tokens p d_model"],
+        threshold: Float[Tensor, "tokens rows"],
+    ) -> tuple[Float[Tensor, "tokens rows q"], Float[Tensor, "tokens q d_sae"]]:
+        """``left @ right = ub - θ`` for every row and feature, q = p + 3: the columns of
+        ``left`` are Uᵀδ_r, ‖P⊥δ_r‖, 1 and -θ_r, the rows of ``right`` Uᵀw_m, ‖P⊥w_m‖, z_tm
+        and 1. U is the QR basis of ``basis``; the residual norms √(‖a‖² − ‖Uᵀa‖²) are
+        widened by √η ‖a‖ (``eta``)."""
+        eta = self.eta(basis.shape[1])
+        q = torch.linalg.qr(basis.transpose(1, 2)).Q  # tokens d_model p, orthonormal
+        proj_d = torch.bmm(delta, q)
+        proj_w = torch.matmul(q.transpose(1, 2), self.W)  # tokens p d_sae
+        rest_d = (delta_sq - proj_d.square().sum(-1)).clamp_min(0).add_(eta * delta_sq).sqrt_()
+        rest_w = (self.norm_sq - proj_w.square().sum(1)).clamp_min(0).add_(eta * self.norm_sq)
+        left = torch.stack([rest_d, torch.ones_like(rest_d), -threshold], -1)
+        right = torch.stack([rest_w.sqrt_(), z, torch.ones_like(z)], 1)
+        return torch.cat([proj_d, left], -1), torch.cat([proj_w, right], 1)
 
     def reselect(
         self,
@@ -268,26 +235,17 @@ class Pruner:
         heavy = (reach >= self.reach) | broken
         prefix = max(self.strongest, int(reach.masked_fill(heavy, 0).max()))
         n_heavy = int(heavy.sum())
-        if pays(tokens * rows, prefix, n_heavy, d_sae):
+        if "prefix" in self.bounds and pays(tokens * rows, prefix, n_heavy, d_sae):
             st.bound_candidates += int(reach.masked_fill(heavy, d_sae).sum())
             features = top_z.indices[:, :prefix]
             return self._finish(y_rows, out_idx, features, threshold, heavy, buffer, out)
-        if basis is None or BASIS_ROWS * p > min(rows, d_model):
+        if basis is None or rows < BASIS_ROWS * p or 4 * (p + 3) > d_model:
             st.bound_candidates += int(reach.masked_fill(heavy, d_sae).sum())
             return None
 
         # 2b. the low-rank bound on every feature, θ_r folded in: ub_rm - θ_r = left @ right
-        eta = self.eta(p)
-        q = torch.linalg.qr(basis.transpose(1, 2)).Q  # tokens d_model p, orthonormal
-        proj_d = torch.bmm(delta, q)
-        proj_w = torch.matmul(q.transpose(1, 2), self.W)  # tokens p d_sae
-        rest_d = (delta_sq - proj_d.square().sum(-1)).clamp_min(0).add_(eta * delta_sq).sqrt_()
-        rest_w = (self.norm_sq - proj_w.square().sum(1)).clamp_min(0).add_(eta * self.norm_sq)
-        ones = torch.ones_like(rest_d)
-        left = torch.stack([rest_d, ones, -threshold], -1)
-        left = torch.cat([proj_d, left], -1).masked_fill_(broken[..., None], 0)
-        right = torch.stack([rest_w.sqrt_(), z, torch.ones_like(z)], 1)
-        right = torch.cat([proj_w, right], 1)
+        left, right = self.bound_factors(z, delta, delta_sq, basis, threshold)
+        left.masked_fill_(broken[..., None], 0)
         sample = torch.bmm(left, right[:, :, ::SAMPLE]) >= 0
         estimate = sample.sum(-1) * SAMPLE
         heavy = (estimate > HEAVY_FRACTION * d_sae) | broken
