@@ -10,8 +10,9 @@ outputs. Nothing downloads.
 
 Measured, in this order:
 
-1. engine: ``ablate_activations`` + ``connections_table``, ms per token (median of the
-   repeats after a warm-up);
+1. engine: ``ablate_activations`` + ``connections_table`` on the default ``Sandwich`` (its
+   top-k re-selection pruned where it pays: ``benchmarks/bench_prune.py`` sets it beside the
+   full scan), ms per token (median of the repeats after a warm-up);
 2. the notebook's per-connection loop (one MLP + ``sae_out.encode`` run per connection) on a
    few tokens, per token, and loop ÷ engine; the loop's diffs are checked against the engine's;
 3. the floor: the same essential work as bare torch ops (perturbed MLP pre-activations, act,
@@ -56,7 +57,6 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from sae_lens import TopKSAE, TopKSAEConfig  # noqa: E402
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
@@ -141,7 +141,9 @@ def _topk_sae(gen, d_in, d_sae, k, hook, device, dtype) -> TopKSAE:
     return sae.to(device=device, dtype=dtype)
 
 
-def build(shapes: Shapes, seed: int, device: str, dtype: torch.dtype, tokens: int) -> Setup:
+def build(
+    shapes: Shapes, seed: int, device: str, dtype: torch.dtype, tokens: int, prune: bool = True
+) -> Setup:
     gen = torch.Generator().manual_seed(seed)
     cfg = HookedTransformerConfig(
         n_layers=1,
@@ -181,7 +183,7 @@ def build(shapes: Shapes, seed: int, device: str, dtype: torch.dtype, tokens: in
     strings = [f" tok{i}" for i in ids.tolist()]
     prompt = Prompt(tokens=ids, strings=strings, dropped=0, limit=tokens + 1)
     positions = torch.arange(1, tokens + 1)
-    return Setup(model, pair, Sandwich(model, pair), x, prompt, positions)
+    return Setup(model, pair, Sandwich(model, pair, prune=prune), x, prompt, positions)
 
 
 # --------------------------------------------------------------------------------------
@@ -225,7 +227,9 @@ class Floor:
     """The essential work as bare torch ops: no bookkeeping, no Jacobian, no table."""
 
     def __init__(self, setup: Setup):
-        pair, mlp = setup.pair, setup.model.blocks[0].mlp
+        pair = setup.pair
+        mlp = setup.model.blocks[pair.layer].mlp
+        self.act_fn = mlp.act_fn
         self.x = setup.x
         self.k_in, self.k_out = pair.k_in, pair.k_out
         self.W_in, self.b_in = mlp.W_in.detach(), mlp.b_in.detach()
@@ -257,7 +261,7 @@ class Floor:
         for r0 in range(0, len(idx), FLOOR_BLOCK_ROWS):
             r = slice(r0, r0 + FLOOR_BLOCK_ROWS)
             p = pre.index_select(0, tok[r]).sub_(self.dec_in_W_in.index_select(0, idx[r]))
-            y = torch.addmm(self.b_out, F.gelu(p), self.W_out).sub_(self.b_dec_out)
+            y = torch.addmm(self.b_out, self.act_fn(p), self.W_out).sub_(self.b_dec_out)
             zr = z[: len(y)]
             torch.addmm(self.b_enc_out, y, self.W_enc_out, out=zr)
             torch.topk(zr, self.k_out, dim=-1, sorted=False)
@@ -270,7 +274,7 @@ class Floor:
         for r0 in range(0, len(idx), FLOOR_BLOCK_ROWS):
             r = slice(r0, r0 + FLOOR_BLOCK_ROWS)
             xp = self.x[tok[r]] - self.W_dec_in[idx[r]]
-            y = F.gelu(xp @ self.W_in + self.b_in) @ self.W_out + self.b_out
+            y = self.act_fn(xp @ self.W_in + self.b_in) @ self.W_out + self.b_out
             z = (y - self.b_dec_out) @ self.W_enc_out + self.b_enc_out
             torch.topk(z, self.k_out, dim=-1, sorted=False)
 
@@ -321,12 +325,19 @@ def results_bytes(connections, table) -> int:
 
 
 def _memory_child(
-    queue, shapes: Shapes, seed: int, tokens: int, device: str, dtype_name: str, threads: int
+    queue,
+    shapes: Shapes,
+    seed: int,
+    tokens: int,
+    device: str,
+    dtype_name: str,
+    threads: int,
+    prune: bool = True,
 ):
     try:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
-        setup = build(shapes, seed, device, getattr(torch, dtype_name), tokens)
+        setup = build(shapes, seed, device, getattr(torch, dtype_name), tokens, prune)
         gc.collect()
         if device == "cuda":
             torch.cuda.synchronize()
@@ -358,15 +369,21 @@ def _memory_child(
 
 
 def measure_memory(
-    shapes: Shapes, seed: int, device: str, dtype_name: str, threads: int
+    shapes: Shapes,
+    seed: int,
+    device: str,
+    dtype_name: str,
+    threads: int,
+    prune: bool = True,
+    lengths: tuple[int, ...] | None = None,
 ) -> list[dict]:
     ctx = mp.get_context("spawn")
     runs = []
-    for tokens in shapes.memory_tokens:
+    for tokens in lengths or shapes.memory_tokens:
         queue = ctx.Queue()
         proc = ctx.Process(
             target=_memory_child,
-            args=(queue, shapes, seed, tokens, device, dtype_name, threads),
+            args=(queue, shapes, seed, tokens, device, dtype_name, threads, prune),
         )
         proc.start()
         result = queue.get(timeout=600)

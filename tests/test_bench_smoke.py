@@ -95,3 +95,26 @@ def test_low_precision_needs_cuda_and_cuda_is_reported_missing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not measured (no CUDA device)" in proc.stdout
     assert json.loads(out.read_text())["cuda"]["status"] == "not measured (no CUDA device)"
+
+
+def test_quick_prune_benchmark_sets_the_engines_side_by_side(tmp_path):
+    out = tmp_path / "prune.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_prune.py"), "--quick", "--repeats",
+         "1", "--skip", "memory", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    pairs = {row["pair"] for row in report["single"]}
+    assert "random Pythia-shaped" in pairs and any(p.startswith("bundle") for p in pairs)
+    for row in report["single"] + report["joint"]:
+        assert _positive(row["off_ms_per_token"]) and _positive(row["on_ms_per_token"])
+        assert row["exited_equal"], "the pruned engine reads the same exits"
+        assert 0 < row["computed_fraction"] <= 1
+    for row in report["single"]:
+        assert _positive(row["floor_ms_per_token"]) and row["entered_equal"]
+        assert max(row["max_abs_diff"], row["max_abs_pre_diff"]) < 1e-5
