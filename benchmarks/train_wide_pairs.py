@@ -3,7 +3,7 @@
 
 The bundled pairs have d_sae 1024 and k 16: 2k is 3% of the features, and the output SAE's
 scan is a small part of a row's cost, so they show little of what pruning does on trained
-pairs. This trains layer 0's plain and JSAE pairs exactly as ``jsae.demo.build`` does (same
+pairs. This trains layer 1's plain and JSAE pairs exactly as ``jsae.demo.build`` does (same
 model, SAE split, steps, learning rate, λ, seed), with d_sae 4096 (``--d-sae``), and writes
 them as a source folder that ``benchmarks/bench_prune.py --trained DIR`` reads. About 10
 minutes on 2 busy cores; nothing downloads.
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True, help="the source folder to write")
     parser.add_argument("--d-sae", type=int, default=4096)
-    parser.add_argument("--layer", type=int, default=0)
+    parser.add_argument("--layer", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     demo = load_source("demo")

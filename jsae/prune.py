@@ -21,7 +21,7 @@ never enter the row's top k. Per block of rows:
    so row r's candidates lie in a prefix of the token's features sorted by z_t (a binary
    search). A row whose prefix is longer than ``HEAVY_FRACTION`` of d_sae is *heavy*. If the
    light rows' longest prefix pays (``pays``), it holds the candidates;
-3. **low-rank bound** (with a basis): ub_rm - θ_r for every feature as one batched product
+3. **low-rank bound** (many rows per token): ub_rm - θ_r for every feature as one batched product
    of inner size p + 3, first on every ``SAMPLE``-th feature (which rows are heavy; can the
    block pay at all?), then on all of them: a token's candidates are the features whose
    bound reaches θ_r on any of its light rows (a max over the rows), and its 2k strongest;
@@ -34,11 +34,10 @@ A block where no step pays takes the full scan, and ``Backoff`` skips the next t
 kind for a while. The top k found is the row's top k and its values are the same products
 (to float rounding), so ``acts``, ``pre``, ``exited`` and ``entered`` equal the full scan's.
 
-The basis U: none for single-connection rows (k_in rows per token: a p-dimensional basis
-would cost as much as the rows). For rows that move several inputs of a token together
-(many rows per token), U spans the first-order changes of y along each input's direction,
-(v_i ⊙ act'(pre_t)) W_out: every row's δ is a combination of them plus curvature, so only
-the curvature is left to Cauchy–Schwarz.
+The basis U: a token's p principal directions of its rows' δ (the top eigenvectors of
+Σ_r δ_r δ_rᵀ), so that only what the rows share least is left to Cauchy–Schwarz. It pays
+where a token has many rows (joint rows: hundreds per token), not for single-connection rows
+(k_in per token: U's products with the encoder would cost as much as the rows).
 """
 
 from __future__ import annotations
@@ -50,24 +49,35 @@ from jaxtyping import Bool, Float, Int
 from sae_lens import TopKSAE
 from torch import Tensor
 
+from jsae import prune_policy
 from jsae.pair import JSAEPair
-from jsae.prune_policy import SCAN_COST, Backoff, PruneStats, pays
+from jsae.prune_policy import SCAN_COST, Backoff, PruneStats, cost, light_cut, pays
 from jsae.reselect import Perturbed, read_tracked, reselect_full
 
 STRONGEST = 2
 """Step 1 computes the exact new values of the token's STRONGEST * k features by z_t."""
 HEAVY_FRACTION = 1 / 8
-"""A row whose own bound admits more than this fraction of d_sae features takes the full
-scan: a light row's candidates are a few percent of d_sae when the bound holds at all."""
+"""The Cauchy–Schwarz prefix is searched among each token's HEAVY_FRACTION * d_sae strongest
+features: a row whose prefix is longer is heavy (a light row's candidates are a few percent
+of d_sae when the bound holds at all)."""
+CUT_QUANTILES = (0.5, 0.75, 0.9, 0.97, 1.0)
+"""The low-rank bound's heavy rows are those above one of these quantiles of the rows'
+sampled candidate counts (the cheapest, see ``Pruner._sampled_cut``)."""
 SAMPLE = 16
 """The low-rank bound first runs on every SAMPLE-th feature: which rows are heavy, and
 whether the block's candidates can pay at all."""
 BOUNDS = ("prefix", "low_rank")
 """The candidate sets a Pruner tries, in order (``Pruner.bounds``; benchmarks and tests
 narrow it to measure or exercise one)."""
-BASIS_ROWS = 16
-"""A block uses the basis U (p directions) only with at least BASIS_ROWS * p rows per token
-(U's products with the encoder cost p rows' full scan) and p + 3 ≤ d_model / 4 (the bound's
+RANK_FRACTION = 1 / 8
+"""The low-rank bound's basis has p = RANK_FRACTION * d_model directions."""
+POWER_STEPS = 2
+"""Subspace iteration steps of the low-rank bound's basis (``Pruner.basis``)."""
+CHUNK_BYTES = 4 << 20
+"""The low-rank bound is evaluated a slice of features at a time, this many bytes of it."""
+BASIS_ROWS = 8
+"""A block uses the low-rank bound only with at least BASIS_ROWS * p rows per token (U's
+products with the encoder cost p rows' full scan) and p + 3 ≤ d_model / 4 (the bound's
 inner size, against the full scan's d_model)."""
 
 
@@ -101,6 +111,7 @@ class Pruner:
         d_model, d_sae = self.W.shape
         self.strongest = min(d_sae, STRONGEST * self.k)
         self.reach = min(d_sae, max(self.strongest, int(HEAVY_FRACTION * d_sae)))
+        self.rank = max(1, int(RANK_FRACTION * d_model))
         self.unit = torch.finfo(self.W.dtype).eps / 2
         self.stats = PruneStats()
         self.backoff = {False: Backoff(), True: Backoff()}  # Cauchy–Schwarz, low-rank
@@ -152,22 +163,37 @@ class Pruner:
             torch.baddbmm(bias[t], y_rows[t], columns, out=values[t])
         return values
 
+    def basis(
+        self, delta: Float[Tensor, "tokens rows d_model"]
+    ) -> Float[Tensor, "tokens d_model p"]:
+        """Each token's ``rank`` principal directions of its rows' δ, about: a randomized
+        range finder (Y = Σ_r δ_r ω_rᵀ, ω seeded Gaussian) and ``POWER_STEPS`` steps of
+        subspace iteration, orthonormalised (any orthonormal U keeps the bound exact; a good
+        one keeps it tight)."""
+        tokens, rows, _ = delta.shape
+        generator = torch.Generator(delta.device).manual_seed(0)
+        omega = torch.randn(tokens, rows, self.rank, generator=generator, device=delta.device)
+        y = torch.bmm(delta.transpose(1, 2), omega.to(delta.dtype))
+        for _ in range(POWER_STEPS):
+            q = torch.linalg.qr(y).Q
+            y = torch.bmm(delta.transpose(1, 2), torch.bmm(delta, q))
+        return torch.linalg.qr(y).Q
+
     def bound_factors(
         self,
         z: Float[Tensor, "tokens d_sae"],
         delta: Float[Tensor, "tokens rows d_model"],
         delta_sq: Float[Tensor, "tokens rows"],
-        basis: Float[Tensor, "tokens p d_model"],
+        basis: Float[Tensor, "tokens d_model p"],
         threshold: Float[Tensor, "tokens rows"],
     ) -> tuple[Float[Tensor, "tokens rows q"], Float[Tensor, "tokens q d_sae"]]:
         """``left @ right = ub - θ`` for every row and feature, q = p + 3: the columns of
         ``left`` are Uᵀδ_r, ‖P⊥δ_r‖, 1 and -θ_r, the rows of ``right`` Uᵀw_m, ‖P⊥w_m‖, z_tm
-        and 1. U is the QR basis of ``basis``; the residual norms √(‖a‖² − ‖Uᵀa‖²) are
-        widened by √η ‖a‖ (``eta``)."""
-        eta = self.eta(basis.shape[1])
-        q = torch.linalg.qr(basis.transpose(1, 2)).Q  # tokens d_model p, orthonormal
-        proj_d = torch.bmm(delta, q)
-        proj_w = torch.matmul(q.transpose(1, 2), self.W)  # tokens p d_sae
+        and 1, for U = ``basis`` (orthonormal columns); the residual norms
+        √(‖a‖² − ‖Uᵀa‖²) are widened by √η ‖a‖ (``eta``)."""
+        eta = self.eta(basis.shape[2])
+        proj_d = torch.bmm(delta, basis)
+        proj_w = torch.matmul(basis.transpose(1, 2), self.W)  # tokens p d_sae
         rest_d = (delta_sq - proj_d.square().sum(-1)).clamp_min(0).add_(eta * delta_sq).sqrt_()
         rest_w = (self.norm_sq - proj_w.square().sum(1)).clamp_min(0).add_(eta * self.norm_sq)
         left = torch.stack([rest_d, torch.ones_like(rest_d), -threshold], -1)
@@ -181,12 +207,11 @@ class Pruner:
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae"] | None = None,
         out: Perturbed | None = None,
-        basis: Float[Tensor, "tokens p d_model"] | None = None,
     ) -> Perturbed:
         """The rows' top-k re-selection read at ``out_idx``, as ``reselect_full`` gives it
         on ``y_rows @ W_enc + b_enc``, from as few exact pre-activations as a bound
-        certifies. ``basis`` spans the directions δ mostly lies in (None: Cauchy–Schwarz)."""
-        tokens, rows, _ = y_rows.shape
+        certifies."""
+        tokens, rows, d_model = y_rows.shape
         d_sae = self.W.shape[1]
         if buffer is None:
             buffer = y_rows.new_empty(tokens * rows, d_sae)
@@ -194,11 +219,12 @@ class Pruner:
         st = self.stats
         st.blocks, st.rows = st.blocks + 1, st.rows + tokens * rows
         st.features += scan.numel()
-        backoff = self.backoff[basis is not None]
+        low_rank = rows >= BASIS_ROWS * self.rank and 4 * (self.rank + 3) <= d_model
+        backoff = self.backoff[low_rank]
         if self.reach <= self.strongest or backoff.skip():
             return self._full(y_rows, out_idx, scan, out)
         st.tried += tokens * rows
-        result = self._prune(y_rows, y_tok, out_idx, buffer, out, basis)
+        result = self._prune(y_rows, y_tok, out_idx, buffer, out, low_rank)
         backoff.record(paid=result is not None)
         return self._full(y_rows, out_idx, scan, out) if result is None else result
 
@@ -209,7 +235,7 @@ class Pruner:
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae"],
         out: Perturbed | None,
-        basis: Float[Tensor, "tokens p d_model"] | None,
+        low_rank: bool,
     ) -> Perturbed | None:
         """Steps 1–4 of the module docstring; None where the full scan pays better."""
         tokens, rows, d_model = y_rows.shape
@@ -224,7 +250,7 @@ class Pruner:
         floor = self._exact(y_rows, first).topk(k, dim=-1, sorted=False).values.amin(-1)
         delta = y_rows - y_tok[:, None, :]
         delta_sq = delta.square().sum(-1)
-        p = 0 if basis is None else basis.shape[1]
+        p = self.rank if low_rank else 0
         threshold = floor - self.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), p)
         broken = ~torch.isfinite(threshold)
 
@@ -232,38 +258,84 @@ class Pruner:
         cut = threshold - delta_sq.sqrt() * (math.sqrt(1 + self.eta(0)) * self.w_max)
         below = torch.searchsorted(top_z.values.flip(-1), cut.nan_to_num(0), side="left")
         reach = self.reach - below  # how many of the token's features reach row r's θ_r
-        heavy = (reach >= self.reach) | broken
-        prefix = max(self.strongest, int(reach.masked_fill(heavy, 0).max()))
-        n_heavy = int(heavy.sum())
-        if "prefix" in self.bounds and pays(tokens * rows, prefix, n_heavy, d_sae):
-            st.bound_candidates += int(reach.masked_fill(heavy, d_sae).sum())
-            features = top_z.indices[:, :prefix]
+        unknown = (reach >= self.reach) | broken
+        counts = reach.to(z.dtype).masked_fill(unknown, torch.inf)
+        st.bound_candidates += int(reach.masked_fill(unknown, d_sae).sum())
+        cut, relative = light_cut(counts, d_sae, self.strongest)
+        if "prefix" in self.bounds and relative < prune_policy.WIN:
+            heavy = counts > cut
+            features = top_z.indices[:, : max(self.strongest, int(cut))]
             return self._finish(y_rows, out_idx, features, threshold, heavy, buffer, out)
-        if basis is None or rows < BASIS_ROWS * p or 4 * (p + 3) > d_model:
-            st.bound_candidates += int(reach.masked_fill(heavy, d_sae).sum())
+        if not low_rank or "low_rank" not in self.bounds:
             return None
 
         # 2b. the low-rank bound on every feature, θ_r folded in: ub_rm - θ_r = left @ right
+        basis = self.basis(delta.masked_fill(broken[..., None], 0))
         left, right = self.bound_factors(z, delta, delta_sq, basis, threshold)
         left.masked_fill_(broken[..., None], 0)
         sample = torch.bmm(left, right[:, :, ::SAMPLE]) >= 0
         estimate = sample.sum(-1) * SAMPLE
-        heavy = (estimate > HEAVY_FRACTION * d_sae) | broken
-        n_heavy = int(heavy.sum())
-        st.bound_candidates += int(estimate.clamp_max(d_sae).masked_fill(heavy, d_sae).sum())
-        guess = int((sample & ~heavy[..., None]).any(1).sum(-1).max()) * SAMPLE
-        bound_cost = (p + 3) / d_model + SCAN_COST
-        if not pays(tokens * rows, guess, n_heavy, d_sae, bound_cost):
+        st.bound_candidates += int(estimate.clamp_max(d_sae).masked_fill(broken, d_sae).sum())
+        st.bound_candidates -= int(reach.masked_fill(unknown, d_sae).sum())  # counted once
+        counts = estimate.to(z.dtype).masked_fill(broken, torch.inf)
+        bound_cost = (p + 3) / d_model + SCAN_COST + p / rows
+        heavy = self._sampled_cut(sample, counts, bound_cost)
+        if heavy is None:
             return None
+        n_heavy = int(heavy.sum())
         left[..., :-1].masked_fill_(heavy[..., None], 0)
         left[..., -1].masked_fill_(heavy, -torch.inf)  # a heavy row admits nothing
-        union = torch.bmm(left, right, out=scan).amax(1) >= 0
+        union = self._union(left, right, scan)
         union.scatter_(1, first, True)
         columns = int(union.sum(-1).max())
         if not pays(tokens * rows, columns, n_heavy, d_sae):
             return None
         features = union.to(y_rows.dtype).topk(columns, dim=-1, sorted=False).indices
         return self._finish(y_rows, out_idx, features, threshold, heavy, buffer, out)
+
+    def _union(
+        self,
+        left: Float[Tensor, "tokens rows q"],
+        right: Float[Tensor, "tokens q d_sae"],
+        scan: Float[Tensor, "tokens rows d_sae"],
+    ) -> Bool[Tensor, "tokens d_sae"]:
+        """Features whose bound reaches θ_r on any row of the token: max_r (left @ right) ≥ 0,
+        a slice of features at a time (``CHUNK_BYTES``), each reduced while in cache."""
+        tokens, rows, d_sae = scan.shape
+        union = torch.empty(tokens, d_sae, dtype=torch.bool, device=scan.device)
+        step = max(1, min(d_sae, CHUNK_BYTES // (4 * tokens * rows)))
+        for f0 in range(0, d_sae, step):
+            f = slice(f0, f0 + step)
+            n = len(range(d_sae)[f])
+            part = scan.view(-1)[: tokens * rows * n].view(tokens, rows, n)
+            torch.bmm(left, right[:, :, f], out=part)
+            union[:, f] = part.amax(1) >= 0
+        return union
+
+    def _sampled_cut(
+        self,
+        sample: Bool[Tensor, "tokens rows s"],
+        counts: Float[Tensor, "tokens rows"],
+        bound_cost: float,
+    ) -> Bool[Tensor, "tokens rows"] | None:
+        """The heavy rows of the low-rank bound: of the cuts at a few quantiles of the rows'
+        sampled counts, the one whose estimated cost (the light rows' union, the heavy rows'
+        full scan, the bound) is least; None when none beats the full scan."""
+        tokens, rows, _ = sample.shape
+        d_sae = self.W.shape[1]
+        flat = counts.flatten().sort().values
+        best, heavy = prune_policy.WIN, None
+        for fraction in CUT_QUANTILES:
+            cut = flat[min(len(flat) - 1, int(fraction * len(flat)))]
+            if not bool(torch.isfinite(cut)):
+                continue
+            light = counts <= cut
+            union = int((sample & light[..., None]).any(1).sum(-1).max()) * SAMPLE
+            columns = max(self.strongest, union)
+            value = cost(columns, d_sae, float((~light).float().mean()), bound_cost)
+            if value < best:
+                best, heavy = value, ~light
+        return heavy
 
     def _finish(
         self,

@@ -12,12 +12,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
 GATHERED_COST = 2.0
 """A gathered, batched product costs about this many times a full scan's addmm per output
 (the gather, and smaller matrices), on the CPU at the research shapes."""
 SCAN_COST = 0.1
 """Writing the low-rank bound of every feature and reducing it over the rows cost about
 this fraction of a full scan per row, besides the bound's own product."""
+WIN = 0.75
+"""A block is pruned only when its estimated cost is below this fraction of the full scan's:
+the estimates are rough (the constants come from one machine and shape), and a near-tie
+would pay for the bound for nothing."""
 MAX_SKIP = 16
 """The most blocks ``Backoff`` lets go by without trying to prune."""
 
@@ -67,12 +75,29 @@ class PruneStats:
         return self.computed / self.features if self.features else math.nan
 
 
+def cost(columns: float, d_sae: int, heavy_share: float, bound_cost: float = 0.0) -> float:
+    """A pruned block's cost per row as a fraction of the full scan's: every row computes
+    ``columns`` gathered exact values (one rectangular product), the heavy rows (a share of
+    them) also the full scan, and the bound still to compute costs ``bound_cost``."""
+    return columns * GATHERED_COST / d_sae + bound_cost + heavy_share
+
+
 def pays(rows: int, columns: int, heavy: int, d_sae: int, bound_cost: float = 0.0) -> bool:
-    """Whether computing every row's ``columns`` gathered exact values (and the heavy rows'
-    full scan, and a bound still to compute at ``bound_cost`` of a full scan per row) costs
-    less than the full scan of all ``rows``."""
-    pruned = rows * (columns * GATHERED_COST + bound_cost * d_sae) + heavy * d_sae
-    return pruned < rows * d_sae
+    """Whether a pruned block of ``rows`` rows costs clearly less than their full scan."""
+    return cost(columns, d_sae, heavy / rows, bound_cost) < WIN
+
+
+def light_cut(counts: Float[Tensor, "tokens rows"], d_sae: int, least: int) -> tuple[float, float]:
+    """Which rows to prune when every pruned (light) row computes the largest light row's
+    candidate count (at least ``least``) and the others (heavy) take the full scan: the cut
+    (light rows have counts ≤ cut) of least cost, and that cost as a fraction of the full
+    scan's, over every cut at one of the rows' counts (``inf``: never light)."""
+    flat = counts.flatten().sort().values
+    heavy = len(flat) - torch.searchsorted(flat, flat, right=True)
+    costs = cost(flat.clamp_min(least), d_sae, heavy / len(flat))
+    costs = costs.where(torch.isfinite(flat), torch.inf)
+    best = int(costs.argmin())
+    return float(flat[best]), float(costs[best])
 
 
 @dataclass

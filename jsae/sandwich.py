@@ -277,7 +277,7 @@ class Sandwich:
         row_pre = torch.baddbmm(
             pre[:, None, :].expand(tokens, rows, d_mlp), steps, in_rows, alpha=-1
         )
-        return self._reselect(row_pre, pre, out_idx, buffer, out, directions=in_rows)
+        return self._reselect(row_pre, pre, out_idx, buffer, out)
 
     def _reselect(
         self,
@@ -286,14 +286,12 @@ class Sandwich:
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None,
         out: Perturbed | None,
-        directions: Float[Tensor, "tokens p d_mlp"] | None = None,
     ) -> Perturbed:
         """The rows' MLP pre-activations through the rest of the MLP and the output SAE, with
         top-k re-selection, read at each token's ``out_idx`` features (see ``Perturbed``).
 
-        ``pre`` are the tokens' unperturbed MLP pre-activations; ``directions`` the
-        pre-activation directions every row moves along (the pruning bound's basis is their
-        first-order image in the output SAE's input)."""
+        ``pre`` are the tokens' unperturbed MLP pre-activations (the pruned re-selection
+        bounds each row's change from them)."""
         tokens, rows, _ = row_pre.shape
         k = self.pair.k_out
         if self.pruner is None:
@@ -301,11 +299,7 @@ class Sandwich:
             return reselect_full(sae_pre, out_idx, k, out)
         y_rows = self.sae_in_from_pre(row_pre)
         y_tok = self.sae_in_from_pre(pre)
-        basis = None
-        if directions is not None:
-            slopes = directions * self.mlp.act_grad(pre)[:, None, :]
-            basis = (slopes @ self.mlp.W_out).to(y_rows.dtype)
-        return self.pruner.reselect(y_rows, y_tok, out_idx, buffer, out, basis)
+        return self.pruner.reselect(y_rows, y_tok, out_idx, buffer, out)
 
     @torch.no_grad()
     def __call__(self, x: Float[Tensor, "tokens d_model"]) -> SandwichOutput:

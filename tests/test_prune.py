@@ -15,7 +15,7 @@ from jsae.demo.measure import load_heldout_sample
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.loading import DEMO_DIR, load_source
 from jsae.prompt import mlp_inputs, tokenize
-from jsae.prune_policy import MAX_SKIP, Backoff
+from jsae.prune_policy import MAX_SKIP, Backoff, cost, light_cut
 from jsae.reselect import Perturbed
 from jsae.sandwich import Sandwich
 from tests.helpers import tiny_model, tiny_pair
@@ -33,6 +33,7 @@ def always(monkeypatch):
     monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
     monkeypatch.setattr(jsae.prune, "SCAN_COST", 0.0)
     monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
+    monkeypatch.setattr(jsae.prune_policy, "WIN", 1.0)
 
 
 def wide(shift: float = 0.0, act_fn: str = "gelu"):
@@ -300,8 +301,9 @@ def test_a_failed_certificate_falls_back_to_the_full_scan(always, monkeypatch):
 
 @pytest.mark.parametrize("low_rank", [False, True])
 def test_the_bound_holds_on_every_row_and_feature(low_rank):
-    """ub_rm + τ_r ≥ z'_rm computed in float64, for every row and feature, with the basis
-    (joint rows) and without (Cauchy–Schwarz); and the low-rank bound is the tighter."""
+    """ub_rm + τ_r ≥ z'_rm computed in float64, for every row and feature, with the basis of
+    each token's principal directions (many rows per token) and without (Cauchy–Schwarz);
+    and the low-rank bound is the tighter."""
     model, pair, x = wide()
     sandwich = Sandwich(model, pair)
     pruner = sandwich.pruner
@@ -314,10 +316,10 @@ def test_the_bound_holds_on_every_row_and_feature(low_rank):
     delta = y_rows - y_tok[:, None, :]
     delta_sq = delta.square().sum(-1)
     exact = y_rows.double() @ pruner.W.double() + pruner.b.double()
-    tau = pruner.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), K)
+    tau = pruner.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), pruner.rank)
     cs = z[:, None, :] + delta_sq.sqrt()[..., None] * pruner.norm_sq.sqrt()
     if low_rank:
-        basis = (in_rows * sandwich.mlp.act_grad(base.pre)[:, None, :]) @ sandwich.mlp.W_out
+        basis = pruner.basis(delta)
         left, right = pruner.bound_factors(z, delta, delta_sq, basis, torch.zeros_like(tau))
         bound = left @ right
         assert (bound <= cs + tau[..., None]).float().mean() > 0.99
@@ -336,3 +338,22 @@ def test_backoff_skips_one_two_four_blocks_until_a_try_pays():
         pattern.append(skipped)
         backoff.record(paid)
     assert pattern == [0, 1, 2, 4, 8, 16, MAX_SKIP, MAX_SKIP, 0]
+
+
+def test_light_cut_is_the_cheapest_of_every_cut():
+    """Against a loop over every cut: light rows all compute the largest light count (at
+    least ``least``), heavy rows the full scan; infinite counts are never light."""
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        counts = torch.randint(1, 600, (3, 7), generator=gen).float()
+        counts[torch.rand(3, 7, generator=gen) < 0.2] = torch.inf
+        cut, relative = light_cut(counts, 1024, least=16)
+        best = (torch.inf, None)
+        for c in counts.flatten().tolist():
+            if c == torch.inf:
+                continue
+            light = counts <= c
+            value = cost(max(16.0, c), 1024, float((~light).float().mean()))
+            best = min(best, (value, c), key=lambda b: b[0])
+        assert relative == pytest.approx(best[0]) and cut == best[1]
+    assert light_cut(torch.full((2, 2), torch.inf), 1024, 16)[1] == torch.inf
