@@ -46,7 +46,7 @@ from jsae.prompt import (
 )
 from jsae.provenance import Provenance, prompt_record, prompt_sha256
 from jsae.result import AblationBatch, AblationResult
-from jsae.prune import prune_row_bytes
+from jsae.prune_policy import prune_row_bytes
 from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
 from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table
 
@@ -84,7 +84,7 @@ enough rows for the encoder matmuls to run at full speed."""
 def _row_bytes(pair: JSAEPair, d_model: int, d_mlp: int, prune: bool = False) -> int:
     """Bytes one perturbed row takes in flight: MLP pre-activations and activations, MLP
     output, the output SAE's pre-activations of all d_sae features, top-k values, indices and
-    the k_out gathered results; and what pruning adds (``jsae.prune.prune_row_bytes``)."""
+    the k_out gathered results; and what pruning adds (``jsae.prune_policy.prune_row_bytes``)."""
     extra = prune_row_bytes(pair, d_model) if prune else 0
     return 4 * (2 * d_mlp + d_model + pair.d_sae_out) + 4 * 8 * pair.k_out + extra
 

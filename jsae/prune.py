@@ -19,12 +19,14 @@ never enter the row's top k. Per block of rows:
 1. z_t of every feature, and exact z'_rm for the token's 2k strongest: L_r and θ_r;
 2. **Cauchy–Schwarz prefix.** z_tm + ‖δ_r‖ ‖w_m‖ ≥ θ_r needs z_tm ≥ θ_r - ‖δ_r‖ max ‖w‖,
    so row r's candidates lie in a prefix of the token's features sorted by z_t (a binary
-   search). A row whose prefix is longer than ``HEAVY_FRACTION`` of d_sae is *heavy*. If the
-   light rows' longest prefix pays (``pays``), it holds the candidates;
-3. **low-rank bound** (many rows per token): ub_rm - θ_r for every feature as one batched product
-   of inner size p + 3, first on every ``SAMPLE``-th feature (which rows are heavy; can the
-   block pay at all?), then on all of them: a token's candidates are the features whose
-   bound reaches θ_r on any of its light rows (a max over the rows), and its 2k strongest;
+   search among the first ``HEAVY_FRACTION`` of d_sae). The rows with the longest prefixes
+   are left *heavy* (full scan) where that costs least (``light_cut``); if the block then
+   pays (``prune_policy``), the light rows' longest prefix holds the candidates;
+3. **low-rank bound** (many rows per token): ub_rm - θ_r for every feature as batched
+   products of inner size p + 3, first on every ``SAMPLE``-th feature (the rows' candidate
+   counts, the heavy rows at the cheapest of a few cuts, and whether the block can pay),
+   then on all of them: a token's candidates are the features whose bound reaches θ_r on
+   any of its light rows (a max over the rows), and its 2k strongest;
 4. the candidates' exact z'_rm (one gathered, batched product), their top k, and the
    **certificate** per row: the k-th value found is at least θ_r, so at least every
    non-candidate's bound. Heavy rows, and rows whose certificate fails (NaN, or a rounding
@@ -34,10 +36,11 @@ A block where no step pays takes the full scan, and ``Backoff`` skips the next t
 kind for a while. The top k found is the row's top k and its values are the same products
 (to float rounding), so ``acts``, ``pre``, ``exited`` and ``entered`` equal the full scan's.
 
-The basis U: a token's p principal directions of its rows' δ (the top eigenvectors of
-Σ_r δ_r δ_rᵀ), so that only what the rows share least is left to Cauchy–Schwarz. It pays
-where a token has many rows (joint rows: hundreds per token), not for single-connection rows
-(k_in per token: U's products with the encoder would cost as much as the rows).
+The basis U: a token's p = d_model / 8 principal directions of its rows' δ (a randomized
+range finder with subspace iteration), so that only what the rows share least is left to
+Cauchy–Schwarz. It pays where a token has many rows (joint rows: hundreds per token), not
+for single-connection rows (k_in per token: U's products with the encoder would cost as much
+as the rows).
 """
 
 from __future__ import annotations
@@ -50,47 +53,24 @@ from sae_lens import TopKSAE
 from torch import Tensor
 
 from jsae import prune_policy
-from jsae.pair import JSAEPair
-from jsae.prune_policy import SCAN_COST, Backoff, PruneStats, cost, light_cut, pays
+from jsae.prune_policy import (
+    BASIS_ROWS,
+    BOUNDS,
+    CHUNK_BYTES,
+    CUT_QUANTILES,
+    HEAVY_FRACTION,
+    POWER_STEPS,
+    RANK_FRACTION,
+    SAMPLE,
+    SCAN_COST,
+    STRONGEST,
+    Backoff,
+    PruneStats,
+    cost,
+    light_cut,
+    pays,
+)
 from jsae.reselect import Perturbed, read_tracked, reselect_full
-
-STRONGEST = 2
-"""Step 1 computes the exact new values of the token's STRONGEST * k features by z_t."""
-HEAVY_FRACTION = 1 / 8
-"""The Cauchy–Schwarz prefix is searched among each token's HEAVY_FRACTION * d_sae strongest
-features: a row whose prefix is longer is heavy (a light row's candidates are a few percent
-of d_sae when the bound holds at all)."""
-CUT_QUANTILES = (0.5, 0.75, 0.9, 0.97, 1.0)
-"""The low-rank bound's heavy rows are those above one of these quantiles of the rows'
-sampled candidate counts (the cheapest, see ``Pruner._sampled_cut``)."""
-SAMPLE = 16
-"""The low-rank bound first runs on every SAMPLE-th feature: which rows are heavy, and
-whether the block's candidates can pay at all."""
-BOUNDS = ("prefix", "low_rank")
-"""The candidate sets a Pruner tries, in order (``Pruner.bounds``; benchmarks and tests
-narrow it to measure or exercise one)."""
-RANK_FRACTION = 1 / 8
-"""The low-rank bound's basis has p = RANK_FRACTION * d_model directions."""
-POWER_STEPS = 2
-"""Subspace iteration steps of the low-rank bound's basis (``Pruner.basis``)."""
-CHUNK_BYTES = 4 << 20
-"""The low-rank bound is evaluated a slice of features at a time, this many bytes of it."""
-BASIS_ROWS = 8
-"""A block uses the low-rank bound only with at least BASIS_ROWS * p rows per token (U's
-products with the encoder cost p rows' full scan) and p + 3 ≤ d_model / 4 (the bound's
-inner size, against the full scan's d_model)."""
-
-
-def prune_row_bytes(pair: JSAEPair, d_model: int) -> int:
-    """Bytes pruning adds per row of a block to the full scan's: δ, the bound's left factor
-    and sampled values, step 1's exact values; each token's z, sorted features, union and
-    map (28 d_sae bytes, shared by its k_in rows at least); the low-rank bound's right factor
-    (shared by BASIS_ROWS p rows at least). The candidates' exact values and gathered encoder
-    columns go into the block's scan buffer."""
-    d_sae, k_in, k_out = pair.d_sae_out, pair.k_in, pair.k_out
-    per_row = 4 * d_model + 5 * d_sae // SAMPLE + 4 * (k_in + 3) + 12 * STRONGEST * k_out
-    shared = 28 * d_sae // k_in + 8 * (k_in + 3) * d_sae // (BASIS_ROWS * k_in)
-    return per_row + shared
 
 
 class Pruner:
@@ -260,14 +240,14 @@ class Pruner:
         reach = self.reach - below  # how many of the token's features reach row r's θ_r
         unknown = (reach >= self.reach) | broken
         counts = reach.to(z.dtype).masked_fill(unknown, torch.inf)
-        st.bound_candidates += int(reach.masked_fill(unknown, d_sae).sum())
         cut, relative = light_cut(counts, d_sae, self.strongest)
-        if "prefix" in self.bounds and relative < prune_policy.WIN:
-            heavy = counts > cut
+        prefix_pays = "prefix" in self.bounds and relative < prune_policy.WIN
+        if prefix_pays or not low_rank or "low_rank" not in self.bounds:
+            st.bound_candidates += int(reach.masked_fill(unknown, d_sae).sum())
+            if not prefix_pays:
+                return None
             features = top_z.indices[:, : max(self.strongest, int(cut))]
-            return self._finish(y_rows, out_idx, features, threshold, heavy, buffer, out)
-        if not low_rank or "low_rank" not in self.bounds:
-            return None
+            return self._finish(y_rows, out_idx, features, threshold, counts > cut, buffer, out)
 
         # 2b. the low-rank bound on every feature, θ_r folded in: ub_rm - θ_r = left @ right
         basis = self.basis(delta.masked_fill(broken[..., None], 0))
@@ -276,7 +256,6 @@ class Pruner:
         sample = torch.bmm(left, right[:, :, ::SAMPLE]) >= 0
         estimate = sample.sum(-1) * SAMPLE
         st.bound_candidates += int(estimate.clamp_max(d_sae).masked_fill(broken, d_sae).sum())
-        st.bound_candidates -= int(reach.masked_fill(unknown, d_sae).sum())  # counted once
         counts = estimate.to(z.dtype).masked_fill(broken, torch.inf)
         bound_cost = (p + 3) / d_model + SCAN_COST + p / rows
         heavy = self._sampled_cut(sample, counts, bound_cost)

@@ -1,10 +1,11 @@
-"""When pruning the top-k re-selection pays, and what it did: the engine's cost model.
+"""When pruning the top-k re-selection pays, its knobs, and what it did: the cost model.
 
 ``jsae.prune`` computes a bound and the candidates it leaves; whether exact values of those
 candidates beat the full scan is a question of cost, answered here per block of rows
-(``pays``), with ``Backoff`` skipping tries where they keep failing. The constants were
-measured on a 2-core CPU at the research shapes (d_model 512, d_sae 16384, k 32); the
-results never depend on them, only the speed.
+(``cost``, ``pays``, ``light_cut``), with ``Backoff`` skipping tries where they keep
+failing. The constants were chosen on a 2-core CPU at the research shapes (d_model 512,
+d_sae 16384, k 32) and on the bundled default; the results never depend on them, only the
+speed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, fields
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from jsae.pair import JSAEPair
 
 GATHERED_COST = 2.0
 """A gathered, batched product costs about this many times a full scan's addmm per output
@@ -28,6 +31,47 @@ the estimates are rough (the constants come from one machine and shape), and a n
 would pay for the bound for nothing."""
 MAX_SKIP = 16
 """The most blocks ``Backoff`` lets go by without trying to prune."""
+
+
+STRONGEST = 2
+"""Step 1 computes the exact new values of the token's STRONGEST * k features by z_t."""
+HEAVY_FRACTION = 1 / 8
+"""The Cauchy–Schwarz prefix is searched among each token's HEAVY_FRACTION * d_sae strongest
+features: a row whose prefix is longer is heavy (a light row's candidates are a few percent
+of d_sae when the bound holds at all)."""
+CUT_QUANTILES = (0.5, 0.75, 0.9, 0.97, 1.0)
+"""The low-rank bound's heavy rows are those above one of these quantiles of the rows'
+sampled candidate counts (the cheapest, see ``Pruner._sampled_cut``)."""
+SAMPLE = 16
+"""The low-rank bound first runs on every SAMPLE-th feature: which rows are heavy, and
+whether the block's candidates can pay at all."""
+BOUNDS = ("prefix", "low_rank")
+"""The candidate sets a Pruner tries, in order (``Pruner.bounds``; benchmarks and tests
+narrow it to measure or exercise one)."""
+RANK_FRACTION = 1 / 8
+"""The low-rank bound's basis has p = RANK_FRACTION * d_model directions."""
+POWER_STEPS = 2
+"""Subspace iteration steps of the low-rank bound's basis (``Pruner.basis``)."""
+CHUNK_BYTES = 4 << 20
+"""The low-rank bound is evaluated a slice of features at a time, this many bytes of it."""
+BASIS_ROWS = 8
+"""A block uses the low-rank bound only with at least BASIS_ROWS * p rows per token (U's
+products with the encoder cost p rows' full scan) and p + 3 ≤ d_model / 4 (the bound's
+inner size, against the full scan's d_model)."""
+
+
+def prune_row_bytes(pair: JSAEPair, d_model: int) -> int:
+    """Bytes pruning adds per row of a block to the full scan's: δ, the bound's left factor,
+    the basis's random start and the sampled bound, step 1's exact values; each token's z,
+    sorted features, union and map (28 d_sae bytes, shared by its k_in rows at least); the
+    low-rank bound's right factors (shared by BASIS_ROWS p rows at least). The bound over
+    all features, the candidates' exact values and gathered encoder columns go into the
+    block's scan buffer."""
+    d_sae, k_in, k_out = pair.d_sae_out, pair.k_in, pair.k_out
+    p = max(1, int(RANK_FRACTION * d_model))
+    per_row = 4 * d_model + 5 * d_sae // SAMPLE + 8 * (p + 3) + 12 * STRONGEST * k_out
+    shared = 28 * d_sae // k_in + 8 * (p + 3) * d_sae // (BASIS_ROWS * p)
+    return per_row + shared
 
 
 @dataclass

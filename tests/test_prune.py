@@ -31,7 +31,7 @@ def always(monkeypatch):
     """Prune every block a bound allows, whatever it costs, and never back off: the pruned
     paths run on pairs where the cost model would take the full scan."""
     monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
-    monkeypatch.setattr(jsae.prune, "SCAN_COST", 0.0)
+    monkeypatch.setattr(jsae.prune, "SCAN_COST", 0.0)  # read by name in jsae.prune
     monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
     monkeypatch.setattr(jsae.prune_policy, "WIN", 1.0)
 
