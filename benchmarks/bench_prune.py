@@ -116,7 +116,9 @@ def exactness(got, want) -> dict:
         "max_abs_pre_diff": new["pre_diff"],
         "exited_equal": bool(torch.equal(got.exited, want.exited)),
         "entered_equal": bool(torch.equal(got.entered, want.entered)),
-        "bitwise_equal_share": float((got.pre_diff == want.pre_diff).float().mean()),
+        "bitwise_equal": all(
+            torch.equal(getattr(got, n), getattr(want, n)) for n in ("diff", "pre_diff")
+        ),
     }
 
 
@@ -196,6 +198,7 @@ def joint(name: str, setup: Setup, tokens: int, repeats: int) -> list[dict]:
             "speedup": s["off"] / s["on"],
             **fractions(stats),
             "max_abs_act": float((got.act - want.act).abs().max()),
+            "bitwise_equal": bool(torch.equal(got.act, want.act)),
             "exited_equal": bool(torch.equal(got.exited, want.exited)),
         }
         rows.append(row)
@@ -218,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle-joint-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trained", help="a source folder of wider trained pairs")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["bundle", "joint", "memory"])
     parser.add_argument("--json", default=str(DEFAULT_JSON))
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     shapes = QUICK if args.quick else RESEARCH
     shapes = replace(shapes, tokens=args.tokens or shapes.tokens)
     bundle_tokens = 64 if args.quick else args.bundle_tokens

@@ -58,6 +58,7 @@ from jsae.prune_policy import (
     BOUNDS,
     CHUNK_BYTES,
     CUT_QUANTILES,
+    FULL_ROWS,
     HEAVY_FRACTION,
     POWER_STEPS,
     RANK_FRACTION,
@@ -354,11 +355,24 @@ class Pruner:
         st.pruned_rows += tokens * rows - n_redo
         st.computed += tokens * rows * columns + n_redo * d_sae
         if n_redo:
-            sae_pre = torch.addmm(self.b, y_rows[redo], self.W, out=buffer[:n_redo])
-            again = reselect_full(sae_pre[:, None, :], out_idx[redo[0]], k)
+            again = reselect_full(
+                self._scan_rows(y_rows[redo], buffer)[:, None, :], out_idx[redo[0]], k
+            )
             for part, value in zip(result, again, strict=True):
                 part[redo] = value[:, 0]
         return result
+
+    def _scan_rows(
+        self, rows: Float[Tensor, "n d_model"], buffer: Float[Tensor, "m d_sae"]
+    ) -> Float[Tensor, "n d_sae"]:
+        """The full scan of a few rows, padded to ``FULL_ROWS`` rows: MKL's sgemm takes
+        another path for fewer than 8 rows, which rounds differently from the block's full
+        scan; with as many rows each row's products are the full scan's, bit for bit."""
+        n = len(rows)
+        if n < FULL_ROWS:
+            rows = torch.cat([rows, rows[:1].expand(FULL_ROWS - n, -1)])
+        out = buffer[: len(rows)] if len(buffer) >= len(rows) else None
+        return torch.addmm(self.b, rows, self.W, out=out)[:n]
 
     def _full(
         self,

@@ -45,6 +45,9 @@ sampled candidate counts (the cheapest, see ``Pruner._sampled_cut``)."""
 SAMPLE = 16
 """The low-rank bound first runs on every SAMPLE-th feature: which rows are heavy, and
 whether the block's candidates can pay at all."""
+FULL_ROWS = 16
+"""Rows that fall back to the full scan are scanned at least this many at a time (padded),
+so that their products round exactly as the block's full scan does (``Pruner._scan_rows``)."""
 BOUNDS = ("prefix", "low_rank")
 """The candidate sets a Pruner tries, in order (``Pruner.bounds``; benchmarks and tests
 narrow it to measure or exercise one)."""

@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+LARGEST = torch.iinfo(torch.long).max
+
 
 class Perturbed(NamedTuple):
     """What ``Sandwich.perturbed_out_acts`` reads on every perturbed row.
@@ -25,7 +27,7 @@ class Perturbed(NamedTuple):
         pre: their un-gated pre-activations (what J is the derivative of).
         exited: the tracked feature is no longer among the row's k largest.
         entered: the strongest feature now in the row's top k that is not among the tracked
-            ones (-1 when none entered).
+            ones (of equal ones the lowest id; -1 when none entered).
     """
 
     acts: Float[Tensor, "tokens rows n"]
@@ -52,10 +54,16 @@ def read_tracked(
     acts = torch.where(
         new_pre >= kth.clamp_min(0), new_pre, zero, out=None if out is None else out.acts
     )
-    # The features that entered: top-k members that were not tracked; the strongest one
+    # The features that entered: top-k members that were not tracked; the strongest one, of
+    # equal ones the lowest id (so that it depends on the values only, not on the order in
+    # which a top k lists them)
     newcomer = (top_features[..., :, None] != out_idx[:, None, None, :]).all(-1)
-    best = torch.where(newcomer, top_values, -torch.inf).argmax(-1, keepdim=True)
+    value = torch.where(newcomer, top_values, -torch.inf)
+    best = value.argmax(-1, keepdim=True)
     strongest = top_features.gather(-1, best)[..., 0]
+    tied = newcomer & (value == value.gather(-1, best))
+    lowest = torch.where(tied, top_features, top_features.new_tensor(LARGEST)).amin(-1)
+    strongest = torch.where(lowest < LARGEST, lowest, strongest)  # NaN: argmax's choice
     entered = torch.where(newcomer.any(-1), strongest, -1)
     if out is not None:
         out.pre.copy_(new_pre)
