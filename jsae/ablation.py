@@ -45,8 +45,8 @@ from jsae.prompt import (
     prompt_within,
 )
 from jsae.provenance import Provenance, prompt_record, prompt_sha256
-from jsae.result import AblationBatch, AblationResult
 from jsae.prune_policy import prune_row_bytes
+from jsae.result import AblationBatch, AblationResult
 from jsae.sandwich import Perturbed, Sandwich, SandwichOutput
 from jsae.table import DEFAULT_EPS, Connections, check_eps, connections_table
 
@@ -102,7 +102,7 @@ def rows_per_block(
 ) -> int:
     """How many perturbed rows (token, active input feature) one block computes at once:
     half the memory budget at most, and whole tokens' k_in rows where one token fits.
-    ``prune``: the sandwich prunes its top-k re-selection (``Sandwich.pruner``)."""
+    ``prune``: the sandwich prunes these rows' top-k re-selection (``Sandwich.prunes``)."""
     budget = min(memory_budget // 2, ROW_BLOCK_BYTES)
     rows = max(1, budget // _row_bytes(pair, d_model, d_mlp, prune))
     return rows - rows % pair.k_in if rows >= pair.k_in else rows
@@ -202,7 +202,7 @@ def _perturbed_out_acts(
     pair = sandwich.pair
     n, k_in = base.in_idx.shape
     d_model, d_mlp = sandwich.mlp.W_in.shape
-    prune = sandwich.pruner is not None
+    prune = sandwich.prunes()
     block = min(n * k_in, rows_per_block(pair, d_model, d_mlp, memory_budget, prune))
     grid = (n, k_in, pair.k_out)
     out = Perturbed(
@@ -242,7 +242,7 @@ def ablate_activations(
     if positions is None:
         positions = torch.arange(len(x))
     d_model, d_mlp = sandwich.mlp.W_in.shape
-    prune = sandwich.pruner is not None
+    prune = sandwich.prunes()
     chunk = tokens_per_chunk(sandwich.pair, d_model, d_mlp, config.memory_budget, prune)
     total = len(x)
     chunks = []

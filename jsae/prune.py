@@ -22,30 +22,29 @@ never enter the row's top k. Per block of rows:
    search among the first ``HEAVY_FRACTION`` of d_sae). The rows with the longest prefixes
    are left *heavy* (full scan) where that costs least (``light_cut``); if the block then
    pays (``prune_policy``), the light rows' longest prefix holds the candidates;
-3. **low-rank bound** (many rows per token): ub_rm - θ_r for every feature as batched
-   products of inner size p + 3, first on every ``SAMPLE``-th feature (the rows' candidate
-   counts, the heavy rows at the cheapest of a few cuts, and whether the block can pay),
-   then on all of them: a token's candidates are the features whose bound reaches θ_r on
-   any of its light rows (a max over the rows), and its 2k strongest;
+3. **low-rank bound** (many rows per token, ``jsae.prune_lowrank``): ub_rm - θ_r for every
+   feature as batched products of inner size p + 3, U each token's principal directions of
+   its rows' δ; a token's candidates are the features whose bound reaches θ_r on any of
+   its light rows, and its 2k strongest;
 4. the candidates' exact z'_rm (one gathered, batched product), their top k, and the
    **certificate** per row: the k-th value found is at least θ_r, so at least every
    non-candidate's bound. Heavy rows, and rows whose certificate fails (NaN, or a rounding
    tie at θ_r), take the full scan.
 
-A block where no step pays takes the full scan, and ``Backoff`` skips the next tries of that
-kind for a while. The top k found is the row's top k and its values are the same products
-(to float rounding), so ``acts``, ``pre``, ``exited`` and ``entered`` equal the full scan's.
-
-The basis U: a token's p = d_model / 8 principal directions of its rows' δ (a randomized
-range finder with subspace iteration), so that only what the rows share least is left to
-Cauchy–Schwarz. It pays where a token has many rows (joint rows: hundreds per token), not
-for single-connection rows (k_in per token: U's products with the encoder would cost as much
-as the rows).
+**When.** Whether a block pays is a question of cost (``jsae.prune_policy``): a block
+first runs steps 1–2a on ``PROBE_TOKENS`` of its tokens and tries the whole block only when
+that sampled estimate of its candidate counts pays; a block that does not pay takes the
+full scan, and ``Backoff`` skips the next tries of that kind for a while, so a pair whose
+bound is too loose loses a few tokens' bound per try. The top k found is the row's top k
+and its values are the same products (to float rounding; bit for bit at the research
+shapes, see ``_scan_rows``), so ``acts``, ``pre``, ``exited`` and ``entered`` equal the full
+scan's.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -53,25 +52,37 @@ from sae_lens import TopKSAE
 from torch import Tensor
 
 from jsae import prune_policy
+from jsae.prune_lowrank import LowRank
 from jsae.prune_policy import (
     BASIS_ROWS,
     BOUNDS,
-    CHUNK_BYTES,
-    CUT_QUANTILES,
     FULL_ROWS,
     HEAVY_FRACTION,
-    POWER_STEPS,
     RANK_FRACTION,
-    SAMPLE,
-    SCAN_COST,
     STRONGEST,
     Backoff,
     PruneStats,
-    cost,
     light_cut,
-    pays,
 )
 from jsae.reselect import Perturbed, read_tracked, reselect_full
+
+
+class _Prefix(NamedTuple):
+    """Steps 1–2a on a block (``Pruner._prefix``): z_t, each token's features by z_t
+    (the first ``reach``), its ``strongest``, δ, ‖δ‖², θ, rows whose θ is not finite, how
+    many features reach θ (``unknown``: all of ``reach`` or broken), and counts (inf where
+    unknown)."""
+
+    z: Tensor
+    order: Tensor
+    first: Tensor
+    delta: Tensor
+    delta_sq: Tensor
+    threshold: Tensor
+    broken: Tensor
+    reach: Tensor
+    unknown: Tensor
+    counts: Tensor
 
 
 class Pruner:
@@ -97,6 +108,7 @@ class Pruner:
         self.stats = PruneStats()
         self.backoff = {False: Backoff(), True: Backoff()}  # Cauchy–Schwarz, low-rank
         self.bounds = BOUNDS
+        self.low_rank = LowRank(self.W, self.norm_sq, self.rank, self.strongest, self.eta)
 
     def eta(self, p: int) -> float:
         """Relative widening of the residual norms (and of ‖δ‖ in Cauchy–Schwarz): covers
@@ -144,43 +156,6 @@ class Pruner:
             torch.baddbmm(bias[t], y_rows[t], columns, out=values[t])
         return values
 
-    def basis(
-        self, delta: Float[Tensor, "tokens rows d_model"]
-    ) -> Float[Tensor, "tokens d_model p"]:
-        """Each token's ``rank`` principal directions of its rows' δ, about: a randomized
-        range finder (Y = Σ_r δ_r ω_rᵀ, ω seeded Gaussian) and ``POWER_STEPS`` steps of
-        subspace iteration, orthonormalised (any orthonormal U keeps the bound exact; a good
-        one keeps it tight)."""
-        tokens, rows, _ = delta.shape
-        generator = torch.Generator(delta.device).manual_seed(0)
-        omega = torch.randn(tokens, rows, self.rank, generator=generator, device=delta.device)
-        y = torch.bmm(delta.transpose(1, 2), omega.to(delta.dtype))
-        for _ in range(POWER_STEPS):
-            q = torch.linalg.qr(y).Q
-            y = torch.bmm(delta.transpose(1, 2), torch.bmm(delta, q))
-        return torch.linalg.qr(y).Q
-
-    def bound_factors(
-        self,
-        z: Float[Tensor, "tokens d_sae"],
-        delta: Float[Tensor, "tokens rows d_model"],
-        delta_sq: Float[Tensor, "tokens rows"],
-        basis: Float[Tensor, "tokens d_model p"],
-        threshold: Float[Tensor, "tokens rows"],
-    ) -> tuple[Float[Tensor, "tokens rows q"], Float[Tensor, "tokens q d_sae"]]:
-        """``left @ right = ub - θ`` for every row and feature, q = p + 3: the columns of
-        ``left`` are Uᵀδ_r, ‖P⊥δ_r‖, 1 and -θ_r, the rows of ``right`` Uᵀw_m, ‖P⊥w_m‖, z_tm
-        and 1, for U = ``basis`` (orthonormal columns); the residual norms
-        √(‖a‖² − ‖Uᵀa‖²) are widened by √η ‖a‖ (``eta``)."""
-        eta = self.eta(basis.shape[2])
-        proj_d = torch.bmm(delta, basis)
-        proj_w = torch.matmul(basis.transpose(1, 2), self.W)  # tokens p d_sae
-        rest_d = (delta_sq - proj_d.square().sum(-1)).clamp_min(0).add_(eta * delta_sq).sqrt_()
-        rest_w = (self.norm_sq - proj_w.square().sum(1)).clamp_min(0).add_(eta * self.norm_sq)
-        left = torch.stack([rest_d, torch.ones_like(rest_d), -threshold], -1)
-        right = torch.stack([rest_w.sqrt_(), z, torch.ones_like(z)], 1)
-        return torch.cat([proj_d, left], -1), torch.cat([proj_w, right], 1)
-
     def reselect(
         self,
         y_rows: Float[Tensor, "tokens rows d_model"],
@@ -204,10 +179,66 @@ class Pruner:
         backoff = self.backoff[low_rank]
         if self.reach <= self.strongest or backoff.skip():
             return self._full(y_rows, out_idx, scan, out)
-        st.tried += tokens * rows
-        result = self._prune(y_rows, y_tok, out_idx, buffer, out, low_rank)
+        result = None
+        if low_rank or self._probe(y_rows, y_tok):
+            result = self._prune(y_rows, y_tok, out_idx, buffer, out, low_rank)
         backoff.record(paid=result is not None)
         return self._full(y_rows, out_idx, scan, out) if result is None else result
+
+    def _probe(
+        self, y_rows: Float[Tensor, "tokens rows d_model"], y_tok: Float[Tensor, "tokens d_model"]
+    ) -> bool:
+        """Whether the Cauchy–Schwarz prefix may pay on this block, from steps 1–2a on
+        ``PROBE_TOKENS`` of its tokens spread evenly (their counts recorded in ``stats``):
+        a block that declines pays a few tokens' bound, not all of them (the bound and the
+        sort cost up to 85% of the full scan at d_model 128)."""
+        tokens, rows, _ = y_rows.shape
+        n = prune_policy.PROBE_TOKENS
+        if tokens <= 2 * n:
+            return True
+        pick = torch.linspace(0, tokens - 1, n, device=y_rows.device).long()
+        prefix = self._prefix(y_rows[pick], y_tok[pick], 0)
+        if prefix is None:
+            return False
+        relative = light_cut(prefix.counts, self.W.shape[1], self.strongest)[1]
+        if relative < prune_policy.WIN:
+            return True
+        self._count(prefix.reach, prefix.unknown)
+        return False
+
+    def _count(self, reach: Int[Tensor, "tokens rows"], unknown: Bool[Tensor, "tokens rows"]):
+        """Record the rows' bound counts (``PruneStats.bound_fraction``)."""
+        self.stats.tried += reach.numel()
+        self.stats.bound_candidates += int(reach.masked_fill(unknown, self.W.shape[1]).sum())
+
+    def _prefix(
+        self,
+        y_rows: Float[Tensor, "tokens rows d_model"],
+        y_tok: Float[Tensor, "tokens d_model"],
+        p: int,
+    ) -> _Prefix | None:
+        """Steps 1–2a of the module docstring for a basis of ``p`` directions; None when a
+        token's z is not finite."""
+        # 1. L_r: the k-th largest exact new value among the token's 2k strongest features
+        z = torch.addmm(self.b, y_tok, self.W)
+        if not bool(torch.isfinite(z).all()):
+            return None
+        top_z = z.topk(self.reach, dim=-1)  # largest first
+        first = top_z.indices[:, : self.strongest]
+        floor = self._exact(y_rows, first).topk(self.k, dim=-1, sorted=False).values.amin(-1)
+        delta = y_rows - y_tok[:, None, :]
+        delta_sq = delta.square().sum(-1)
+        threshold = floor - self.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), p)
+        broken = ~torch.isfinite(threshold)
+        # 2a. Cauchy–Schwarz: z_m + ‖δ_r‖ ‖w_m‖ ≥ θ_r needs z_m ≥ θ_r - ‖δ_r‖ max ‖w‖
+        cut = threshold - delta_sq.sqrt() * (math.sqrt(1 + self.eta(0)) * self.w_max)
+        below = torch.searchsorted(top_z.values.flip(-1), cut.nan_to_num(0), side="left")
+        reach = self.reach - below  # how many of the token's features reach row r's θ_r
+        unknown = (reach >= self.reach) | broken
+        counts = reach.to(z.dtype).masked_fill(unknown, torch.inf)
+        return _Prefix(
+            z, top_z.indices, first, delta, delta_sq, threshold, broken, reach, unknown, counts
+        )
 
     def _prune(
         self,
@@ -219,103 +250,32 @@ class Pruner:
         low_rank: bool,
     ) -> Perturbed | None:
         """Steps 1–4 of the module docstring; None where the full scan pays better."""
-        tokens, rows, d_model = y_rows.shape
-        d_sae, k, st = self.W.shape[1], self.k, self.stats
+        tokens, rows, _ = y_rows.shape
+        d_sae = self.W.shape[1]
         scan = buffer[: tokens * rows].view(tokens, rows, d_sae)
-        # 1. L_r: the k-th largest exact new value among the token's 2k strongest features
-        z = torch.addmm(self.b, y_tok, self.W)
-        if not bool(torch.isfinite(z).all()):
-            return None
-        top_z = z.topk(self.reach, dim=-1)  # largest first
-        first = top_z.indices[:, : self.strongest]
-        floor = self._exact(y_rows, first).topk(k, dim=-1, sorted=False).values.amin(-1)
-        delta = y_rows - y_tok[:, None, :]
-        delta_sq = delta.square().sum(-1)
         p = self.rank if low_rank else 0
-        threshold = floor - self.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), p)
-        broken = ~torch.isfinite(threshold)
-
-        # 2a. Cauchy–Schwarz: z_m + ‖δ_r‖ ‖w_m‖ ≥ θ_r needs z_m ≥ θ_r - ‖δ_r‖ max ‖w‖
-        cut = threshold - delta_sq.sqrt() * (math.sqrt(1 + self.eta(0)) * self.w_max)
-        below = torch.searchsorted(top_z.values.flip(-1), cut.nan_to_num(0), side="left")
-        reach = self.reach - below  # how many of the token's features reach row r's θ_r
-        unknown = (reach >= self.reach) | broken
-        counts = reach.to(z.dtype).masked_fill(unknown, torch.inf)
+        prefix = self._prefix(y_rows, y_tok, p)
+        if prefix is None:
+            return None
+        z, order, first, delta, delta_sq, threshold, broken, _, _, counts = prefix
         cut, relative = light_cut(counts, d_sae, self.strongest)
         prefix_pays = "prefix" in self.bounds and relative < prune_policy.WIN
         if prefix_pays or not low_rank or "low_rank" not in self.bounds:
-            st.bound_candidates += int(reach.masked_fill(unknown, d_sae).sum())
+            self._count(prefix.reach, prefix.unknown)
             if not prefix_pays:
                 return None
-            features = top_z.indices[:, : max(self.strongest, int(cut))]
+            features = order[:, : max(self.strongest, int(cut))]
             return self._finish(y_rows, out_idx, features, threshold, counts > cut, buffer, out)
 
-        # 2b. the low-rank bound on every feature, θ_r folded in: ub_rm - θ_r = left @ right
-        basis = self.basis(delta.masked_fill(broken[..., None], 0))
-        left, right = self.bound_factors(z, delta, delta_sq, basis, threshold)
-        left.masked_fill_(broken[..., None], 0)
-        sample = torch.bmm(left, right[:, :, ::SAMPLE]) >= 0
-        estimate = sample.sum(-1) * SAMPLE
-        st.bound_candidates += int(estimate.clamp_max(d_sae).masked_fill(broken, d_sae).sum())
-        counts = estimate.to(z.dtype).masked_fill(broken, torch.inf)
-        bound_cost = (p + 3) / d_model + SCAN_COST + p / rows
-        heavy = self._sampled_cut(sample, counts, bound_cost)
-        if heavy is None:
+        # 2b. the low-rank bound on every feature (``jsae.prune_lowrank``)
+        estimate, found = self.low_rank.candidates(
+            z, first, delta, delta_sq, threshold, broken, scan
+        )
+        self._count(estimate, broken)
+        if found is None:
             return None
-        n_heavy = int(heavy.sum())
-        left[..., :-1].masked_fill_(heavy[..., None], 0)
-        left[..., -1].masked_fill_(heavy, -torch.inf)  # a heavy row admits nothing
-        union = self._union(left, right, scan)
-        union.scatter_(1, first, True)
-        columns = int(union.sum(-1).max())
-        if not pays(tokens * rows, columns, n_heavy, d_sae):
-            return None
-        features = union.to(y_rows.dtype).topk(columns, dim=-1, sorted=False).indices
+        features, heavy = found
         return self._finish(y_rows, out_idx, features, threshold, heavy, buffer, out)
-
-    def _union(
-        self,
-        left: Float[Tensor, "tokens rows q"],
-        right: Float[Tensor, "tokens q d_sae"],
-        scan: Float[Tensor, "tokens rows d_sae"],
-    ) -> Bool[Tensor, "tokens d_sae"]:
-        """Features whose bound reaches θ_r on any row of the token: max_r (left @ right) ≥ 0,
-        a slice of features at a time (``CHUNK_BYTES``), each reduced while in cache."""
-        tokens, rows, d_sae = scan.shape
-        union = torch.empty(tokens, d_sae, dtype=torch.bool, device=scan.device)
-        step = max(1, min(d_sae, CHUNK_BYTES // (4 * tokens * rows)))
-        for f0 in range(0, d_sae, step):
-            f = slice(f0, f0 + step)
-            n = len(range(d_sae)[f])
-            part = scan.view(-1)[: tokens * rows * n].view(tokens, rows, n)
-            torch.bmm(left, right[:, :, f], out=part)
-            union[:, f] = part.amax(1) >= 0
-        return union
-
-    def _sampled_cut(
-        self,
-        sample: Bool[Tensor, "tokens rows s"],
-        counts: Float[Tensor, "tokens rows"],
-        bound_cost: float,
-    ) -> Bool[Tensor, "tokens rows"] | None:
-        """The heavy rows of the low-rank bound: of the cuts at a few quantiles of the rows'
-        sampled counts, the one whose estimated cost (the light rows' union, the heavy rows'
-        full scan, the bound) is least; None when none beats the full scan."""
-        tokens, rows, _ = sample.shape
-        d_sae = self.W.shape[1]
-        flat = counts.flatten().sort().values
-        best, heavy = prune_policy.WIN, None
-        for fraction in CUT_QUANTILES:
-            cut = flat[min(len(flat) - 1, int(fraction * len(flat)))]
-            if not bool(torch.isfinite(cut)):
-                continue
-            light = counts <= cut
-            union = int((sample & light[..., None]).any(1).sum(-1).max()) * SAMPLE
-            columns = max(self.strongest, union)
-            value = cost(columns, d_sae, float((~light).float().mean()), bound_cost)
-            if value < best:
-                best, heavy = value, ~light
-        return heavy
 
     def _finish(
         self,

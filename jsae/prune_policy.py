@@ -33,6 +33,9 @@ MAX_SKIP = 16
 """The most blocks ``Backoff`` lets go by without trying to prune."""
 
 
+PROBE_TOKENS = 8
+"""A single-connection block first estimates its candidate counts on this many of its tokens
+(``Pruner._probe``), and tries the whole block only when that estimate pays."""
 STRONGEST = 2
 """Step 1 computes the exact new values of the token's STRONGEST * k features by z_t."""
 HEAVY_FRACTION = 1 / 8

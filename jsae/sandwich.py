@@ -192,12 +192,22 @@ class Sandwich:
 
     Args:
         model, pair: the model and the JSAE pair around its block ``pair.layer``'s MLP.
-        prune: re-select the perturbed rows' top k by certified pruning (``jsae.reselect``),
-            block by block where it pays, else by the full scan; the results are the same.
+        prune: re-select the single-connection rows' top k (``perturbed_out_acts``) by
+            certified pruning (``jsae.prune``) in the blocks where a sampled estimate of its
+            candidate count says it pays, else by the full scan; the results are the same.
             False: always the full scan (the brute-force reference).
+        prune_joint: the same for joint rows (``jointly_perturbed_out_acts``, the low-rank
+            bound); off by default: measured slower than the full scan on every benchmarked
+            pair (benchmarks/RESULTS.md), its bound costs more than the products it saves.
     """
 
-    def __init__(self, model: HookedTransformer, pair: JSAEPair, prune: bool = True):
+    def __init__(
+        self,
+        model: HookedTransformer,
+        pair: JSAEPair,
+        prune: bool = True,
+        prune_joint: bool = False,
+    ):
         pair.check_model(model)
         pair.fit_to(model)  # the model's device and dtype (a bf16 pair on an fp32 model)
         self.pair = pair
@@ -210,7 +220,13 @@ class Sandwich:
             self.b_out_centered: Float[Tensor, " d_model"] = (
                 self.mlp.b_out - sae_out.b_dec.detach() * sae_out.cfg.apply_b_dec_to_input
             )
-            self.pruner = Pruner(sae_out) if prune else None
+            self.pruner = Pruner(sae_out) if prune or prune_joint else None
+        self.prune, self.prune_joint = prune, prune_joint
+
+    def prunes(self, joint: bool = False) -> bool:
+        """Whether the single-connection (or ``joint``) rows' re-selection may be pruned:
+        their blocks then hold ``jsae.prune_policy.prune_row_bytes`` more per row."""
+        return self.prune_joint if joint else self.prune
 
     def out_pre_from_pre(
         self,
@@ -255,7 +271,7 @@ class Sandwich:
         # pre(x - s W_dec_in[i]) = pre(x) - s (W_dec_in @ W_in)[i]: a gather, no W_in matmul
         row_pre = self.dec_in_W_in.index_select(0, in_idx.reshape(-1)).view(tokens, rows, d_mlp)
         torch.addcmul(pre[:, None, :], row_pre, s[:, :, None], value=-1, out=row_pre)
-        return self._reselect(row_pre, pre, out_idx, buffer, out)
+        return self._reselect(row_pre, pre, out_idx, buffer, out, joint=False)
 
     @torch.no_grad()
     def jointly_perturbed_out_acts(
@@ -277,7 +293,7 @@ class Sandwich:
         row_pre = torch.baddbmm(
             pre[:, None, :].expand(tokens, rows, d_mlp), steps, in_rows, alpha=-1
         )
-        return self._reselect(row_pre, pre, out_idx, buffer, out)
+        return self._reselect(row_pre, pre, out_idx, buffer, out, joint=True)
 
     def _reselect(
         self,
@@ -286,15 +302,16 @@ class Sandwich:
         out_idx: Int[Tensor, "tokens n"],
         buffer: Float[Tensor, "tokens_x_rows d_sae_out"] | None,
         out: Perturbed | None,
+        joint: bool,
     ) -> Perturbed:
         """The rows' MLP pre-activations through the rest of the MLP and the output SAE, with
         top-k re-selection, read at each token's ``out_idx`` features (see ``Perturbed``).
 
         ``pre`` are the tokens' unperturbed MLP pre-activations (the pruned re-selection
-        bounds each row's change from them)."""
+        bounds each row's change from them); ``joint``: the rows are joint rows."""
         tokens, rows, _ = row_pre.shape
         k = self.pair.k_out
-        if self.pruner is None:
+        if self.pruner is None or not self.prunes(joint):
             sae_pre = self.out_pre_from_pre(row_pre, out=buffer).view(tokens, rows, -1)
             return reselect_full(sae_pre, out_idx, k, out)
         y_rows = self.sae_in_from_pre(row_pre)

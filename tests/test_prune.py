@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import jsae.prune
+import jsae.prune_lowrank
 import jsae.prune_policy
 from jsae.ablation import AblationConfig, ablate_activations
 from jsae.analysis.joint import ORDERS, joint_curves
@@ -28,12 +29,13 @@ K = 4
 
 @pytest.fixture
 def always(monkeypatch):
-    """Prune every block a bound allows, whatever it costs, and never back off: the pruned
-    paths run on pairs where the cost model would take the full scan."""
+    """Prune every block a bound allows, whatever it costs, never probe and never back off:
+    the pruned paths run on pairs where the cost model would take the full scan."""
     monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
-    monkeypatch.setattr(jsae.prune, "SCAN_COST", 0.0)  # read by name in jsae.prune
+    monkeypatch.setattr(jsae.prune_policy, "SCAN_COST", 0.0)
     monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
     monkeypatch.setattr(jsae.prune_policy, "WIN", 1.0)
+    monkeypatch.setattr(jsae.prune_policy, "PROBE_TOKENS", 1 << 30)  # no probe: every block
 
 
 def wide(shift: float = 0.0, act_fn: str = "gelu"):
@@ -66,7 +68,8 @@ def assert_same_table(got, want) -> None:
 
 
 def both(model, pair):
-    return Sandwich(model, pair), Sandwich(model, pair, prune=False)
+    """The pruned engine (joint rows pruned too) and the full scan."""
+    return Sandwich(model, pair, prune_joint=True), Sandwich(model, pair, prune=False)
 
 
 def single_rows(sandwich: Sandwich, base, s, out_idx=None) -> Perturbed:
@@ -94,13 +97,13 @@ def test_single_connection_rows_equal_the_full_scan(mode, scale, forced, request
 
 def basis_calls(monkeypatch) -> list[int]:
     """Counts the low-rank bounds computed (each call appends its block's rows)."""
-    calls, real = [], jsae.prune.Pruner.bound_factors
+    calls, real = [], jsae.prune_lowrank.LowRank.bound_factors
 
     def spy(self, z, delta, *args):
         calls.append(delta.shape[0] * delta.shape[1])
         return real(self, z, delta, *args)
 
-    monkeypatch.setattr(jsae.prune.Pruner, "bound_factors", spy)
+    monkeypatch.setattr(jsae.prune_lowrank.LowRank, "bound_factors", spy)
     return calls
 
 
@@ -132,7 +135,7 @@ def test_pruned_engine_equals_the_notebook_loop(always):
     """The pruned engine against the independent references directly: the notebook loop
     (one TransformerLens MLP + sae-lens encode per connection) and the joint loop."""
     model, pair, x = wide()
-    sandwich = Sandwich(model, pair)
+    sandwich = Sandwich(model, pair, prune_joint=True)
     got = ablate_activations(sandwich, x[:6], AblationConfig(mode="zero"))
     expected = notebook_loop(model, pair, x[:6], mode="zero")
     keys = zip(
@@ -333,8 +336,10 @@ def test_the_bound_holds_on_every_row_and_feature(low_rank):
     tau = pruner.margin(y_tok.norm(dim=-1), delta_sq.sqrt(), pruner.rank)
     cs = z[:, None, :] + delta_sq.sqrt()[..., None] * pruner.norm_sq.sqrt()
     if low_rank:
-        basis = pruner.basis(delta)
-        left, right = pruner.bound_factors(z, delta, delta_sq, basis, torch.zeros_like(tau))
+        basis = pruner.low_rank.basis(delta)
+        left, right = pruner.low_rank.bound_factors(
+            z, delta, delta_sq, basis, torch.zeros_like(tau)
+        )
         bound = left @ right
         assert (bound <= cs + tau[..., None]).float().mean() > 0.99
         assert (bound.double() - exact).median() < 0.5 * (cs.double() - exact).median()
@@ -371,3 +376,40 @@ def test_light_cut_is_the_cheapest_of_every_cut():
             best = min(best, (value, c), key=lambda b: b[0])
         assert relative == pytest.approx(best[0]) and cut == best[1]
     assert light_cut(torch.full((2, 2), torch.inf), 1024, 16)[1] == torch.inf
+
+
+def test_a_probe_declines_a_block_on_a_few_of_its_tokens(monkeypatch):
+    """Where nothing pays (WIN 0), a block of more than 2 PROBE_TOKENS tokens computes the
+    bound on PROBE_TOKENS of its tokens only, then the full scan; where everything pays the
+    probe lets the whole block through. The rows equal the full scan's either way."""
+    monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
+    model, pair, x = wide()
+    assert len(x) > 2 * jsae.prune_policy.PROBE_TOKENS
+    for win, tried in [(0.0, jsae.prune_policy.PROBE_TOKENS * K), (1.0, len(x) * K)]:
+        monkeypatch.setattr(jsae.prune_policy, "WIN", win)
+        monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
+        pruned, full = both(model, pair)
+        base = full(x)
+        s = torch.ones_like(base.in_act)
+        assert_same(single_rows(pruned, base, s), single_rows(full, base, s))
+        stats = pruned.pruner.stats
+        assert stats.tried == tried
+        assert (stats.pruned_rows > 0) == (win > 0)
+
+
+def test_the_default_engine_prunes_single_connection_rows_only(always):
+    """``Sandwich()`` consults its pruner on single-connection rows and not on joint rows
+    (measured slower there); ``prune_joint`` turns it on for joint rows alone."""
+    model, pair, x = wide()
+    for prune, prune_joint in [(True, False), (False, True)]:
+        sandwich = Sandwich(model, pair, prune=prune, prune_joint=prune_joint)
+        assert sandwich.prunes() == prune and sandwich.prunes(joint=True) == prune_joint
+        base = sandwich(x)
+        s = torch.ones_like(base.in_act)
+        single_rows(sandwich, base, s)
+        single = sandwich.pruner.stats.rows
+        steps = torch.ones(len(x), 3, K) * s[:, None, :]
+        sandwich.jointly_perturbed_out_acts(base.pre, base.in_idx, steps, base.out_idx)
+        assert (single > 0) == prune
+        assert (sandwich.pruner.stats.rows > single) == prune_joint
+    assert Sandwich(model, pair, prune=False).pruner is None

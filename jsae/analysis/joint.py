@@ -173,7 +173,7 @@ def _chunk_curves(
     # 1. Every row through the MLP and the output SAE, in blocks within the memory budget
     pre = sandwich.mlp.pre(x)
     d_model, d_mlp = sandwich.mlp.W_in.shape
-    prune = sandwich.pruner is not None
+    prune = sandwich.prunes(joint=True)
     budget = config.memory_budget
     block = min(tokens * rows, rows_per_block(sandwich.pair, d_model, d_mlp, budget, prune))
     out = Perturbed(
@@ -248,7 +248,7 @@ def joint_curves(
     pair = sandwich.pair
     d_model, d_mlp = sandwich.mlp.W_in.shape
     chunk = min(
-        tokens_per_chunk(pair, d_model, d_mlp, config.memory_budget, sandwich.pruner is not None),
+        tokens_per_chunk(pair, d_model, d_mlp, config.memory_budget, sandwich.prunes(joint=True)),
         max(1, config.memory_budget // 2 // joint_token_bytes(pair.k_in, pair.k_out)),
     )
     generator = torch.Generator().manual_seed(seed)
