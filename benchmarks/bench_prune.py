@@ -6,33 +6,43 @@ For each pair and mode, interleaved repeats after a warm-up (medians, wall clock
 
 * **off**: ``ablate_activations`` + ``connections_table`` on ``Sandwich(prune=False)``, the
   full scan of every perturbed row's d_sae output pre-activations (today's engine);
-* **on**: the same on ``Sandwich()`` (pruning where it pays, ``jsae.prune``);
+* **on**: the same on ``Sandwich()``, the default engine (pruning where a block's sampled
+  candidate count says it pays, ``jsae.prune``);
 * **floor**: ``bench_ablation.Floor.tight``, the brute force's essential work as bare torch
   ops (no Jacobian, no table);
 
 with the pruned run's ``PruneStats``: the mean fraction of d_sae a row's own bound leaves as
-candidates (over the rows whose block tried a bound), the exact pre-activations computed as a
+candidates (over the rows whose bound was computed), the exact pre-activations computed as a
 fraction of the full scan's, and the rows pruned / heavy / failed; and the exactness of the
 pruned table against the full scan's (max |Δ| of every connection's new activation and
-pre-activation, exits and entries equal). Pairs: (a) the random Pythia-70m-shaped pair of
-``bench_ablation.py`` (d_model 512, d_sae 16384, k 32); (b) the bundled default, held-out
-tokens, every layer and pair kind; (c) with ``--trained DIR``, the wider pairs of
-``train_wide_pairs.py``. Then the joint pass (``joint_curves``) on and off, and the peak RSS
-of both engines at the research shapes (a fresh process each).
+pre-activation, bitwise equality, exits and entries equal). Parts (``--only``/``--skip``):
+``research``, the random Pythia-70m-shaped pair of ``bench_ablation.py`` (d_model 512,
+d_sae 16384, k 32); ``bundle``, the bundled default, held-out tokens, every layer and pair
+kind; ``trained`` (with ``--trained DIR``), the wider pairs of ``train_wide_pairs.py``;
+``joint``, the joint pass (``joint_curves``) off, default and ``prune_joint=True`` on the
+first layer of each; ``memory``, the peak RSS of both engines at the research shapes (a
+fresh process each); ``corpus``, tokens/s of ``jsae ablate --dataset`` on the bundle's
+held-out documents, pruning on and off.
 
-    python benchmarks/bench_prune.py                                  # ~15 min on 2 busy cores
-    python benchmarks/bench_prune.py --trained /tmp/jsae-wide         # with the wider pairs
-    python benchmarks/bench_prune.py --quick                          # small shapes, a smoke run
+    python benchmarks/bench_prune.py --trained /tmp/jsae-wide     # everything, ~10 min
+    python benchmarks/bench_prune.py --only bundle corpus         # the bundle's rows alone
+    python benchmarks/bench_prune.py --quick                      # small shapes, a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+import unittest.mock
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -53,8 +63,12 @@ from bench_ablation import (  # noqa: E402
 )
 from bench_joint import heldout_inputs  # noqa: E402
 
+import jsae.corpus.engine as corpus_engine  # noqa: E402
 from jsae.ablation import AblationConfig  # noqa: E402
 from jsae.analysis import joint_curves  # noqa: E402
+from jsae.cli import main as cli_main  # noqa: E402
+from jsae.demo.corpus import split_documents, stdlib_documents  # noqa: E402
+from jsae.demo.settings import FULL  # noqa: E402
 from jsae.loading import load_source  # noqa: E402
 from jsae.prompt import Prompt  # noqa: E402
 from jsae.prune_policy import PruneStats  # noqa: E402
@@ -170,46 +184,105 @@ def single(name: str, setup: Setup, repeats: int) -> list[dict]:
 
 
 def joint(name: str, setup: Setup, tokens: int, repeats: int) -> list[dict]:
-    """The joint pass on and off, both modes."""
+    """The joint pass (``joint_curves``) with pruning off, the default engine (its single
+    rows pruned, its joint rows not) and ``prune_joint=True`` (the low-rank bound, opt-in)."""
     on = setup.sandwich
     off = Sandwich(setup.model, setup.pair, prune=False)
+    opt_in = Sandwich(setup.model, setup.pair, prune_joint=True)
     x = setup.x[:tokens]
     rows = []
     for mode in MODES:
         config = AblationConfig(mode=mode)
-        joint_curves(on, x[:1], config)
-        on.pruner.stats.reset()
+        joint_curves(opt_in, x[:1], config)
+        opt_in.pruner.stats.reset()
         times = interleaved(
             {
                 "off": lambda c=config: joint_curves(off, x, c),
                 "on": lambda c=config: joint_curves(on, x, c),
+                "joint_on": lambda c=config: joint_curves(opt_in, x, c),
             },
             repeats,
         )
-        stats = on.pruner.stats
-        got, want = joint_curves(on, x, config), joint_curves(off, x, config)
-        s = {k: statistics.median(v) for k, v in times.items()}
-        row = {
-            "pair": name,
-            "mode": mode,
-            "tokens": len(x),
-            "off_ms_per_token": 1e3 * s["off"] / len(x),
-            "on_ms_per_token": 1e3 * s["on"] / len(x),
-            "speedup": s["off"] / s["on"],
-            **fractions(stats),
-            "max_abs_act": float((got.act - want.act).abs().max()),
-            "bitwise_equal": bool(torch.equal(got.act, want.act)),
-            "exited_equal": bool(torch.equal(got.exited, want.exited)),
+        stats = opt_in.pruner.stats
+        want = joint_curves(off, x, config)
+        ms = {k: 1e3 * statistics.median(v) / len(x) for k, v in times.items()}
+        row = {"pair": name, "mode": mode, "tokens": len(x)}
+        row |= {f"{k}_ms_per_token": v for k, v in ms.items()}
+        row |= {
+            "on_over_off": ms["on"] / ms["off"],
+            "joint_on_over_off": ms["joint_on"] / ms["off"],
         }
+        row |= {f"joint_on_{k}": v for k, v in fractions(stats).items()}
+        for label, sandwich in (("on", on), ("joint_on", opt_in)):
+            got = joint_curves(sandwich, x, config)
+            row[f"{label}_max_abs_act"] = float((got.act - want.act).abs().max())
+            row[f"{label}_bitwise_equal"] = bool(torch.equal(got.act, want.act))
+            row[f"{label}_exited_equal"] = bool(torch.equal(got.exited, want.exited))
         rows.append(row)
         print(
-            f"  {name:<22} {mode:<4} off {row['off_ms_per_token']:9.2f}  on "
-            f"{row['on_ms_per_token']:9.2f} ms/token  (×{row['speedup']:.2f})  bound "
-            f"{row['bound_fraction']:.3f}  computed {row['computed_fraction']:.3f}  "
-            f"max|Δ| {row['max_abs_act']:.1e}{'' if row['exited_equal'] else '  EXITS DIFFER'}",
+            f"  {name:<22} {mode:<4} off {ms['off']:9.2f}  on {ms['on']:9.2f}  prune_joint "
+            f"{ms['joint_on']:9.2f} ms/token  on÷off {row['on_over_off']:5.2f}  prune_joint÷off "
+            f"{row['joint_on_over_off']:5.2f}  (bound {row['joint_on_bound_fraction']:.3f}, "
+            f"computed {row['joint_on_computed_fraction']:.3f})  max|Δ| "
+            f"{max(row['on_max_abs_act'], row['joint_on_max_abs_act']):.1e}"
+            f"{'' if row['on_exited_equal'] and row['joint_on_exited_equal'] else '  EXITS DIFFER'}",
             flush=True,
         )
     return rows
+
+
+def corpus(tokens: int, repeats: int) -> list[dict]:
+    """Corpus throughput on the bundled default: ``jsae ablate --dataset`` on the bundle's
+    held-out documents (the standard library's text, as ``jsae.demo.build`` splits it),
+    ``--max-tokens`` tokens, layer 0's JSAE pair; wall clock of the whole command in this
+    process (the source's loading included), pruning on (the default) and off (the engine's
+    Sandwich built with ``prune=False``), interleaved."""
+    docs = stdlib_documents(FULL.max_chars)
+    heldout = split_documents(docs, 0, FULL.heldout_fraction, FULL.sae_fraction)["heldout"]
+    work = Path(tempfile.mkdtemp(prefix="bench-prune-corpus-"))
+    text = work / "heldout.txt"
+    text.write_text("\n\n".join(d.text for d in heldout))
+    command = ["ablate", "--dataset", str(text), "--max-tokens", str(tokens), "--layer", "0"]
+    off = functools.partial(Sandwich, prune=False)
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for i in range(repeats + 1):
+        for label in ("on", "off"):
+            output = work / f"{label}-{i}"
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                t0 = time.perf_counter()
+                if label == "off":
+                    with unittest.mock.patch.object(corpus_engine, "Sandwich", off):
+                        cli_main([*command, "--output", str(output)])
+                else:
+                    cli_main([*command, "--output", str(output)])
+                seconds = time.perf_counter() - t0
+            if i:  # the first round warms up
+                times[label].append(seconds)
+    shutil.rmtree(work)
+    rows = []
+    for label, values in times.items():
+        seconds = statistics.median(values)
+        rows.append(
+            {
+                "prune": label,
+                "command": "jsae "
+                + " ".join([*command[:2], "HELDOUT.txt", *command[3:]])
+                + " --output DIR",
+                "tokens": tokens,
+                "seconds": seconds,
+                "tokens_per_s": tokens / seconds,
+            }
+        )
+        print(
+            f"  pruning {label:<3}: {tokens / seconds:8.0f} tokens/s ({seconds:.1f} s)", flush=True
+        )
+    return rows
+
+
+PARTS = ("research", "bundle", "trained", "joint", "memory", "corpus")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,23 +290,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes: a smoke run")
     parser.add_argument("--tokens", type=int, help="research-shape tokens (858; --quick 48)")
     parser.add_argument("--bundle-tokens", type=int, default=1000)
-    parser.add_argument("--research-joint-tokens", type=int, default=4)
-    parser.add_argument("--bundle-joint-tokens", type=int, default=64)
+    parser.add_argument("--research-joint-tokens", type=int, default=2)
+    parser.add_argument("--bundle-joint-tokens", type=int, default=32)
+    parser.add_argument("--corpus-tokens", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trained", help="a source folder of wider trained pairs")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["bundle", "joint", "memory"])
-    parser.add_argument("--json", default=str(DEFAULT_JSON))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        help="run these parts only (the bundle's: --only bundle corpus; joint runs on the "
+        "pairs of the parts chosen)",
+    )
+    parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
+    parser.add_argument("--json", help=f"default {DEFAULT_JSON}, or prune_<parts>.json with --only")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
+    parts = [p for p in (args.only or PARTS) if p not in args.skip]
+    if args.quick:
+        parts = [p for p in parts if p not in ("trained", "corpus")]
+    if "trained" in parts and not args.trained:
+        parts.remove("trained")
+    json_path = Path(
+        args.json
+        or (
+            DEFAULT_JSON.with_name(f"prune_{'_'.join(args.only)}.json")
+            if args.only
+            else DEFAULT_JSON
+        )
+    )
     shapes = QUICK if args.quick else RESEARCH
     shapes = replace(shapes, tokens=args.tokens or shapes.tokens)
     bundle_tokens = 64 if args.quick else args.bundle_tokens
     report: dict = {
         "meta": {
             "command": " ".join(["bench_prune.py", *(argv if argv is not None else sys.argv[1:])]),
+            "parts": parts,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "load_start": load(),
@@ -246,31 +341,28 @@ def main(argv: list[str] | None = None) -> int:
         f"load {report['meta']['load_start']}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; medians of {args.repeats} interleaved repeats\n"
     )
-    print("single-connection pass (ablate_activations + table), ms per token:")
-    research = build(shapes, 0, "cpu", torch.float32, shapes.tokens)
-    rows = single("random Pythia-shaped", research, args.repeats)
-    sources = []
-    if "bundle" not in args.skip:
-        sources.append(("bundle", load_source("demo")))
-    if args.trained and not args.quick:
-        sources.append(("trained", load_source(args.trained)))
-    for label, source in sources:
+    setups: list[tuple[str, Setup, int]] = []  # (name, setup, joint tokens)
+    if "research" in parts or ("joint" in parts and not args.only):
+        research = build(shapes, 0, "cpu", torch.float32, shapes.tokens)
+        setups.append(("random Pythia-shaped", research, args.research_joint_tokens))
+    for label, folder in (("bundle", "demo"), ("trained", args.trained)):
+        if label not in parts:
+            continue
+        source = load_source(folder)
         for kind in ("jsae", "plain"):
             for layer in source.layers(kind)[: 1 if args.quick else None]:
                 setup = source_setup(source, layer, kind, bundle_tokens)
-                name = f"{label} L{layer} {kind}"
-                rows += single(name, setup, args.repeats)
-    report["single"] = rows
-    if "joint" not in args.skip:
+                joint_tokens = args.bundle_joint_tokens if layer == source.layers(kind)[0] else 0
+                setups.append((f"{label} L{layer} {kind}", setup, joint_tokens))
+    if setups:
+        print("single-connection pass (ablate_activations + table), ms per token:")
+        report["single"] = [row for name, s, _ in setups for row in single(name, s, args.repeats)]
+    if "joint" in parts and setups:
         print("\njoint pass (joint_curves), ms per token:")
-        joints = joint("random Pythia-shaped", research, args.research_joint_tokens, args.repeats)
-        for label, source in sources:
-            for kind in ("jsae", "plain"):
-                layer = source.layers(kind)[0]
-                setup = source_setup(source, layer, kind, args.bundle_joint_tokens)
-                joints += joint(f"{label} L{layer} {kind}", setup, len(setup.x), args.repeats)
-        report["joint"] = joints
-    if "memory" not in args.skip:
+        report["joint"] = [
+            row for name, s, n in setups if n for row in joint(name, s, n, args.repeats)
+        ]
+    if "memory" in parts:
         print("\npeak RSS at the research shapes (a fresh process each):")
         threads = torch.get_num_threads()
         memory = {}
@@ -282,12 +374,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"increase minus results {run['increase_minus_results_bytes'] / 2**20:.0f} MiB"
             )
         report["memory"] = memory
+    if "corpus" in parts:
+        print(f"\ncorpus throughput, the bundled default (median of {args.repeats}):")
+        report["corpus"] = corpus(args.corpus_tokens, args.repeats)
     report["meta"]["load_end"] = load()
     print(f"\nload at the end {report['meta']['load_end']}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {json_path}")
     return 0
 
 

@@ -66,7 +66,8 @@ def read_tracked(
     strongest = torch.where(lowest < LARGEST, lowest, strongest)  # NaN: argmax's choice
     entered = torch.where(newcomer.any(-1), strongest, -1)
     if out is not None:
-        out.pre.copy_(new_pre)
+        if new_pre.data_ptr() != out.pre.data_ptr():
+            out.pre.copy_(new_pre)
         out.entered.copy_(entered)
         return out
     return Perturbed(acts, new_pre, exited, entered)
@@ -82,5 +83,5 @@ def reselect_full(
     tokens, rows, _ = sae_pre.shape
     top = torch.topk(sae_pre, k=k, dim=-1, sorted=False)
     tracked = out_idx[:, None, :].expand(tokens, rows, out_idx.shape[-1])
-    new_pre = torch.gather(sae_pre, -1, tracked)
+    new_pre = torch.gather(sae_pre, -1, tracked, out=None if out is None else out.pre)
     return read_tracked(new_pre, top.values, top.indices, out_idx, out)

@@ -111,10 +111,14 @@ def test_quick_prune_benchmark_sets_the_engines_side_by_side(tmp_path):
     report = json.loads(out.read_text())
     pairs = {row["pair"] for row in report["single"]}
     assert "random Pythia-shaped" in pairs and any(p.startswith("bundle") for p in pairs)
-    for row in report["single"] + report["joint"]:
+    for row in report["joint"]:
+        for name in ("off", "on", "joint_on"):
+            assert _positive(row[f"{name}_ms_per_token"])
+        assert row["on_exited_equal"] and row["joint_on_exited_equal"]
+        assert max(row["on_max_abs_act"], row["joint_on_max_abs_act"]) < 1e-5
+    for row in report["single"]:
         assert _positive(row["off_ms_per_token"]) and _positive(row["on_ms_per_token"])
         assert row["exited_equal"], "the pruned engine reads the same exits"
         assert 0 < row["computed_fraction"] <= 1
-    for row in report["single"]:
         assert _positive(row["floor_ms_per_token"]) and row["entered_equal"]
         assert max(row["max_abs_diff"], row["max_abs_pre_diff"]) < 1e-5
