@@ -9,8 +9,9 @@ and ub_rm - θ_r = left_r · right_m, a product of inner size q = p + 3 (``bound
 the bound of every row and feature costs (p + 3) / d_model of the full scan's products.
 U is each token's p principal directions of its rows' δ (``basis``), so that only what the
 rows share least is left to Cauchy–Schwarz. It pays only where a token has many rows
-(U's products with the encoder cost p rows' full scan); it is measured slower than the
-full scan on every benchmarked pair, so ``Sandwich`` uses it only with ``prune_joint``.
+(U's products with the encoder cost p rows' full scan). A block computes U before it can
+tell whether the bound pays, so a loose block loses that; ``Sandwich`` uses it only with
+``prune_joint`` (measured 0.48–1.10× the full scan's time, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

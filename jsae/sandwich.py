@@ -197,8 +197,9 @@ class Sandwich:
             candidate count says it pays, else by the full scan; the results are the same.
             False: always the full scan (the brute-force reference).
         prune_joint: the same for joint rows (``jointly_perturbed_out_acts``, the low-rank
-            bound); off by default: measured slower than the full scan on every benchmarked
-            pair (benchmarks/RESULTS.md), its bound costs more than the products it saves.
+            bound); off by default: it has no cheap probe, and measured 0.48–1.10× the full
+            scan's time (1 thread; slower on every pair with 2 oversubscribed threads), so it
+            can lose more than the 5% the default may (benchmarks/RESULTS.md).
     """
 
     def __init__(

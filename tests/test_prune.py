@@ -399,7 +399,7 @@ def test_a_probe_declines_a_block_on_a_few_of_its_tokens(monkeypatch):
 
 def test_the_default_engine_prunes_single_connection_rows_only(always):
     """``Sandwich()`` consults its pruner on single-connection rows and not on joint rows
-    (measured slower there); ``prune_joint`` turns it on for joint rows alone."""
+    (opt-in there); ``prune_joint`` turns it on for joint rows alone."""
     model, pair, x = wide()
     for prune, prune_joint in [(True, False), (False, True)]:
         sandwich = Sandwich(model, pair, prune=prune, prune_joint=prune_joint)
