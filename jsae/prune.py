@@ -71,18 +71,19 @@ class _Prefix(NamedTuple):
     """Steps 1–2a on a block (``Pruner._prefix``): z_t, each token's features by z_t
     (the first ``reach``), its ``strongest``, δ, ‖δ‖², θ, rows whose θ is not finite, how
     many features reach θ (``unknown``: all of ``reach`` or broken), and counts (inf where
-    unknown)."""
+    unknown; float32, exact to 2^24 whatever the encoder's dtype: a light row's prefix must
+    not be cut short by rounding)."""
 
-    z: Tensor
-    order: Tensor
-    first: Tensor
-    delta: Tensor
-    delta_sq: Tensor
-    threshold: Tensor
-    broken: Tensor
-    reach: Tensor
-    unknown: Tensor
-    counts: Tensor
+    z: Float[Tensor, "tokens d_sae"]
+    order: Int[Tensor, "tokens reach"]
+    first: Int[Tensor, "tokens strongest"]
+    delta: Float[Tensor, "tokens rows d_model"]
+    delta_sq: Float[Tensor, "tokens rows"]
+    threshold: Float[Tensor, "tokens rows"]
+    broken: Bool[Tensor, "tokens rows"]
+    reach: Int[Tensor, "tokens rows"]
+    unknown: Bool[Tensor, "tokens rows"]
+    counts: Float[Tensor, "tokens rows"]
 
 
 class Pruner:
@@ -235,7 +236,7 @@ class Pruner:
         below = torch.searchsorted(top_z.values.flip(-1), cut.nan_to_num(0), side="left")
         reach = self.reach - below  # how many of the token's features reach row r's θ_r
         unknown = (reach >= self.reach) | broken
-        counts = reach.to(z.dtype).masked_fill(unknown, torch.inf)
+        counts = reach.to(torch.float32).masked_fill(unknown, torch.inf)
         return _Prefix(
             z, top_z.indices, first, delta, delta_sq, threshold, broken, reach, unknown, counts
         )

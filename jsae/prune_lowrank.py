@@ -103,7 +103,7 @@ class LowRank:
         left.masked_fill_(broken[..., None], 0)
         sample = torch.bmm(left, right[:, :, ::SAMPLE]) >= 0
         estimate = (sample.sum(-1) * SAMPLE).clamp_max(d_sae)
-        counts = estimate.to(z.dtype).masked_fill(broken, torch.inf)
+        counts = estimate.to(torch.float32).masked_fill(broken, torch.inf)
         bound_cost = (p + 3) / d_model + prune_policy.SCAN_COST + p / rows
         heavy = self._sampled_cut(sample, counts, bound_cost)
         if heavy is None:

@@ -16,7 +16,6 @@ from jsae.demo.measure import load_heldout_sample
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.loading import DEMO_DIR, load_source
 from jsae.prompt import mlp_inputs, tokenize
-from jsae.prune_policy import MAX_SKIP, Backoff, cost, light_cut
 from jsae.reselect import Perturbed, read_tracked
 from jsae.sandwich import Sandwich
 from tests.helpers import tiny_model, tiny_pair
@@ -346,36 +345,6 @@ def test_the_bound_holds_on_every_row_and_feature(low_rank):
     else:
         bound = cs
     assert ((bound + tau[..., None]).double() >= exact).all()
-
-
-def test_backoff_skips_one_two_four_blocks_until_a_try_pays():
-    backoff, pattern = Backoff(), []
-    for paid in [False] * 7 + [True, False]:
-        skipped = 0
-        while backoff.skip():
-            skipped += 1
-        pattern.append(skipped)
-        backoff.record(paid)
-    assert pattern == [0, 1, 2, 4, 8, 16, MAX_SKIP, MAX_SKIP, 0]
-
-
-def test_light_cut_is_the_cheapest_of_every_cut():
-    """Against a loop over every cut: light rows all compute the largest light count (at
-    least ``least``), heavy rows the full scan; infinite counts are never light."""
-    gen = torch.Generator().manual_seed(3)
-    for _ in range(20):
-        counts = torch.randint(1, 600, (3, 7), generator=gen).float()
-        counts[torch.rand(3, 7, generator=gen) < 0.2] = torch.inf
-        cut, relative = light_cut(counts, 1024, least=16)
-        best = (torch.inf, None)
-        for c in counts.flatten().tolist():
-            if c == torch.inf:
-                continue
-            light = counts <= c
-            value = cost(max(16.0, c), 1024, float((~light).float().mean()))
-            best = min(best, (value, c), key=lambda b: b[0])
-        assert relative == pytest.approx(best[0]) and cut == best[1]
-    assert light_cut(torch.full((2, 2), torch.inf), 1024, 16)[1] == torch.inf
 
 
 def test_a_probe_declines_a_block_on_a_few_of_its_tokens(monkeypatch):
