@@ -1,5 +1,5 @@
 """The ``jsae`` command line: ``jsae ablate``, ``jsae corpus-stats``, ``jsae info``,
-``jsae export-sae-lens``, ``jsae train-demo``; one module per command.
+``jsae export-sae-lens``, ``jsae train-demo``, ``jsae features``; one module per command.
 
 Errors a user can cause print one line (``error: ...``) and exit with status 2; no traceback.
 """
@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from jsae.cli import ablate, corpus, export, info, train_demo
+from jsae.cli import ablate, corpus, export, features, info, train_demo
 from jsae.errors import JSAEError
 
 AddParser = Callable[[argparse._SubParsersAction, str], None]
@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[AddParser, Command]] = {
     "info": (info.add_parser, info.cmd_info),
     "export-sae-lens": (export.add_parser, export.cmd_export_sae_lens),
     "train-demo": (train_demo.add_parser, train_demo.cmd_train_demo),
+    "features": (features.add_parser, features.cmd_features),
 }
 """Each command's name, the function adding its arguments, and the function running it (its
 exit status)."""
