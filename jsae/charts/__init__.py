@@ -27,6 +27,7 @@ from jsae.charts.common import (
 )
 from jsae.charts.compare import eps_rule, eps_sweep_charts, jacobian_histogram
 from jsae.charts.effect import effect_density, effect_scatter
+from jsae.charts.graph import EDGE_SELECTION, card_histogram, connection_graph_chart
 from jsae.charts.joint import (
     ORDER_COLORS,
     SET_COLORS,
@@ -46,6 +47,7 @@ from jsae.charts.token import (
 
 __all__ = [
     "DIFF_TITLE",
+    "EDGE_SELECTION",
     "DOSE_PRE",
     "DOSE_SERIES",
     "EXIT_COLOR",
@@ -59,6 +61,8 @@ __all__ = [
     "PART_COLORS",
     "kind_colors",
     "capture_curves",
+    "card_histogram",
+    "connection_graph_chart",
     "decomposition_bars",
     "diff_histogram",
     "diff_histogram_panels",
