@@ -1,10 +1,13 @@
-"""Token explorer: one token's Jacobian, its top connections and a dose-response curve."""
+"""Token explorer: one token's Jacobian, its top connections, a dose-response curve, its
+connection graph and the feature cards of the selected connection's two ends."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app import cache, guard, results, state
+from app.cards import connection_cards
+from app.graph import graph_section
 from jsae import charts, dose, explore
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
@@ -221,6 +224,8 @@ def main() -> None:
     margins_section(rows, out_f)
     st.subheader(f"Dose-response: in_feature {in_f} → out_feature {out_f}")
     dose_section(data, rows, position, in_f, out_f)
+    graph_section(data, rows, ctx.eps, position, (in_f, out_f))
+    connection_cards(data.key, in_f, out_f)
 
 
 main()

@@ -67,7 +67,7 @@ def connection_graph_chart(
                 alt.Color(
                     "diff:Q",
                     title="measured diff",
-                    scale=alt.Scale(scheme="redblue", domain=[-m, m], reverse=True),
+                    scale=alt.Scale(scheme="redblue", domain=[-m, m]),
                 ),
             ),
             strokeDash=alt.StrokeDash(

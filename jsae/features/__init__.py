@@ -7,7 +7,7 @@ effect of an output feature's decoder direction (``jsae.features.logits``).
 """
 
 from jsae.features.accumulate import SideStats, log_bins
-from jsae.features.build import cards_root, feature_cards, pair_fingerprint
+from jsae.features.build import build_command, cards_root, feature_cards, pair_fingerprint
 from jsae.features.logits import folded_unembed, logit_effects, promoted_tokens
 from jsae.features.settings import CARDS_DIR, SIDES, CardSettings, card_folder_name
 from jsae.features.store import FeatureCard, FeatureCards
@@ -26,6 +26,7 @@ __all__ = [
     "FeatureCard",
     "FeatureCards",
     "SideStats",
+    "build_command",
     "card_folder_name",
     "cards_root",
     "corpus_rows",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -197,3 +198,8 @@ def _resume(
     arrays = load_file(str(path))
     stats = {side: SideStats.from_arrays(arrays, side) for side in SIDES}
     return stats, int(meta["rows"]), int(meta["counted"])
+
+
+def build_command(source_name: str, layer: int, kind: str) -> str:
+    """The one command that builds a pair's cards where the app looks for them."""
+    return f"jsae features --source {shlex.quote(source_name)} --layer {layer} --pair {kind}"

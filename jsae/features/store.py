@@ -270,6 +270,29 @@ class FeatureCards:
             logits,
         )
 
+    @cached_property
+    def _top_tokens(self) -> dict[tuple[str, int], int]:
+        """Each output feature's most promoted token, and each input feature's most
+        activating context's token (read once, for labels)."""
+        logits = self._read(LOGITS_FILE, filters=[("rank", "=", 0)])
+        first = self._read(CONTEXTS_FILE, filters=[("rank", "=", 0), ("side", "=", "in")])
+        tokens = self.rows[first["sequence"].to_numpy(), first["position"].to_numpy()]
+        top = {
+            ("out", int(f)): int(t) for f, t in zip(logits["feature"], logits["token"], strict=True)
+        }
+        top.update({("in", int(f)): int(t) for f, t in zip(first["feature"], tokens, strict=True)})
+        return top
+
+    def label(self, side: str, feature: int, tokenizer: Any) -> str:
+        """A short node label: ``in 5 “handle”`` (its top context's token) or ``out 12 ↑“ly”``
+        (the token it promotes most); the bare id when it never fired."""
+        token = self._top_tokens.get((side, int(feature)))
+        if token is None:
+            return f"{side} {feature}"
+        text = tokenizer.decode([token]).replace("\n", "⏎") if tokenizer is not None else str(token)
+        arrow = "↑" if side == "out" else ""
+        return f"{side} {feature} {arrow}“{text.strip() or text}”"
+
     def _with_text(self, contexts: pd.DataFrame, tokenizer: Any, window: int) -> pd.DataFrame:
         if contexts.empty:
             return contexts.assign(token_id=pd.Series(dtype=np.int64))

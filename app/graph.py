@@ -1,0 +1,106 @@
+"""The token explorer's connection graph: a |J| threshold, the chart, its honest count, a
+click on an edge selecting that connection, and the graph as circuit-tracer JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.cards import labeler
+from app.guard import guarded
+from app.state import SELECTION
+from jsae import charts, explore
+from jsae.analysis.graph import connection_graph
+from jsae.analysis.graph_export import circuit_tracer_json
+
+THRESHOLD = "tok_graph_threshold"
+SEEN = "_tok_graph_seen"
+"""The last edge the graph reported as clicked: a click acts once, not on every rerun."""
+
+
+def clicked_edge(event: Any) -> tuple[int, int] | None:
+    """The (in_feature, out_feature) of the edge a chart selection event holds, if any."""
+    selection = getattr(event, "selection", None) or {}
+    points = selection.get(charts.EDGE_SELECTION) or []
+    if not points:
+        return None
+    point = points[0]
+    try:
+        return int(point["in_feature"]), int(point["out_feature"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def pick_from_click(position: int, edge: tuple[int, int] | None, current: tuple[int, int]) -> bool:
+    """Turn a new click on an edge into the token explorer's pending selection; True when
+    the page must rerun to show it."""
+    if edge is None or edge == st.session_state.get(SEEN):
+        return False
+    st.session_state[SEEN] = edge
+    if edge == current:
+        return False
+    st.session_state[SELECTION] = {
+        "position": position,
+        "in_feature": edge[0],
+        "out_feature": edge[1],
+        "pending": True,
+    }
+    return True
+
+
+def graph_section(
+    data: explore.RunData, rows: pd.DataFrame, eps: float, position: int, current: tuple[int, int]
+) -> None:
+    st.subheader(f"Connection graph of position {position}")
+    top = float(np.abs(rows["jacobian"]).max()) if len(rows) else 0.0
+    threshold = st.slider(
+        "Hide edges with |J| below",
+        min_value=0.0,
+        max_value=max(top, eps),
+        value=min(st.session_state.get(THRESHOLD, 0.0), max(top, eps)),
+        format="%.3g",
+        key=THRESHOLD,
+        help="Only important connections (|J| > ε) are drawn; this hides the weaker ones too.",
+    )
+    graph = guarded(
+        "building the connection graph",
+        connection_graph,
+        rows,
+        eps,
+        float(threshold),
+        labeler(data.key),
+    )
+    if graph is None:
+        return
+    st.caption(graph.summary())
+    if graph.shown == 0:
+        st.info("No edge reaches the threshold: lower it, or ε.", icon=":material/filter_alt:")
+        return
+    event = st.altair_chart(
+        charts.connection_graph_chart(graph.segments(), graph.nodes, selected=current),
+        width="stretch",
+        on_select="rerun",
+        key="tok_graph",
+    )
+    if pick_from_click(position, clicked_edge(event), current):
+        st.rerun()
+    st.caption(
+        "Width: |J|; colour: the measured ablation diff of the output feature (red "
+        "down, blue up); dashed: the output feature left the top k. Click an edge to select "
+        "that connection."
+    )
+    key = data.key
+    exported = circuit_tracer_json(
+        graph, layer=key.layer, kind=key.kind, source=key.source, prompt_tokens=data.strings
+    )
+    st.download_button(
+        "Download the graph (circuit-tracer JSON)",
+        json.dumps(exported, indent=1),
+        file_name=f"jsae_graph_{key.kind}_layer{key.layer}_pos{position}.json",
+        mime="application/json",
+        key="tok_graph_json",
+    )
