@@ -90,15 +90,24 @@ def card_panel(key: explore.RunKey, side: str, feature: int) -> None:
 def connection_cards(key: explore.RunKey, in_feature: int, out_feature: int) -> None:
     """Both ends of a connection, side by side."""
     st.subheader(f"Feature cards: in_feature {in_feature} → out_feature {out_feature}")
-    if load_cards(key) is None:
+    cards = load_cards(key)
+    if cards is None:
         no_cards_message(key)
         return
+    pair = get_source(key.source, key.model).pair(key.layer, key.kind)
+    if not cards.built_for(pair):
+        st.warning(
+            "These cards were built for other weights of this pair (an earlier build of the "
+            "source); rebuild them with "
+            f"`{build_command(key.source, key.layer, key.kind)}`.",
+            icon=":material/history:",
+        )
     left, right = st.columns(2)
     with left:
         card_panel(key, "in", in_feature)
     with right:
         card_panel(key, "out", out_feature)
-    meta = load_cards(key).meta
+    meta = cards.meta
     st.caption(
         f"Cards built from {meta['sequences']} rows of {meta['context']} tokens "
         f"({meta['tokens_counted']:,} tokens, BOS left out); top contexts by activation."

@@ -5,6 +5,7 @@ round-trips through the URL, and a source without cards gets the one command tha
 them."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -102,6 +103,24 @@ def test_a_source_without_cards_names_the_command(carded_source, tmp_path, monke
     at.switch_page(PAGES["tokens"]).run()
     no_problems(at)
     assert any(build_command(bare, 0, "jsae") in box.value for box in at.info)
+
+
+def test_cards_of_other_weights_are_flagged(carded_source, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(carded_source, copy)
+    meta_path = copy / "cards" / "jsae" / "layer_0" / "cards.json"
+    meta = json.loads(meta_path.read_text())
+    meta["identity"]["pair"] = "0" * 16  # as if built before the pair was retrained
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, str(copy))
+    st.cache_resource.clear()
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.switch_page(PAGES["tokens"]).run()
+    no_problems(at)
+    assert any(
+        "built for other weights" in w.value and build_command(str(copy), 0, "jsae") in w.value
+        for w in at.warning
+    )
 
 
 def test_a_click_on_an_edge_reads_its_connection():

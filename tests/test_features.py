@@ -120,6 +120,9 @@ def test_card_text_and_logits(folded_source, rows, tmp_path):
         tokenizer.decode([t]) for t in card.logits["token_id"]
     ]
     assert cards.card("in", 0).logits is None
+    assert cards.built_for(folded_source.pair(1, "jsae"))
+    other = tiny_pair(folded_source.model, 1, d_sae=32, k=4)
+    assert not cards.built_for(other)
     with pytest.raises(InputError, match="0..31"):
         cards.card("in", 32)
 

@@ -7,10 +7,10 @@ effect of an output feature's decoder direction (``jsae.features.logits``).
 """
 
 from jsae.features.accumulate import SideStats, log_bins
-from jsae.features.build import build_command, cards_root, feature_cards, pair_fingerprint
+from jsae.features.build import build_command, cards_root, feature_cards
 from jsae.features.logits import folded_unembed, logit_effects, promoted_tokens
 from jsae.features.settings import CARDS_DIR, SIDES, CardSettings, card_folder_name
-from jsae.features.store import FeatureCard, FeatureCards
+from jsae.features.store import FeatureCard, FeatureCards, pair_fingerprint
 from jsae.features.tokens import (
     corpus_rows,
     default_cards_root,

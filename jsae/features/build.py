@@ -12,7 +12,6 @@ one batch's activations plus O(d_sae · (n_top + bins)) per side.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -29,20 +28,11 @@ from tqdm.auto import tqdm
 from jsae.errors import InputError, SourceError
 from jsae.features.accumulate import SideStats
 from jsae.features.settings import CHECKPOINT_FILE, SIDES, CardSettings, card_folder_name
-from jsae.features.store import write_cards
+from jsae.features.store import pair_fingerprint, write_cards
 from jsae.features.tokens import check_rows, default_cards_root, save_rows, tokens_sha
 from jsae.loading import Source
 from jsae.pair import JSAEPair, topk_encode
 from jsae.prompt import mlp_activations
-
-
-def pair_fingerprint(pair: JSAEPair) -> str:
-    """What identifies a pair's weights (both SAEs' encoders and decoders)."""
-    h = hashlib.sha256()
-    for sae in (pair.sae_in, pair.sae_out):
-        for tensor in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec):
-            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def cards_root(source: Source, output: str | os.PathLike | None) -> Path:

@@ -15,6 +15,7 @@ for, and a card's contexts are read with a Parquet filter on (side, feature).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -51,6 +52,15 @@ LOGITS_METHOD = (
     "into the unembedding as TransformerLens's fold_ln does; 1/sigma, biases and "
     "center_unembed left out (jsae.features.logits)"
 )
+
+
+def pair_fingerprint(pair: JSAEPair) -> str:
+    """What identifies a pair's weights (both SAEs' encoders and decoders)."""
+    h = hashlib.sha256()
+    for sae in (pair.sae_in, pair.sae_out):
+        for tensor in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec):
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _write(table: pd.DataFrame, path: Path) -> int:
@@ -209,6 +219,10 @@ class FeatureCards:
             return None
         folder = Path(root) / card_folder_name(kind, layer)
         return cls(folder) if (folder / META_FILE).is_file() else None
+
+    def built_for(self, pair: JSAEPair) -> bool:
+        """Whether these cards were built from ``pair``'s weights (not an earlier pair's)."""
+        return self.meta.get("identity", {}).get("pair") == pair_fingerprint(pair)
 
     def _read(self, name: str, **kwargs) -> pd.DataFrame:
         try:
