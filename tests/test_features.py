@@ -189,6 +189,27 @@ def test_a_killed_build_resumes_to_the_same_cards(folded_source, rows, tmp_path)
     assert a["tokens_counted"] == b["tokens_counted"] and a["identity"] == b["identity"]
 
 
+def test_finished_cards_are_kept_and_other_cards_replaced(folded_source, rows, tmp_path):
+    folder = feature_cards(
+        folded_source, 1, "jsae", rows, tmp_path, settings=SETTINGS, progress=False
+    )
+    built = (folder / "cards.json").stat().st_mtime_ns
+    seen = []
+    again = feature_cards(
+        folded_source,
+        1,
+        "jsae",
+        rows,
+        tmp_path,
+        settings=SETTINGS,
+        progress=False,
+        on_checkpoint=seen.append,
+    )
+    assert again == folder and seen == [] and (folder / "cards.json").stat().st_mtime_ns == built
+    feature_cards(folded_source, 1, "jsae", rows[:4], tmp_path, settings=SETTINGS, progress=False)
+    assert FeatureCards(folder).meta["sequences"] == 4
+
+
 def test_a_checkpoint_of_other_rows_is_refused(folded_source, rows, tmp_path):
     with pytest.raises(Killed):
         feature_cards(

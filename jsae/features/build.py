@@ -27,7 +27,13 @@ from tqdm.auto import tqdm
 
 from jsae.errors import InputError, SourceError
 from jsae.features.accumulate import SideStats
-from jsae.features.settings import CHECKPOINT_FILE, SIDES, CardSettings, card_folder_name
+from jsae.features.settings import (
+    CHECKPOINT_FILE,
+    META_FILE,
+    SIDES,
+    CardSettings,
+    card_folder_name,
+)
 from jsae.features.store import pair_fingerprint, write_cards
 from jsae.features.tokens import check_rows, default_cards_root, save_rows, tokens_sha
 from jsae.loading import Source
@@ -64,7 +70,9 @@ def feature_cards(
 
     Writes ``{output}/{kind}/layer_{layer}/`` (``output``: the source's ``cards/`` folder by
     default) and the rows as ``{output}/tokens-{sha}.safetensors``; returns the pair's card
-    folder. ``on_checkpoint(rows_done)`` is called after each checkpoint is written.
+    folder. Finished cards of the same rows, weights and settings are kept as they are;
+    other finished cards there are replaced. ``on_checkpoint(rows_done)`` is called after
+    each checkpoint is written.
     """
     settings = settings or CardSettings()
     pair, model = source.pair(layer, kind), source.model_for(layer, kind)
@@ -81,6 +89,9 @@ def feature_cards(
         tokens_file = save_rows(root, rows)
     except OSError as err:
         raise InputError(f"Could not write cards to {root}: {err.strerror or err}.") from None
+    if _finished(folder, identity):
+        return folder  # these rows, weights and settings are built already
+    (folder / META_FILE).unlink(missing_ok=True)  # a folder without it is unfinished
     stats, done, counted = _resume(folder, identity, pair, settings)
     bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
     bar = tqdm(
@@ -142,6 +153,23 @@ def _add_batch(
             settings,
         )
     return int(counted.sum())
+
+
+def _finished(folder: Path, identity: dict) -> bool:
+    """Whether ``folder`` holds finished cards of the same rows, weights and settings."""
+    try:
+        saved = json.loads((folder / META_FILE).read_text()).get("identity", {})
+    except (OSError, ValueError):
+        return False
+    if {k: v for k, v in saved.items() if k != "settings"} != {
+        k: v for k, v in identity.items() if k != "settings"
+    }:
+        return False
+    try:
+        theirs = CardSettings.from_json(saved["settings"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return theirs.same_result(CardSettings.from_json(identity["settings"]))
 
 
 def _save_checkpoint(
