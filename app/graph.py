@@ -35,12 +35,25 @@ def clicked_edge(event: Any) -> tuple[int, int] | None:
         return None
 
 
-def pick_from_click(position: int, edge: tuple[int, int] | None, current: tuple[int, int]) -> bool:
-    """Turn a new click on an edge into the token explorer's pending selection; True when
-    the page must rerun to show it."""
-    if edge is None or edge == st.session_state.get(SEEN):
+def clicked_row(event: Any, table: pd.DataFrame) -> tuple[int, int] | None:
+    """The (in_feature, out_feature) of the row a dataframe selection event holds, if any."""
+    selection = getattr(event, "selection", None) or {}
+    picked = selection.get("rows") or []
+    if not picked or not 0 <= picked[0] < len(table):
+        return None
+    row = table.iloc[picked[0]]
+    return int(row["in_feature"]), int(row["out_feature"])
+
+
+def pick_from_click(
+    position: int, edge: tuple[int, int] | None, current: tuple[int, int], seen: str = SEEN
+) -> bool:
+    """Turn a new click on a connection (a graph's edge, a table's row) into the token
+    explorer's pending selection; True when the page must rerun to show it. ``seen`` keeps
+    the last click of that widget, which it reports again on every rerun."""
+    if edge is None or edge == st.session_state.get(seen):
         return False
-    st.session_state[SEEN] = edge
+    st.session_state[seen] = edge
     if edge == current:
         return False
     st.session_state[SELECTION] = {

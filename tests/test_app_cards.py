@@ -131,3 +131,19 @@ def test_a_click_on_an_edge_reads_its_connection():
     assert clicked_edge(SimpleNamespace(selection={charts.EDGE_SELECTION: []})) is None
     assert clicked_edge(None) is None
     assert json.dumps(clicked_edge(event))
+
+
+def test_picking_a_top_connection_shows_its_cards(app):
+    at = run(app.run())
+    at.switch_page(PAGES["tokens"]).run()
+    top = at.dataframe[0].value
+    row = top.iloc[3]
+    at.session_state["tok_top"] = {"selection": {"rows": [3], "columns": [], "cells": []}}
+    at.run()
+    no_problems(at)
+    want = (int(row["in_feature"]), int(row["out_feature"]))
+    assert at.selectbox(key="tok_connection").value == want
+    assert f"Feature cards: in_feature {want[0]} → out_feature {want[1]}" in [
+        h.value for h in at.subheader
+    ]
+    assert at.query_params["in_feature"] == str(want[0])

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import cache, guard, results, state
 from app.cards import connection_cards
-from app.graph import graph_section
+from app.graph import clicked_row, graph_section, pick_from_click
 from jsae import charts, dose, explore
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
@@ -209,7 +209,7 @@ def main() -> None:
         shown = ["in_feature", "out_feature", "jacobian", "predicted", "diff", "important"]
         top = explore.top_connections(rows, n=25)[shown + ["true_edge"] * (edges is not None)]
         number = st.column_config.NumberColumn
-        st.dataframe(
+        picked = st.dataframe(
             top,
             hide_index=True,
             width="stretch",
@@ -219,7 +219,12 @@ def main() -> None:
                 "predicted": number(format="%.4g"),
                 "diff": number(format="%.4g"),
             },
+            on_select="rerun",
+            selection_mode="single-row",
+            key="tok_top",
         )
+        if pick_from_click(position, clicked_row(picked, top), (in_f, out_f), "_tok_top_seen"):
+            st.rerun()  # a row picked: its connection, its cards below
     st.subheader("How far is each output feature from leaving the top k?")
     margins_section(rows, out_f)
     st.subheader(f"Dose-response: in_feature {in_f} → out_feature {out_f}")
