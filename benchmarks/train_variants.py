@@ -17,11 +17,14 @@ window), and measures it on the bundle's held-out sample (16 sequences, BOS left
 * the joint ablation (``zero`` mode, the first ``--joint-tokens`` held-out tokens):
   faithfulness score and the unimportant set's mean share of j's activation moved.
 
-A row is ``OBJECTIVE:λ[:key=value...]`` (``v1`` is ``BUNDLE_V1`` with the demo's exact
-``pair_config``, which reproduces the shipped pair; other objectives use the research
-defaults at the demo's scale with the demo's learning rate unless a ``key=value`` says)::
+A row is ``OBJECTIVE:λ[:key=value...]`` (``v1`` is ``BUNDLE_V1`` at the first bundle's
+settings, which reproduces its pairs; other objectives use the research defaults at the
+demo's scale with the demo's learning rate unless a ``key=value`` says), or ``bundle:KIND``,
+a kind of today's bundled default exactly as ``jsae train-demo`` trains it
+(:func:`jsae.demo.build.pair_config`, penalty on 512 tokens per batch)::
 
     python benchmarks/train_variants.py v1:0 v1:25 research:0 research:1 warm_start:4
+    python benchmarks/train_variants.py bundle:plain bundle:jsae bundle:normalized
     python benchmarks/train_variants.py --table          # the table from the saved rows
 
 Results are merged into ``--json`` row by row (so rows can run in separate invocations); the
@@ -62,7 +65,7 @@ from jsae.prompt import mlp_activations  # noqa: E402
 from jsae.sandwich import Sandwich  # noqa: E402
 from jsae.table import DEFAULT_EPS, connection_columns  # noqa: E402
 from jsae.train import PairTrainingConfig, tokenize_documents, train_pair  # noqa: E402
-from jsae.train.config import OBJECTIVES  # noqa: E402
+from jsae.train.config import BUNDLE_V1, OBJECTIVES  # noqa: E402
 
 SEED = 0
 REFERENCE = "research:1"
@@ -83,7 +86,12 @@ BOOL_KEYS = ("apply_b_dec_to_input", "skip_bos")
 
 
 def parse_row(spec: str) -> tuple[str, float, dict]:
-    """``OBJECTIVE:λ[:key=value...]`` -> (objective, λ, overrides)."""
+    """``OBJECTIVE:λ[:key=value...]`` -> (objective, λ, overrides); ``bundle:KIND`` -> the
+    bundled default's kind's objective and λ (its own settings are ``row_config``'s)."""
+    if spec.startswith("bundle:"):
+        recipe = {r.name: r for r in FULL.kinds}[spec.split(":", 1)[1]]
+        overrides = dict(recipe.overrides)
+        return overrides.get("objective", "research"), recipe.coefficient(1), {}
     objective, lam, *rest = spec.split(":")
     overrides: dict[str, object] = {}
     for item in rest:
@@ -96,10 +104,36 @@ def parse_row(spec: str) -> tuple[str, float, dict]:
     return objective, float(lam), overrides
 
 
+def v1_config(layer: int, lam: float) -> PairTrainingConfig:
+    """How the first bundle trained layer ``layer``'s pairs (``BUNDLE_V1`` at its settings)."""
+    steps = FULL.for_layer("sae_steps", layer)
+    return PairTrainingConfig(
+        **BUNDLE_V1,
+        layer=layer,
+        d_sae=FULL.d_sae,
+        k=FULL.k,
+        jacobian_coefficient=lam,
+        lr=FULL.for_layer("sae_lr", layer),
+        batch_tokens=FULL.sae_batch_tokens,
+        steps=steps,
+        seed=SEED,
+        context_size=FULL.n_ctx,
+        jacobian_tokens=FULL.jacobian_tokens,
+        dead_window_tokens=FULL.for_layer("dead_window_tokens", layer),
+        aux_k=FULL.for_layer("aux_k", layer),
+        warmup_steps=min(50, steps // 10),
+    )
+
+
 def row_config(spec: str, layer: int, steps: int | None) -> PairTrainingConfig:
+    if spec.startswith("bundle:"):
+        # a kind of the bundled default exactly as jsae train-demo trains it
+        recipe = {r.name: r for r in FULL.kinds}[spec.split(":", 1)[1]]
+        config = pair_config(FULL, layer, recipe, SEED)
+        return config if steps is None else dataclasses.replace(config, steps=steps)
     objective, lam, overrides = parse_row(spec)
     if objective == "v1":
-        config = pair_config(FULL, layer, lam, SEED)
+        config = v1_config(layer, lam)
         return config if steps is None else dataclasses.replace(config, steps=steps)
     settings = dict(
         layer=layer,

@@ -145,7 +145,7 @@ def test_a_flat_output_code_misses_its_target():
     got = {(t["kind"], t["name"]): t["met"] for t in targets}
     assert got[("plain", f"output_cv >= {TARGET_OUTPUT_CV}")]
     assert got[("plain", f"unfired_out <= {TARGET_UNFIRED_OUT}")]
-    assert not got[("jsae", f"output_cv >= {TARGET_OUTPUT_CV}")]
+    assert not got[("jsae", "output_cv >= 0.2")]  # a JSAE's stricter CV target
     assert not got[("jsae", f"unfired_out <= {TARGET_UNFIRED_OUT}")]
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from unittest import mock
 
@@ -21,6 +22,7 @@ from jsae.loading import (
     save_sae_lens_pair,
     save_source,
 )
+from jsae.pair import PairKinds
 from tests import fake_wandb
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 
@@ -104,6 +106,40 @@ def test_source_folder_round_trip(tmp_path):
     _same_pair(pairs["plain"][1], source.pair(1, "plain"))
     with pytest.raises(InputError, match="Layer 0 has no plain pair .* layers with one: 1"):
         source.pair(0, "plain")
+
+
+def test_a_source_folder_declares_its_own_kinds(tmp_path):
+    """A kind beyond the paper's round-trips with its label and comparisons; an undeclared one
+    and a malformed declaration are each one clear error."""
+    model = tiny_model()
+    pairs = tiny_pairs(model)
+    extra = dataclasses.replace(pairs["jsae"][1], kind="normalized")
+    kinds = PairKinds(
+        {"jsae": "JSAEs", "normalized": "Normalized", "plain": "Plain"},
+        (("jsae", "plain"), ("normalized", "plain")),
+        "three kinds",
+    )
+    save_source(tmp_path, model, {**pairs, "normalized": {1: extra}}, pair_kinds=kinds)
+    source = load_source(tmp_path)
+    assert source.kinds == ["jsae", "normalized", "plain"]
+    assert source.pair_kinds == kinds and source.info == {}
+    assert source.pair(1, "normalized").kind == "normalized"
+    _same_pair(extra, source.pair(1, "normalized"))
+    assert source.pair_kinds.compared_for("normalized") == ("normalized", "plain")
+
+    manifest = json.loads((tmp_path / "source.json").read_text())
+    del manifest["pair_kinds"]
+    (tmp_path / "source.json").write_text(json.dumps(manifest))
+    with pytest.raises(SourceError, match="kind 'normalized'.*declare others under 'pair_kinds'"):
+        load_source(tmp_path)
+    manifest["pair_kinds"] = {"labels": {"normalized": "N"}, "compared": [["normalized", "x"]]}
+    (tmp_path / "source.json").write_text(json.dumps(manifest))
+    with pytest.raises(SourceError, match="pair_kinds: Compared kinds"):
+        load_source(tmp_path)
+    manifest["pair_kinds"] = ["normalized"]
+    (tmp_path / "source.json").write_text(json.dumps(manifest))
+    with pytest.raises(SourceError, match="'pair_kinds' must look like"):
+        load_source(tmp_path)
 
 
 def test_wandb_path_downloads_then_reads_the_folder(tmp_path, monkeypatch):

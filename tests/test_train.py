@@ -15,11 +15,14 @@ from jsae.ablation import ablate
 from jsae.demo import (
     HELDOUT_FILE,
     METRICS_FILE,
+    QUICK,
     build_demo,
     check_targets,
     measure_bundle,
     metrics_table,
 )
+from jsae.demo.build import pair_config
+from jsae.demo.kinds import declared_kinds
 from jsae.errors import InputError
 from jsae.example_texts import DEFAULT_PROMPTS
 from jsae.loading import load_source
@@ -215,9 +218,13 @@ def test_quick_build_makes_a_loadable_bundle(tmp_path):
 
     source = load_source(out)
     n_layers = source.model.cfg.n_layers
-    assert source.kinds == ["jsae", "plain"]
-    for kind in ("jsae", "plain"):
+    assert source.kinds == ["jsae", "normalized", "plain"]
+    assert source.pair_kinds == declared_kinds(QUICK.kinds)
+    for kind in source.kinds:
         assert source.layers(kind) == list(range(n_layers))
+        assert metrics["training"][kind]["0"]["objective"] == pair_config(
+            QUICK, 0, {r.name: r for r in QUICK.kinds}[kind], 0
+        ).objective
     assert source.model.tokenizer.bos_token == "<|endoftext|>"
 
     # the held-out split was never trained on, and the metrics recompute exactly
@@ -228,13 +235,13 @@ def test_quick_build_makes_a_loadable_bundle(tmp_path):
         for layer, stats in by_layer.items():
             for key in ("ev_in", "ev_out", "frac_abs_j_gt_eps", "mean_abs_j"):
                 assert again["pairs"][kind][layer][key] == pytest.approx(stats[key], abs=1e-6)
-    assert metrics["targets"] == check_targets(metrics["measured"])
+    assert metrics["targets"] == check_targets(metrics["measured"], metrics["training"])
     assert isinstance(metrics["all_targets_met"], bool)
     assert metrics["language_model"]["unigram_loss"] > 0
 
     result = ablate(source.model, source.pair(0, "jsae"), DEFAULT_PROMPTS["Prose"])
     assert len(result.table) == result.n_tokens * 8 * 8
-    for kind in ("jsae", "plain"):
+    for kind in source.kinds:
         for layer in range(n_layers):
             for sae in (source.pair(layer, kind).sae_in, source.pair(layer, kind).sae_out):
                 norms = sae.W_dec.norm(dim=-1)

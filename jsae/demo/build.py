@@ -8,7 +8,8 @@
 3. **Language model.** A small ``HookedTransformer`` (GELU MLPs, LayerNorm) trained with
    AdamW on the LM split; its held-out loss is compared with a unigram baseline. Its
    LayerNorms are then folded, so that the input SAEs read exactly the MLPs' input.
-4. **Pairs.** For every layer, a JSAE pair (λ > 0) and a plain pair (λ = 0), trained with
+4. **Pairs.** For every layer, a pair of every kind of :mod:`jsae.demo.kinds` (``plain``,
+   λ = 0; ``jsae``, the research objective; ``normalized``), trained with
    :func:`jsae.train.train_pair` on the SAE split with the same data order and seed.
 5. **Quality.** The bundle is saved with a held-out sample (``heldout_tokens.safetensors``)
    and measured on it with :func:`jsae.demo.measure.measure_bundle`.
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -34,6 +36,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.demo.corpus import corpus_digest, split_documents, stdlib_documents
+from jsae.demo.kinds import KindRecipe, declared_kinds
 from jsae.demo.language_model import (
     ACT_FN,
     NORMALIZATION_TYPE,
@@ -49,11 +52,11 @@ from jsae.loading import load_source, save_source
 from jsae.pair import JSAEPair
 from jsae.tokenizer import train_tokenizer
 from jsae.train import PairTrainingConfig, tokenize_documents, train_pair
-from jsae.train.config import BUNDLE_V1
 
 DESCRIPTION = (
     "jsae's bundled default: a small language model trained on the Python "
-    "standard library's documentation, with a JSAE pair and a plain pair per layer."
+    "standard library's documentation, with a plain pair and two kinds of JSAE pair per "
+    "layer: the research objective and the normalized penalty."
 )
 
 
@@ -128,7 +131,7 @@ def build_demo(
             shutil.rmtree(staging)
         sample = tokens["heldout"][: settings.sample_sequences].to(torch.int32).contiguous()
         info = {"description": DESCRIPTION, "metrics": METRICS_FILE, "heldout_sample": HELDOUT_FILE}
-        save_source(staging, model, pairs, info=info)
+        save_source(staging, model, pairs, info=info, pair_kinds=declared_kinds(settings.kinds))
         save_file({"tokens": sample}, staging / HELDOUT_FILE)
 
         log("Measuring the bundle on the held-out sample ...")
@@ -170,7 +173,7 @@ def build_demo(
         "training": training,
         "measured": measured,
     }
-    metrics["targets"] = check_targets(measured)
+    metrics["targets"] = check_targets(measured, training)
     metrics["all_targets_met"] = all(t_["met"] for t_ in metrics["targets"])
     lap("total", started)
     (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -184,27 +187,24 @@ def build_demo(
 
 
 def pair_config(
-    settings: DemoSettings, layer: int, jacobian_coefficient: float, seed: int
+    settings: DemoSettings, layer: int, recipe: KindRecipe, seed: int
 ) -> PairTrainingConfig:
-    """How the demo trains layer ``layer``'s pair with λ = ``jacobian_coefficient``: jsae's
-    first objective and initialisation (``BUNDLE_V1``), with which the shipped bundle was
-    trained, so that a rebuild reproduces it."""
-    steps = settings.for_layer("sae_steps", layer)
+    """How the demo trains layer ``layer``'s pair of kind ``recipe``: the demo's scale
+    (``settings``), the research code's schedules, and the kind's objective, λ and init."""
     return PairTrainingConfig(
-        **BUNDLE_V1,
         layer=layer,
         d_sae=settings.d_sae,
         k=settings.k,
-        jacobian_coefficient=jacobian_coefficient,
+        jacobian_coefficient=recipe.coefficient(layer),
         lr=settings.for_layer("sae_lr", layer),
         batch_tokens=settings.sae_batch_tokens,
-        steps=steps,
+        steps=settings.for_layer("sae_steps", layer),
         seed=seed,
         context_size=settings.n_ctx,
         jacobian_tokens=settings.jacobian_tokens,
         dead_window_tokens=settings.for_layer("dead_window_tokens", layer),
         aux_k=settings.for_layer("aux_k", layer),
-        warmup_steps=min(50, steps // 10),
+        **dict(recipe.overrides),
     )
 
 
@@ -216,20 +216,21 @@ def train_pairs(
     log: Callable[[str], None],
     progress: bool,
 ) -> tuple[dict[str, dict[int, JSAEPair]], dict[str, dict[str, Any]]]:
-    """Every layer's plain pair (λ = 0) and JSAE pair, and a summary of each one's training
-    (``metrics.json``'s ``training``: kind -> layer -> figures)."""
-    pairs: dict[str, dict[int, JSAEPair]] = {"jsae": {}, "plain": {}}
-    training: dict[str, dict[str, Any]] = {"jsae": {}, "plain": {}}
+    """Every layer's pair of every kind of ``settings.kinds``, and a summary of each one's
+    training (``metrics.json``'s ``training``: kind -> layer -> figures)."""
+    pairs: dict[str, dict[int, JSAEPair]] = {r.name: {} for r in settings.kinds}
+    training: dict[str, dict[str, Any]] = {r.name: {} for r in settings.kinds}
     for layer in range(settings.n_layers):
-        coefficient_jsae = settings.for_layer("jacobian_coefficients", layer)
-        for kind, coefficient in (("plain", 0.0), ("jsae", coefficient_jsae)):
-            config = pair_config(settings, layer, coefficient, seed)
+        for recipe in settings.kinds:
+            kind, coefficient = recipe.name, recipe.coefficient(layer)
+            config = pair_config(settings, layer, recipe, seed)
             t_pair = time.perf_counter()
             result = train_pair(model, tokens, config, progress=progress)
-            pairs[kind][layer] = result.pair
+            pairs[kind][layer] = dataclasses.replace(result.pair, kind=kind)
             last = result.history[-1] if result.history else {}
             summary = training[kind][str(layer)] = {
                 "jacobian_coefficient": coefficient,
+                "objective": config.objective,
                 "steps": result.step,
                 "tokens": result.tokens_seen,
                 "dead_in": result.dead_fraction_in,

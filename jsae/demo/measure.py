@@ -4,7 +4,8 @@ Per pair: explained variance of each SAE, the features that never fire on the sa
 output code's health (:func:`jsae.analysis.pair_health`: its within-token CV, binary explained
 variance and margins), the fraction of active |J| above ε and mean |J| (over every token's
 k × k active Jacobian), and the ``unit``-mode ablation summary at ε (split by
-:func:`jsae.table.is_important`).
+:func:`jsae.table.is_important`), with each kind's ratio at the fraction matched across the
+layer's kinds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from jsae.ablation import AblationConfig, ablate_activations
-from jsae.analysis import effect_statistics, pair_health, verdict
+from jsae.analysis import effect_statistics, matched_fraction, pair_health, verdict
+from jsae.analysis.sweep import MATCHED_REFERENCE
+from jsae.demo.kinds import PLAIN as PLAIN_RECIPE
 from jsae.demo.language_model import language_model_loss
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
@@ -32,6 +35,7 @@ from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, connection_columns, is_important
 from jsae.train import explained_variance, tokenize_documents
 
+PLAIN = PLAIN_RECIPE.name
 BATCH_SEQUENCES = 16
 """Held-out sequences per forward pass of the model."""
 
@@ -84,13 +88,42 @@ def measure_bundle(
         "eps": eps,
         "pairs": {},
     }
-    for kind, by_layer in wanted.items():
-        for layer in by_layer:
-            pair = source.pair(layer, kind)
+    for kind in wanted:
+        result["pairs"][kind] = {}
+    for layer in needed:
+        tables = {}
+        for kind in (kind for kind, by_layer in wanted.items() if layer in by_layer):
             x, y = stacked[layer]
-            stats = measure_pair(model, pair, x, y, eps=eps, ablation=ablation)
-            result["pairs"].setdefault(kind, {})[str(layer)] = stats
+            stats, tables[kind] = _pair_statistics(
+                model, source.pair(layer, kind), x, y, eps, ablation
+            )
+            result["pairs"][kind][str(layer)] = stats
+        if ablation:
+            for kind, matched in matched_ratios(tables, eps).items():
+                result["pairs"][kind][str(layer)]["matched"] = matched
     return result
+
+
+def matched_ratios(tables: dict[str, pd.DataFrame], eps: float) -> dict[str, dict[str, float]]:
+    """Per kind, its ratio of mean |diff| important / unimportant when every kind of the
+    layer is split at the same fraction of connections (:func:`jsae.analysis.matched_fraction`,
+    the ``jsae`` kind's fraction at ``eps``), and for a JSAE kind the ``plain`` pair's ratio
+    at the JSAE's own fraction at ``eps`` (does it beat plain at equal sparsity?)."""
+    found: dict[str, dict[str, float]] = {}
+    if MATCHED_REFERENCE in tables:
+        matched = matched_fraction(tables, None, MATCHED_REFERENCE, eps).set_index("kind")
+        for kind in tables:
+            found[kind] = {
+                "fraction": float(matched.loc[kind, "fraction"]),
+                "ratio": float(matched.loc[kind, "ratio"]),
+            }
+    if PLAIN in tables:
+        for kind in (k for k in tables if k != PLAIN):
+            own = matched_fraction({kind: tables[kind], PLAIN: tables[PLAIN]}, None, kind, eps)
+            found.setdefault(kind, {})["plain_ratio_at_own_fraction"] = float(
+                own.set_index("kind").loc[PLAIN, "ratio"]
+            )
+    return found
 
 
 CAUSAL_FIELDS = (
@@ -120,6 +153,18 @@ def measure_pair(
     ablation: bool = True,
 ) -> dict[str, Any]:
     """One pair's statistics on MLP inputs ``x`` and the model's MLP outputs ``y``."""
+    return _pair_statistics(model, pair, x, y, eps, ablation)[0]
+
+
+def _pair_statistics(
+    model: HookedTransformer,
+    pair: JSAEPair,
+    x: Float[Tensor, "tokens d_model"],
+    y: Float[Tensor, "tokens d_model"],
+    eps: float,
+    ablation: bool,
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """``measure_pair``'s statistics, and the ablation's connection table (None without)."""
     sandwich = Sandwich(model, pair)
     health = pair_health(sandwich, x, y)
     stats: dict[str, Any] = {
@@ -148,13 +193,13 @@ def measure_pair(
             "unimportant_connections": int((~important).sum()),
         }
         # every held-out token is its own position, so the statistics group by token
-        effect = effect_statistics(
-            pd.DataFrame(connection_columns(connections)), eps, n_bootstrap=0
-        )
+        table = pd.DataFrame(connection_columns(connections))
+        effect = effect_statistics(table, eps, n_bootstrap=0)
         stats["causal"] = {name: float(getattr(effect, name)) for name in CAUSAL_FIELDS}
         found = verdict(effect, health)
         stats["verdict"] = {"level": found.level, "perverse": found.perverse}
-    return stats
+        return stats, table
+    return stats, None
 
 
 def _mean(values: Tensor) -> float | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jsae.demo.kinds import KINDS, KindRecipe
+
 METRICS_FILE = "metrics.json"
 HELDOUT_FILE = "heldout_tokens.safetensors"
 SPLITS = ("lm", "sae", "heldout")
@@ -25,12 +27,13 @@ class DemoSettings:
         lm_steps, lm_batch_size, lm_lr, lm_warmup_steps, lm_weight_decay: its AdamW training
             (cosine decay to a tenth of ``lm_lr``).
         d_sae, k: every SAE's width and number of active features.
-        jacobian_coefficients: λ of the JSAE pair of each layer.
+        kinds: the pair kinds trained for every layer, in order (``jsae.demo.kinds``: each
+            one's objective, λ and initialisation).
         sae_steps, sae_lr: each layer's pairs' optimizer steps and learning rate.
         aux_k: the AuxK loss's dead features (0: no AuxK).
         dead_window_tokens: the dead-feature window during training (and for AuxK).
-            These five take one value for all layers or a tuple with one per layer; the
-            plain pair of a layer is trained exactly like its JSAE pair, with λ = 0.
+            These four take one value for all layers or a tuple with one per layer; every
+            kind's pair of a layer is trained with them, on the same data in the same order.
         sae_batch_tokens, jacobian_tokens: every pair's batch, and the tokens of each batch
             the Jacobian penalty is estimated on (see :class:`jsae.train.PairTrainingConfig`).
         sample_sequences: held-out sequences stored in the bundle for measuring it.
@@ -53,9 +56,8 @@ class DemoSettings:
     lm_weight_decay: float = 0.1
     d_sae: int = 1024
     k: int = 16
-    # Tuned on this corpus and model (see the report in metrics.json): layer 0's MLP has
-    # a 2-3x larger Jacobian than the others and needs twice the steps.
-    jacobian_coefficients: float | tuple[float, ...] = (20.0, 25.0, 20.0, 20.0)
+    kinds: tuple[KindRecipe, ...] = KINDS
+    # layer 0's MLP has a 2-3x larger Jacobian than the others and needs twice the steps
     sae_steps: int | tuple[int, ...] = (600, 300, 300, 300)
     sae_batch_tokens: int = 2048
     sae_lr: float | tuple[float, ...] = 2e-3
@@ -87,7 +89,6 @@ QUICK = DemoSettings(
     lm_warmup_steps=5,
     d_sae=128,
     k=8,
-    jacobian_coefficients=1.0,
     sae_steps=20,
     aux_k=16,
     sae_batch_tokens=256,

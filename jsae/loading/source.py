@@ -8,7 +8,9 @@ single pair folder (``load_pair_folder``: the research format or a sae-lens pair
 A source folder has ``source.json``: ``{"model": "model", "pairs": {kind: {layer: folder}}}``
 plus anything the source describes itself with (metrics, training settings). ``model`` is a
 model folder inside it or a TransformerLens name; each pair folder is in the research format
-(``save_source`` writes ``pairs/{kind}/layer_{L}/``).
+(``save_source`` writes ``pairs/{kind}/layer_{L}/``). Its kinds are the paper's
+(``PAIR_KINDS``) unless it declares its own under ``"pair_kinds"``: ``{"labels": {kind:
+label}, "compared": [[kind, kind], ...], "help": "..."}`` (``jsae.pair.PairKinds``).
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ class BuiltinSource:
 BUILTIN_SOURCES = {
     DEMO_SOURCE: BuiltinSource(
         "Bundled default",
-        "A 4-layer language model trained for this app, with a JSAE and a plain pair per "
-        "layer (jsae/assets/demo).",
+        "A 4-layer language model trained for this app, with a plain pair and two kinds of "
+        "JSAE pair per layer (jsae/assets/demo).",
     ),
     PLANTED_SOURCE: BuiltinSource(
         "Planted ground truth",
@@ -66,7 +68,9 @@ BUILTIN_SOURCES = {
 """The built-in sources, in the order pickers offer them: the one place they are named."""
 DEMO_DIR = Path(__file__).parent.parent / "assets" / "demo"
 SOURCE_MANIFEST = "source.json"
-SOURCE_KEYS = ("model", "pairs")
+PAIR_KINDS_KEY = "pair_kinds"
+"""The manifest's key for the kinds a source declares (see the module docstring)."""
+SOURCE_KEYS = ("model", "pairs", PAIR_KINDS_KEY)
 """The manifest's own keys; every other key is the source's ``info``."""
 
 
@@ -216,11 +220,13 @@ def save_source(
     pairs: dict[str, dict[int, JSAEPair]],
     info: dict[str, Any] | None = None,
     pair_models: dict[tuple[str, int], HookedTransformer] | None = None,
+    pair_kinds: PairKinds | None = None,
 ) -> Path:
     """Write a source folder: ``model/``, ``pairs/{kind}/layer_{L}/`` (research format) and
     ``source.json``. ``info`` (metrics, settings) is stored in the manifest too;
     ``pair_models`` gives each randomized-LLM control pair its randomized model (required for
-    those kinds: it is written beside the pair, as the research code writes it)."""
+    those kinds: it is written beside the pair, as the research code writes it);
+    ``pair_kinds`` declares kinds other than the paper's (their labels and comparisons)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_model_folder(model, path / "model")
@@ -240,7 +246,15 @@ def save_source(
                 randomized_model=randomized,
             )
             listing.setdefault(kind, {})[str(layer)] = rel
-    manifest = {"model": "model", "pairs": listing, **(info or {})}
+    manifest: dict[str, Any] = {"model": "model", "pairs": listing}
+    if pair_kinds is not None:
+        manifest[PAIR_KINDS_KEY] = {
+            "labels": dict(pair_kinds.labels),
+            "compared": [list(pair) for pair in pair_kinds.compared],
+            "help": pair_kinds.help,
+        }
+    manifest.update(info or {})
+    _check_manifest(manifest, path / SOURCE_MANIFEST)
     write_json(manifest, path / SOURCE_MANIFEST)
     return path
 
@@ -264,7 +278,7 @@ def _load_source_folder(
 ) -> Source:
     """A source folder: its model (unless ``model`` overrides it) and every listed pair."""
     manifest = read_json(path / SOURCE_MANIFEST)
-    model_ref, pair_dirs = _check_manifest(manifest, path / SOURCE_MANIFEST)
+    model_ref, pair_dirs, pair_kinds = _check_manifest(manifest, path / SOURCE_MANIFEST)
     if model is None:
         local = path / model_ref
         model = local if local.is_dir() else model_ref
@@ -286,23 +300,36 @@ def _load_source_folder(
             pair.check_model(reads)
             pairs.setdefault(kind, {})[pair.layer] = pair
     info = {k: v for k, v in manifest.items() if k not in SOURCE_KEYS}
-    return Source(name, loaded, pairs, info, pair_models, model_ref=reference_of(model))
+    return Source(
+        name,
+        loaded,
+        pairs,
+        info,
+        pair_models,
+        pair_kinds=pair_kinds,
+        model_ref=reference_of(model),
+    )
 
 
-def _check_manifest(manifest: dict[str, Any], where: Path) -> tuple[str, dict[str, dict[int, str]]]:
-    """``source.json``'s model and pair folders (by kind, then layer), or one ``SourceError``
-    saying what is malformed."""
+def _check_manifest(
+    manifest: dict[str, Any], where: Path
+) -> tuple[str, dict[str, dict[int, str]], PairKinds]:
+    """``source.json``'s model, pair folders (by kind, then layer) and kinds, or one
+    ``SourceError`` saying what is malformed."""
     model_ref, pair_dirs = manifest.get("model"), manifest.get("pairs")
     if not isinstance(model_ref, str) or not model_ref.strip():
         raise SourceError(f"{where} needs 'model': a model folder inside it, or a model name.")
     shape = '{"jsae": {"0": "pairs/jsae/layer_0"}}'
     if not isinstance(pair_dirs, dict):
         raise SourceError(f"{where} needs 'pairs': pair folders by kind and layer, like {shape}.")
+    pair_kinds = _declared_kinds(manifest.get(PAIR_KINDS_KEY), where)
+    allowed = (*PAIR_KINDS, *(k for k in pair_kinds.order if k not in PAIR_KINDS))
     pairs: dict[str, dict[int, str]] = {}
     for kind, by_layer in pair_dirs.items():
-        if kind not in PAIR_KINDS:
+        if kind not in allowed:
             raise SourceError(
-                f"{where} lists pairs of kind {kind!r}; the kinds are {', '.join(PAIR_KINDS)}."
+                f"{where} lists pairs of kind {kind!r}; the kinds are {', '.join(allowed)} "
+                f"(declare others under {PAIR_KINDS_KEY!r})."
             )
         if not isinstance(by_layer, dict):
             raise SourceError(f"{where}: pairs.{kind} must map layers to folders, like {shape}.")
@@ -312,7 +339,27 @@ def _check_manifest(manifest: dict[str, Any], where: Path) -> tuple[str, dict[st
             if not isinstance(rel, str) or not rel.strip():
                 raise SourceError(f"{where}: pairs.{kind}.{layer} must name a folder, got {rel!r}.")
             pairs.setdefault(kind, {})[int(layer)] = rel
-    return model_ref, pairs
+    return model_ref, pairs, pair_kinds
+
+
+def _declared_kinds(declared: Any, where: Path) -> PairKinds:
+    """The kinds a manifest declares under ``PAIR_KINDS_KEY`` (the paper's when absent)."""
+    if declared is None:
+        return PAPER_KINDS
+    shape = '{"labels": {"jsae": "JSAEs"}, "compared": [["jsae", "plain"]], "help": "..."}'
+    if not isinstance(declared, dict) or not isinstance(declared.get("labels"), dict):
+        raise SourceError(f"{where}: {PAIR_KINDS_KEY!r} must look like {shape}.")
+    compared = declared.get("compared", [])
+    if not isinstance(compared, list) or not all(isinstance(p, list) for p in compared):
+        raise SourceError(f"{where}: {PAIR_KINDS_KEY}.compared must be a list of kind pairs.")
+    try:
+        return PairKinds(
+            dict(declared["labels"]),
+            tuple(tuple(pair) for pair in compared),
+            str(declared.get("help", "")),
+        )
+    except InputError as error:
+        raise SourceError(f"{where}: {PAIR_KINDS_KEY}: {error}") from None
 
 
 def _load_pair_source(

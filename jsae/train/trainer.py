@@ -123,7 +123,7 @@ class PairTrainer:
             total=config.steps,
             initial=state.step,
             disable=not progress,
-            desc=f"layer {config.layer} {config.kind}",
+            desc=f"layer {config.layer} {config.kind} ({config.objective}, λ={config.jacobian_coefficient:g})",
             dynamic_ncols=True,
         )
         batches = self.stream.batches(config.batch_tokens, start=self.tokens_seen)
