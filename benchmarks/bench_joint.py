@@ -9,7 +9,7 @@ bundled default, in one run.
    fewer tokens, the joint pass is ~100× the single one there). With the MLP rows per token
    of each (k_in for the single pass, 1 + (k_in − 1)(1 + 3 k_out) for the curves).
 2. **Figures** on the bundled default's held-out sample (``heldout_tokens.safetensors``,
-   BOS left out), every layer, JSAE and plain, unit and zero modes, ε 0.01: the single-
+   BOS left out), every layer and kind, unit and zero modes, ε 0.01: the single-
    connection ratio, the sets removed together (mean |diff|, share of j's activation, exit
    share), and the faithfulness score with its 95% token-bootstrap interval.
 
@@ -93,7 +93,7 @@ def side_by_side(sandwich: Sandwich, x: torch.Tensor, repeats: int) -> dict:
 def figures(source, tokens: int, n_bootstrap: int) -> list[dict]:
     out = []
     for layer in source.layers("jsae"):
-        for kind in ("jsae", "plain"):
+        for kind in source.kinds:
             if layer not in source.pairs.get(kind, {}):
                 continue
             pair = source.pair(layer, kind)
@@ -118,7 +118,7 @@ def figures(source, tokens: int, n_bootstrap: int) -> list[dict]:
                 row["score"], (row["score_lo"], row["score_hi"]) = joint.score, joint.score_ci
                 out.append(row)
                 print(
-                    f"  layer {layer} {kind:<5} {mode:<4}  ratio {ratio:5.2f}  "
+                    f"  layer {layer} {kind:<10} {mode:<4}  ratio {ratio:5.2f}  "
                     f"unimportant ({row['unimportant_size']:4.1f} inputs) "
                     f"{row['unimportant_abs_diff']:.3f} = {row['unimportant_share']:5.1%} "
                     f"exit {row['unimportant_exit']:5.1%} | important {row['important_abs_diff']:.3f} "

@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=1, help="held-out rows (256 tokens)")
     parser.add_argument("--layers", type=int, nargs="*", default=None)
-    parser.add_argument("--kinds", nargs="*", default=["jsae", "plain"])
+    parser.add_argument("--kinds", nargs="*", default=None, help="default: every kind")
     parser.add_argument("--modes", nargs="*", default=list(SWEEP_MODES))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()

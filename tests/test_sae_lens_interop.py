@@ -116,3 +116,11 @@ def test_the_library_names_are_exported_from_jsae(source_dir, tmp_path):
     )
     assert source.pair(1).sae_in.cfg.metadata.model_name == "model"  # left as it was
     shutil.rmtree(tmp_path / "p")
+
+
+def test_export_of_a_kind_the_source_lacks_names_the_kinds_it_has(source_dir, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["export-sae-lens", "--source", str(source_dir), "--pair", "nope",
+                 "--output", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "has no nope pairs; it has: jsae, plain" in err and "Traceback" not in err

@@ -29,7 +29,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_refresh_argument(ex)
     ex.add_argument("--layer", type=int, help="the pair's block (default: first with a pair)")
     ex.add_argument(
-        "--pair", choices=PAIR_KINDS, default=DEFAULT_KIND, help=f"(default: {DEFAULT_KIND})"
+        "--pair",
+        default=DEFAULT_KIND,
+        help=f"the pair's kind: the paper's {', '.join(PAIR_KINDS)} or one the source declares "
+        f"(`jsae info` lists them; default: {DEFAULT_KIND})",
     )
     ex.add_argument("--output", type=Path, required=True, help="the folder to write")
     ex.add_argument(
@@ -46,7 +49,8 @@ def cmd_export_sae_lens(args: argparse.Namespace) -> int:
         raise InputError(f"{out / taken[0]} already exists; name a new --output folder.")
     check_writable(out, "--output", folder=True)
     source = load_source(args.source, model=args.model, refresh=args.refresh)
-    layer = args.layer if args.layer is not None else source.layers(args.pair)[0]
+    # a kind with no pairs falls through to source.pair's error, which lists the kinds
+    layer = args.layer if args.layer is not None else (source.layers(args.pair) or [0])[0]
     pair = source.pair(layer, args.pair)
     model_name = args.model_name
     if model_name is None and not is_randomized(args.pair):
