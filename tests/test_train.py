@@ -25,6 +25,7 @@ from jsae.demo.build import pair_config
 from jsae.demo.kinds import declared_kinds
 from jsae.errors import InputError
 from jsae.example_texts import DEFAULT_PROMPTS
+from jsae.features import CARDS_DIR, FeatureCards, card_folder_name
 from jsae.loading import load_source
 from jsae.pair import hook_in_name, hook_out_name, sae_pre_activations, topk_activations
 from jsae.sandwich import MLPWeights, Sandwich, jacobian_products
@@ -222,9 +223,10 @@ def test_quick_build_makes_a_loadable_bundle(tmp_path):
     assert source.pair_kinds == declared_kinds(QUICK.kinds)
     for kind in source.kinds:
         assert source.layers(kind) == list(range(n_layers))
-        assert metrics["training"][kind]["0"]["objective"] == pair_config(
-            QUICK, 0, {r.name: r for r in QUICK.kinds}[kind], 0
-        ).objective
+        assert (
+            metrics["training"][kind]["0"]["objective"]
+            == pair_config(QUICK, 0, {r.name: r for r in QUICK.kinds}[kind], 0).objective
+        )
     assert source.model.tokenizer.bos_token == "<|endoftext|>"
 
     # the held-out split was never trained on, and the metrics recompute exactly
@@ -238,6 +240,14 @@ def test_quick_build_makes_a_loadable_bundle(tmp_path):
     assert metrics["targets"] == check_targets(metrics["measured"], metrics["training"])
     assert isinstance(metrics["all_targets_met"], bool)
     assert metrics["language_model"]["unigram_loss"] > 0
+
+    # every pair's feature cards, built from the held-out sample for these very weights
+    assert metrics["cards"]["bytes"] > 0
+    for kind in source.kinds:
+        for layer in range(n_layers):
+            cards = FeatureCards(out / CARDS_DIR / card_folder_name(kind, layer))
+            assert cards.built_for(source.pair(layer, kind)), (kind, layer)
+            assert cards.meta["tokens_counted"] == again["tokens"]
 
     result = ablate(source.model, source.pair(0, "jsae"), DEFAULT_PROMPTS["Prose"])
     assert len(result.table) == result.n_tokens * 8 * 8

@@ -13,7 +13,9 @@
    :func:`jsae.train.train_pair` on the SAE split with the same data order and seed.
 5. **Quality.** The bundle is saved with a held-out sample (``heldout_tokens.safetensors``)
    and measured on it with :func:`jsae.demo.measure.measure_bundle`.
-6. **Metrics.** Everything goes into ``metrics.json`` with a ``targets`` section
+6. **Feature cards** of every pair from the same sample (:func:`jsae.features.feature_cards`,
+   into ``cards/``).
+7. **Metrics.** Everything goes into ``metrics.json`` with a ``targets`` section
    (:mod:`jsae.demo.targets`), and the bundle is moved into place.
 """
 
@@ -48,6 +50,7 @@ from jsae.demo.language_model import (
 from jsae.demo.measure import measure_bundle
 from jsae.demo.settings import FULL, HELDOUT_FILE, METRICS_FILE, QUICK, SPLITS, DemoSettings
 from jsae.demo.targets import check_targets, targets_summary
+from jsae.features import CARDS_DIR, feature_cards
 from jsae.loading import load_source, save_source
 from jsae.pair import JSAEPair
 from jsae.tokenizer import train_tokenizer
@@ -139,7 +142,16 @@ def build_demo(
         measured = measure_bundle(loaded, staging / HELDOUT_FILE)
         t = lap("measure", t)
 
-    # 6. metrics.json, then the bundle moved into place
+        # 6. Feature cards of every pair, from the same held-out sample (what
+        # `jsae features --source demo` rebuilds)
+        log("Building every pair's feature cards on the held-out sample ...")
+        for kind in loaded.kinds:
+            for layer in loaded.layers(kind):
+                feature_cards(loaded, layer, kind, sample, staging / CARDS_DIR, progress=progress)
+        cards_bytes = sum(p.stat().st_size for p in (staging / CARDS_DIR).rglob("*") if p.is_file())
+        t = lap("cards", t)
+
+    # 7. metrics.json, then the bundle moved into place
     metrics: dict[str, Any] = {
         "build": {
             "seed": seed,
@@ -172,6 +184,7 @@ def build_demo(
         },
         "training": training,
         "measured": measured,
+        "cards": {"folder": CARDS_DIR, "bytes": cards_bytes},
     }
     metrics["targets"] = check_targets(measured, training)
     metrics["all_targets_met"] = all(t_["met"] for t_ in metrics["targets"])
