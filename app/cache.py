@@ -72,7 +72,7 @@ def log_run_to_wandb(log: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return log(*args, **kwargs)
 
 
-@st.cache_resource(show_spinner="Loading the model and its JSAE pairs…", max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)  # the frame shows the status
 def _load_source(source: str, model: str | None) -> Any:
     src = load_source(source, model=model or None)
     for reads in (src.model, *src.pair_models.values()):

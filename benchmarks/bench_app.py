@@ -1,23 +1,38 @@
-"""App-level figures on the bundled default: cold start (import + ``load_source("demo")``,
-each in a fresh process, 3 times) and Run to results for a 200-token prompt (median of 5).
+"""App-level figures on the bundled default.
+
+Engine (the default): cold start of the package (import + ``load_source("demo")``, each in a
+fresh process, 3 times) and Run to results for a 200-token prompt (median of 5).
+
+Browser (``--browser``): what a visitor sees, in Debian's Chromium against ``streamlit run``
+on loopback, each repeat on a fresh server (median of ``--repeats``): from opening the page
+to the title, the navigation, the "Loading the model and its JSAE pairs" status, and the Run
+button (a usable page); then from clicking Run on a 195-token prompt to the first chart
+visible (the run computed, no cache).
 
     python benchmarks/bench_app.py
+    python benchmarks/bench_app.py --browser [--repeats 3] [--page causal_sparsity]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 COLD = (
     "import time; t = time.perf_counter(); import jsae; from jsae.loading import load_source; "
     "load_source('demo'); print(time.perf_counter() - t)"
 )
+LOADING = "Loading the model and its JSAE pairs"
+CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 
 
-def main() -> None:
+def engine() -> None:
     cold = []
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", COLD], capture_output=True, text=True)
@@ -46,6 +61,84 @@ def main() -> None:
         f"median {statistics.median(runs) * 1e3:.0f} ms with the app's cached sandwich, "
         f"{first * 1e3:.0f} ms building it first"
     )
+
+
+def _browser_once(page_path: str, text: str) -> dict[str, float]:
+    """One fresh server, one cold page: seconds from ``goto`` to each landmark."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+
+    times: dict[str, float] = {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        streamlit_server(dict(os.environ), Path(tmp)) as (url, _proc, _log),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(120_000)
+            query = urlencode({"text": text})
+            start = time.perf_counter()
+            page.goto(f"{url}/{page_path}?{query}", wait_until="commit")
+            landmarks = {
+                "title": page.locator("h1").first,
+                "navigation": page.locator("[data-testid='stSidebarNavLink']").first,
+                "run button": page.get_by_role("button", name="Run", exact=True),
+            }
+            seen_loading = None
+            pending = dict(landmarks)
+            while pending:
+                if seen_loading is None and page.get_by_text(LOADING).count():
+                    seen_loading = time.perf_counter() - start
+                for name, loc in list(pending.items()):
+                    if loc.count() and loc.is_visible():
+                        times[name] = time.perf_counter() - start
+                        del pending[name]
+                page.wait_for_timeout(50)
+            if seen_loading is not None:
+                times["loading status"] = seen_loading
+            times["page not found"] = float(page.get_by_text("Page not found").count())
+            if times["page not found"]:
+                return times  # the dialog blocks the page: nothing to click
+            page.get_by_role("button", name="Run", exact=True).click()
+            start = time.perf_counter()
+            page.locator(CHART).first.wait_for(state="visible")
+            times["Run -> chart"] = time.perf_counter() - start
+        finally:
+            browser.close()
+    return times
+
+
+def browser(repeats: int, page_path: str) -> None:
+    from jsae.example_texts import DEFAULT_PROMPTS
+
+    text = DEFAULT_PROMPTS["Prose"] + " " + DEFAULT_PROMPTS["List"]  # 195 tokens
+    runs = [_browser_once(page_path, text) for _ in range(repeats)]
+    print(f"browser, cold server, /{page_path}, 1280x800, median of {repeats}:")
+    for name in ("title", "navigation", "loading status", "run button", "Run -> chart"):
+        values = [r[name] for r in runs if name in r]
+        if values:
+            shown = ", ".join(f"{v:.2f}" for v in values)
+            print(f"  open -> {name}: median {statistics.median(values):.2f} s ({shown})")
+        else:
+            print(f"  open -> {name}: never seen")
+    print(f"  'Page not found' shown: {sum(r['page not found'] > 0 for r in runs)} of {repeats}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--browser", action="store_true", help="measure in Chromium")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--page", default="causal_sparsity", help="the page's URL path")
+    args = parser.parse_args()
+    if args.browser:
+        browser(args.repeats, args.page)
+    else:
+        engine()
 
 
 if __name__ == "__main__":
