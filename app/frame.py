@@ -75,4 +75,5 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
     try:
         guard.guarded(f"drawing the {shown.title} page", page.run)
     finally:
-        url.sync_url(url.view_state(current, eps, page_key))
+        typed = None if eps is not None else str(st.session_state.get("eps", ""))
+        url.sync_url(url.view_state(current, eps, page_key), eps_typed=typed)

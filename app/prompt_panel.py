@@ -3,8 +3,6 @@ and a log-scale slider kept in sync) and Run."""
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from jsae import explore
@@ -27,14 +25,28 @@ def _on_prompt_text() -> None:
     st.session_state["prompt_choice"] = match or explore.CUSTOM_PROMPT
 
 
-def _on_eps_number() -> None:
-    eps = st.session_state.get("eps")
-    if eps is not None and math.isfinite(eps) and eps > 0:
+def eps_text(eps: float) -> str:
+    """ε as the box shows it: the shortest text that reads back as the same float."""
+    return repr(float(eps))
+
+
+def typed_eps() -> tuple[float | None, str | None]:
+    """The ε typed in the box: (ε, None), or (None, why it is unusable, quoting the text)."""
+    typed = st.session_state.get("eps", "")
+    try:
+        return check_eps(typed.strip() if isinstance(typed, str) else typed), None
+    except JSAEError as err:
+        return None, f"{err} Type a positive ε, or pick one on the log slider."
+
+
+def _on_eps_text() -> None:
+    eps, _ = typed_eps()
+    if eps is not None:
         st.session_state["eps_slider"] = explore.nearest_eps_stop(eps)
 
 
 def _on_eps_slider() -> None:
-    st.session_state["eps"] = float(st.session_state["eps_slider"])
+    st.session_state["eps"] = eps_text(st.session_state["eps_slider"])
 
 
 def prompt_panel() -> tuple[str, float | None, str | None, bool]:
@@ -70,19 +82,17 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
             )
             c1, c2 = st.columns([1, 2])
             with c1:
-                eps = st.number_input(
+                st.text_input(
                     "ε",
                     key="eps",
-                    min_value=0.0,
                     persist_state="session",
-                    step=0.001,
-                    format="%g",
-                    on_change=_on_eps_number,
+                    on_change=_on_eps_text,
                     help="A connection is important when |J| > ε, unimportant when |J| ≤ ε "
                     "(|J| exactly ε counts as unimportant; the research notebook's strict < and "
                     "> left it in neither set). Changing ε only re-splits; nothing is "
                     "recomputed.",
                 )
+            eps, eps_error = typed_eps()
             with c2:
                 st.select_slider(
                     "ε (log scale)",
@@ -91,6 +101,7 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
                     format_func=lambda v: f"{v:g}",
                     persist_state="session",
                     on_change=_on_eps_slider,
+                    disabled=eps is None,  # it cannot show the box's unusable ε
                 )
             pressed = st.button(
                 "Run",
@@ -99,11 +110,6 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
                 width="stretch",
                 icon=":material/play_arrow:",
             )
-    eps_error = None
-    try:
-        eps = check_eps(eps)
-    except JSAEError as err:
-        eps, eps_error = None, f"{err} Type a positive ε, or pick one on the log slider."
     text, removed = clean_prompt(text or "")
     if removed:
         st.caption(f"{removed} control character(s) were removed from the prompt.")

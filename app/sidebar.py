@@ -10,7 +10,8 @@ import streamlit as st
 from app.settings import hosted
 from app.state import PAIR_REQUEST, URL_WARNINGS
 from jsae import explore
-from jsae.ablation import MODES
+from jsae.ablation import MODES, AblationConfig
+from jsae.errors import JSAEError
 from jsae.hosting import HostedConfig
 from jsae.loading import BUILTIN_SOURCES
 
@@ -167,6 +168,10 @@ def mode_picker() -> tuple[str, float]:
             help="The perturbation size s (any non-zero number within float32's range; "
             "negative adds the feature).",
         )
+        try:  # refused here, before Run, by the engine's own rule
+            AblationConfig(mode=mode, scale=float(scale))
+        except JSAEError as err:
+            st.error(str(err), icon=":material/error:")
     return str(mode), float(scale)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.prompt_panel import eps_text
 from app.registry import DEFAULT_PAGE
 from jsae import explore
 from jsae.analysis import DEFAULT_TAU
@@ -83,7 +84,7 @@ def init_session() -> None:
     st.session_state[PAIR_REQUEST] = (view.layer, view.kind, from_url)
     st.session_state["mode"] = view.mode
     st.session_state["scale"] = float(view.scale)
-    st.session_state["eps"] = float(view.eps)
+    st.session_state["eps"] = eps_text(view.eps)
     st.session_state["eps_slider"] = explore.nearest_eps_stop(view.eps)
     if view.text is not None:
         st.session_state["prompt_choice"] = explore.CUSTOM_PROMPT

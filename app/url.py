@@ -53,9 +53,15 @@ def show_url_warnings() -> None:
         st.warning(warning, icon=":material/link_off:")
 
 
-def sync_url(view: explore.ViewState) -> None:
-    """Write the view into the URL's query parameters (only when they changed)."""
+def sync_url(view: explore.ViewState, eps_typed: str | None = None) -> None:
+    """Write the view into the URL's query parameters (only when they changed).
+
+    ``eps_typed``: the ε box's text when it is unusable; the URL then carries it as typed
+    (opening the link warns about it) rather than the last usable ε.
+    """
     params = explore.to_query_params(view)
+    if eps_typed is not None:
+        params["eps"] = eps_typed
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

@@ -53,8 +53,9 @@ class AblationConfig:
                 )
             if self.scale == 0:
                 raise InputError(
-                    "The scale must not be 0: a zero step moves no input feature, so nothing "
-                    "would move and the ratio would mean nothing."
+                    "The scale must not be 0: s = 0 perturbs nothing (a zero step moves no "
+                    "input feature), so nothing would move and the ratio would mean nothing. "
+                    "Pick a non-zero s."
                 )
         if (
             isinstance(self.memory_budget, bool)

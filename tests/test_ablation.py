@@ -187,8 +187,9 @@ def test_config_boundaries_and_refusals():
         AblationConfig(mode="scale", scale=FLOAT32_MAX * (1 + 2**-52))
     with pytest.raises(
         InputError,
-        match=r"^The scale must not be 0: a zero step moves no input feature, so nothing would "
-        r"move and the ratio would mean nothing\.$",
+        match=r"^The scale must not be 0: s = 0 perturbs nothing \(a zero step moves no input "
+        r"feature\), so nothing would move and the ratio would mean nothing\. Pick a non-zero "
+        r"s\.$",
     ):
         AblationConfig(mode="scale", scale=0)
     with pytest.raises(InputError, match=r"^Mode must be one of unit, zero, scale; got 'half'\.$"):

@@ -208,7 +208,7 @@ def test_histogram_views(app):
 def test_eps_only_resplits(app, loaded, ablate_calls):
     at = run(app.run())
     assert len(ablate_calls) == 1
-    at.number_input(key="eps").set_value(0.3).run()
+    at.text_input(key="eps").set_value("0.3").run()
     no_problems(at)
     assert len(ablate_calls) == 1  # re-split, not recomputed
     summary = summarize(expected_table(loaded, eps=0.3))
@@ -217,7 +217,7 @@ def test_eps_only_resplits(app, loaded, ablate_calls):
     )
     assert at.select_slider(key="eps_slider").value == explore.nearest_eps_stop(0.3)
     at.select_slider(key="eps_slider").set_value(explore.EPS_GRID[0]).run()
-    assert at.number_input(key="eps").value == explore.EPS_GRID[0]
+    assert float(at.text_input(key="eps").value) == explore.EPS_GRID[0]
     assert at.query_params["eps"] == f"{explore.EPS_GRID[0]:g}"
     for page in PAGES.values():  # every page reuses the cached run (layer 0: jsae only)
         at.switch_page(page).run()
@@ -249,7 +249,7 @@ def test_query_params_round_trip(app, loaded, tiny_source):
     assert at.sidebar.radio(key="kind").value == "plain"
     assert at.sidebar.radio(key="mode").value == "scale"
     assert at.sidebar.number_input(key="scale").value == 0.5
-    assert at.number_input(key="eps").value == 0.02
+    assert at.text_input(key="eps").value == "0.02"
     assert at.selectbox(key="prompt_choice").value == name
     assert at.query_params == {"source": tiny_source, **params}
     # run=1 reproduces the results without pressing Run.
@@ -280,7 +280,7 @@ def test_bad_query_params_warn_and_use_defaults(app):
     for fragment in ("Layer 9", "eps='abc'", "mode='half'", "prompt='Nope'"):
         assert fragment in warnings
     assert at.sidebar.selectbox(key="layer").value == 0
-    assert at.number_input(key="eps").value == DEFAULT_EPS
+    assert float(at.text_input(key="eps").value) == DEFAULT_EPS
     assert at.sidebar.radio(key="mode").value == "unit"
     at.run()
     assert not at.warning  # said once
@@ -342,9 +342,27 @@ def test_empty_prompt_and_bad_eps_show_errors(app):
     at.text_area(key="prompt_text").set_value("Some text.").run()
     run(at)
     no_problems(at)
-    at.number_input(key="eps").set_value(0.0).run()
+    at.text_input(key="eps").set_value("0").run()
     assert not at.exception
     assert any("ε must be" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [("-1", "greater than 0, got '-1'"), ("abc", "must be a number, got 'abc'"), ("0", "got '0'")],
+)
+def test_an_unusable_eps_is_quoted_and_the_url_follows_the_box(app, typed, said):
+    at = run(app.run())
+    at.text_input(key="eps").set_value(typed).run()
+    assert not at.exception
+    assert any(said in e.value for e in at.error)  # what was typed, not 0.0
+    assert at.query_params["eps"] == typed  # the link reproduces the message
+    assert at.select_slider(key="eps_slider").disabled  # it cannot show the box's value
+    at.text_input(key="eps").set_value("0.2").run()
+    no_problems(at)
+    assert at.query_params["eps"] == "0.2"
+    assert at.select_slider(key="eps_slider").value == explore.nearest_eps_stop(0.2)
+    assert not at.select_slider(key="eps_slider").disabled
 
 
 def test_long_prompt_is_truncated_with_a_notice(app):

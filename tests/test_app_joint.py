@@ -208,7 +208,7 @@ def test_the_curves_are_computed_once_per_run_whatever_eps(app, loaded, curve_ca
     at = run(app.run())
     assert len(curve_calls) == 1
     for eps in (0.3, 0.05):
-        at.number_input(key="eps").set_value(eps).run()
+        at.text_input(key="eps").set_value(repr(eps)).run()
         no_problems(at)
         # the sets are read off the same curves at the new ε
         table = expected_result(loaded, eps=eps).table
