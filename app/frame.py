@@ -71,6 +71,7 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
         view=url.view_state(current, eps, page_key),
         page=page_key,
         tau=state.current_tau(),
+        tolerance=state.current_tolerance(),
     )
     try:
         guard.guarded(f"drawing the {shown.title} page", page.run)

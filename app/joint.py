@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from app import cache, results
+from app import cache, results, state
 from app.downloads import download_button
 from jsae import charts, explore
 from jsae.analysis import Analysis, JointStatistics
@@ -95,21 +95,20 @@ def set_histogram(sets) -> None:
     c1, c2, c3, _ = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
     value = c1.segmented_control(
         "Value",
-        list(explore.JOINT_VALUES),
+        state.display_choices("joint_value"),
         format_func={"abs_diff": "|diff|", "share": "Share of j's activation"}.get,
-        default="abs_diff",
         key="joint_value",
         persist_state="session",
     )
     layout = c2.segmented_control(
         "View",
-        list(results.HIST_LAYOUTS),
+        state.display_choices("joint_layout"),
         format_func=results.HIST_LAYOUTS.get,
-        default="overlay",
         key="joint_layout",
         persist_state="session",
     )
-    log_count = c3.toggle("Log scale", value=True, key="joint_log", persist_state="session")
+    state.display_choices("joint_log")
+    log_count = c3.toggle("Log scale", key="joint_log", persist_state="session")
     value = value or "abs_diff"
     binned = explore.joint_bins(sets, value, bins=60)
     options = {"value": value, "log_count": bool(log_count)}

@@ -15,7 +15,7 @@ from app.registry import PAGES, TOKEN_PAGE
 from app.state import AUTORUN, PAIR_REQUEST, SELECTION, TAU, Context, context
 from jsae import explore
 from jsae.analysis import CONFIDENCE, Verdict
-from jsae.stats import SUMMARY_LABELS
+from jsae.stats import SUMMARY_LABELS, Tolerance
 
 
 def require_run(ctx: Context) -> explore.RunData | None:
@@ -79,6 +79,7 @@ def verdict_box(found: Verdict, *, why: bool = True, truth: tuple[str, ...] = ()
     sentences``), when the source knows them."""
     style, text = explore.verdict_box(found)
     VERDICT_BOXES[style](text, icon=":material/lightbulb:")
+    st.caption(explore.verdict_rule())
     if why and (found.reasons or truth):
         with st.expander("Why?"):
             st.markdown("\n".join(f"- {reason}" for reason in (*found.reasons, *truth)))
@@ -152,8 +153,9 @@ def with_kind(key: explore.RunKey, kind: str) -> explore.RunKey:
     return replace(key, kind=kind)
 
 
-def summary_table(summary: pd.DataFrame) -> None:
-    """A ``stats.summarize`` table with readable column labels and number formats."""
+def summary_table(summary: pd.DataFrame, tolerance: Tolerance) -> None:
+    """A ``stats.summarize`` table (its "within tolerance" at ``tolerance``) with readable
+    column labels and number formats, and the tolerance's rule under it."""
     shown = summary.rename(columns=SUMMARY_LABELS)
     formats = {label: "%.4g" for label in shown.columns}
     formats[SUMMARY_LABELS["connections"]] = "%d"
@@ -166,3 +168,4 @@ def summary_table(summary: pd.DataFrame) -> None:
         },
         width="stretch",
     )
+    st.caption(explore.tolerance_rule(tolerance))

@@ -12,6 +12,8 @@ from app.prompt_panel import eps_text
 from app.registry import DEFAULT_PAGE
 from jsae import explore
 from jsae.analysis import DEFAULT_TAU
+from jsae.errors import JSAEError
+from jsae.stats import Tolerance
 
 RUN = "_run"  # the RunKey of the last Run
 SELECTION = "_selection"  # the token explorer's {position, in_feature, out_feature, pending}
@@ -36,6 +38,7 @@ class Context:
         view: the URL state.
         page: the URL path of the page on screen.
         tau: the statistics' τ (a connection moved when |diff| > τ).
+        tolerance: the "within tolerance" rule of every summary and agreement figure.
     """
 
     source: Any
@@ -46,6 +49,7 @@ class Context:
     view: explore.ViewState
     page: str = DEFAULT_PAGE
     tau: float = DEFAULT_TAU
+    tolerance: Tolerance = Tolerance()
 
     @property
     def stale(self) -> bool:
@@ -61,6 +65,28 @@ def current_tau() -> float:
     """τ as set now (its widget's value, kept for the session; the URL's on the first run)."""
     value = st.session_state.get(TAU)
     return float(value) if value is not None else DEFAULT_TAU
+
+
+def current_display() -> dict[str, Any]:
+    """Every display setting's value as set now (None where its widget has none)."""
+    return {name: st.session_state.get(name) for name in explore.DISPLAY_SETTINGS}
+
+
+def current_tolerance() -> Tolerance:
+    """The tolerance as set now (Jacobian vs effect's inputs; the URL's on the first run)."""
+    try:
+        return explore.display_tolerance(current_display())
+    except JSAEError:  # the inputs refuse it and say why; the figures keep the default
+        return Tolerance()
+
+
+def display_choices(name: str) -> tuple[Any, ...]:
+    """A display setting's choices, its value set first (the URL's, else its default) so
+    that its widget needs no default of its own."""
+    setting = explore.DISPLAY_SETTINGS[name]
+    if st.session_state.get(name) is None:
+        st.session_state[name] = setting.default
+    return setting.choices or ()
 
 
 def init_session() -> None:
@@ -96,6 +122,7 @@ def init_session() -> None:
     st.session_state[AUTORUN] = view.run
     st.session_state[HEATMAP_ORDER] = view.order
     st.session_state[TAU] = float(view.tau)
+    st.session_state.update(explore.display_values(dict(view.display)))
     if view.position is not None:
         st.session_state[SELECTION] = {
             "position": view.position,

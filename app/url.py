@@ -6,7 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from app.registry import TOKEN_PAGE
-from app.state import HEATMAP_ORDER, RUN, SELECTION, URL_WARNINGS, Context, current_tau
+from app.state import (
+    HEATMAP_ORDER,
+    RUN,
+    SELECTION,
+    URL_WARNINGS,
+    Context,
+    current_display,
+    current_tau,
+)
 from jsae import explore
 from jsae.table import DEFAULT_EPS
 
@@ -27,6 +35,7 @@ def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore
         out_feature=selection.get("out_feature"),
         order=order if order in explore.HEATMAP_ORDERS else explore.DEFAULT_HEATMAP_ORDER,
         tau=current_tau(),
+        display=current_display(),
     )
 
 
@@ -44,6 +53,7 @@ def run_view(ctx: Context) -> explore.ViewState:
         out_feature=view.out_feature,
         order=view.order,
         tau=view.tau,
+        display=explore.display_values(dict(view.display)),
     )
 
 

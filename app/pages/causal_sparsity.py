@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import cache, guard, joint, results
+from app import cache, guard, joint, results, state
 from app.downloads import download_button, show_download_errors
 from jsae import charts, explore, wandb_log
 from jsae.analysis import Analysis
@@ -57,23 +57,22 @@ def histogram(table) -> None:
     c1, c2, c3, c4 = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
     layout = c1.segmented_control(
         "View",
-        list(results.HIST_LAYOUTS),
+        state.display_choices("hist_layout"),
         format_func=results.HIST_LAYOUTS.get,
-        default="overlay",
         key="hist_layout",
         persist_state="session",
     )
     y = c2.segmented_control(
         "Height",
-        list(HIST_Y),
+        state.display_choices("hist_y"),
         format_func=HIST_Y.get,
-        default="count",
         key="hist_y",
         persist_state="session",
     )
-    log_count = c3.toggle("Log scale", value=True, key="hist_log", persist_state="session")
+    state.display_choices("hist_log")
+    log_count = c3.toggle("Log scale", key="hist_log", persist_state="session")
     bins = c4.select_slider(
-        "Bins", [20, 40, 60, 100, 150, 200], value=60, key="hist_bins", persist_state="session"
+        "Bins", state.display_choices("hist_bins"), key="hist_bins", persist_state="session"
     )
     binned = explore.histogram_bins(experiment_diffs(table), bins=int(bins))
     options = {"log_count": bool(log_count), "y": y or "count"}
@@ -256,7 +255,7 @@ def main() -> None:
     if inputs is None:
         return
     ctx, data, table = inputs
-    summary = summarize(table)
+    summary = summarize(table, ctx.tolerance)
     analysis = cache.load_analysis(data.key, ctx.eps, ctx.tau)
     if analysis is not None:
         truth = analysis.edges.sentences() if analysis.edges is not None else ()
@@ -267,13 +266,14 @@ def main() -> None:
         metrics(summary, analysis.statistics.ratio, analysis.statistics.ratio_ci)
     else:
         metrics(summary, importance_ratio(summary), (math.nan, math.nan))
+    st.caption(explore.research_note(data.key, ctx.eps))
     st.subheader("How much did each connection move?")
     histogram(table)
     st.subheader("Where does the movement come from?")
     decomposition(table)
     joint.removed_together(data.key, ctx.eps, analysis)
     st.subheader("Summary")
-    results.summary_table(summary)
+    results.summary_table(summary, ctx.tolerance)
     statistics_panel(analysis, data.key.kind)
     downloads(table, data.key, ctx.eps, data.provenance(ctx.eps))
     log_to_wandb(data, ctx.eps, analysis)

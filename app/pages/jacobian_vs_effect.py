@@ -23,11 +23,11 @@ GROUP_LABELS = {
 
 def tolerance_inputs() -> Tolerance | None:
     c1, c2, _ = st.columns([1, 1, 2])
-    default = Tolerance()
+    state.display_choices("tol_atol")
+    state.display_choices("tol_rtol")
     atol = c1.number_input(
         "Absolute tolerance",
         min_value=0.0,
-        value=default.atol,
         step=0.005,
         format="%g",
         key="tol_atol",
@@ -37,7 +37,6 @@ def tolerance_inputs() -> Tolerance | None:
     rtol = c2.number_input(
         "Relative tolerance",
         min_value=0.0,
-        value=default.rtol,
         step=0.05,
         format="%g",
         key="tol_rtol",
@@ -68,7 +67,7 @@ def effect_chart(table) -> None:
         )
     else:
         bins = st.select_slider(
-            "Grid", [40, 60, 80, 120, 160], value=80, key="effect_bins", persist_state="session"
+            "Grid", state.display_choices("effect_bins"), key="effect_bins", persist_state="session"
         )
         grid = explore.effect_grid(table, int(bins))
         st.altair_chart(charts.effect_density(grid), width="stretch")
@@ -85,7 +84,7 @@ def misses(ctx: state.Context, table) -> None:
         "Open one in the token explorer to see its dose-response curve."
     )
     n = st.select_slider(
-        "How many", [10, 20, 50, 100], value=20, key="miss_n", persist_state="session"
+        "How many", state.display_choices("miss_n"), key="miss_n", persist_state="session"
     )
     top = explore.largest_misses(table, n=int(n))
     if top.empty:

@@ -195,7 +195,10 @@ def main() -> None:
         if analysis is None:
             return
         analyses[kind] = analysis
-    stats = {kind: explore.pair_stats(table, eps, analyses[kind]) for kind, table in tables.items()}
+    stats = {
+        kind: explore.pair_stats(table, eps, analyses[kind], ctx.tolerance)
+        for kind, table in tables.items()
+    }
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     results.tau_input(left)
     right.caption(
@@ -210,7 +213,8 @@ def main() -> None:
             results.verdict_box(pair.verdict)
 
     st.subheader("How large are the Jacobian entries?")
-    log_count = st.toggle("Log scale", value=False, key="cmp_log", persist_state="session")
+    state.display_choices("cmp_log")
+    log_count = st.toggle("Log scale", key="cmp_log", persist_state="session")
     bins = explore.jacobian_bins(tables, eps, bins=60)
     st.altair_chart(
         charts.jacobian_histogram(bins, eps, log_count=bool(log_count)), width="stretch"
@@ -231,7 +235,7 @@ def main() -> None:
     for col, (kind, pair) in zip(cols, stats.items(), strict=True):
         with col:
             st.markdown(f"**{titles[kind]}**")
-            results.summary_table(pair.summary)
+            results.summary_table(pair.summary, ctx.tolerance)
 
 
 main()

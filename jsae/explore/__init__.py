@@ -45,6 +45,15 @@ from jsae.explore.compare import (
     sweep_view,
 )
 from jsae.explore.decomposition import PARTS, decomposition, exit_rates
+from jsae.explore.display import (
+    DISPLAY_SETTINGS,
+    DisplaySetting,
+    display_params,
+    display_tolerance,
+    display_values,
+    parse_display,
+    tolerance_rule,
+)
 from jsae.explore.downloads import download_name, parquet_available
 from jsae.explore.effect import (
     SCATTER_MAX,
@@ -97,6 +106,12 @@ from jsae.explore.order import (
     order_connections,
 )
 from jsae.explore.runs import RunData, RunKey, run_ablation
+from jsae.explore.settings_note import (
+    NOTEBOOK,
+    NotebookReference,
+    research_note,
+    verdict_rule,
+)
 from jsae.explore.statistics import (
     BY_JACOBIAN,
     CAPTURE_RANKINGS,
@@ -198,6 +213,17 @@ __all__ = [
     "agreement",
     "comparison_gap",
     "compared_kinds",
+    "NOTEBOOK",
+    "NotebookReference",
+    "research_note",
+    "verdict_rule",
+    "DISPLAY_SETTINGS",
+    "DisplaySetting",
+    "display_params",
+    "display_tolerance",
+    "display_values",
+    "parse_display",
+    "tolerance_rule",
     "connection_options",
     "data_range",
     "default_prompts",

@@ -34,7 +34,7 @@ from jsae.analysis import (
 from jsae.errors import InputError
 from jsae.explore.binning import data_range, histogram_bins, log_abs_jacobian
 from jsae.pair import PAPER_KINDS, PairKinds
-from jsae.stats import importance_ratio, jacobian_sparsity, summarize
+from jsae.stats import Tolerance, importance_ratio, jacobian_sparsity, summarize
 
 COMPARED = PAPER_KINDS.compared[0]
 """The paper's pair kinds the page compares, in its column order (``jsae``, ``plain``)."""
@@ -122,13 +122,16 @@ class PairStats:
         return self.analysis.verdict
 
 
-def pair_stats(table: pd.DataFrame, eps: float, analysis: Analysis) -> PairStats:
-    """The numbers of one pair's table split at ε, with its ``analysis`` at that ε."""
+def pair_stats(
+    table: pd.DataFrame, eps: float, analysis: Analysis, tolerance: Tolerance | None = None
+) -> PairStats:
+    """The numbers of one pair's table split at ε, with its ``analysis`` at that ε; the
+    summary's "within tolerance" at ``tolerance`` (``Tolerance()`` when None)."""
     if not math.isclose(analysis.statistics.eps, eps, rel_tol=1e-12):
         raise InputError(
             f"The analysis is at ε = {analysis.statistics.eps:g}, the table at ε = {eps:g}."
         )
-    summary = summarize(table)
+    summary = summarize(table, tolerance)
     return PairStats(
         summary,
         jacobian_sparsity(table["jacobian"].to_numpy(), eps),

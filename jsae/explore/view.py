@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from jsae.ablation import MODES
 from jsae.analysis.statistics import DEFAULT_TAU
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
+from jsae.explore.display import display_params, parse_display
 from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
 from jsae.explore.runs import RunKey
 from jsae.pair import KIND_NAME
@@ -39,6 +40,8 @@ class ViewState:
         position, in_feature, out_feature: the token explorer's selection.
         order: the order of the token explorer's heatmap (``HEATMAP_ORDERS``).
         tau: a connection moved when |diff| > τ (the statistics' threshold).
+        display: the display settings that differ from their defaults, as (name, URL text)
+            pairs (``jsae.explore.display``).
     """
 
     source: str = "demo"
@@ -56,6 +59,7 @@ class ViewState:
     out_feature: int | None = None
     order: str = DEFAULT_HEATMAP_ORDER
     tau: float = DEFAULT_TAU
+    display: tuple[tuple[str, str], ...] = ()
 
 
 def _single(params: Mapping[str, Any], key: str) -> str | None:
@@ -186,6 +190,9 @@ def parse_query_params(
         value = _parse_int(_single(params, key), key, warnings)
         if value is not None:
             state[key] = value
+    shown = display_params(parse_display(params, warnings))
+    if shown:
+        state["display"] = tuple(shown.items())
     return replace(default, **state), warnings
 
 
@@ -219,6 +226,7 @@ def to_query_params(state: ViewState) -> dict[str, str]:
         params["order"] = state.order
     if state.tau != DEFAULT_TAU:
         params["tau"] = repr(float(state.tau))
+    params.update(state.display)
     return params
 
 
@@ -240,11 +248,12 @@ def view_of(
     out_feature: int | None = None,
     order: str = DEFAULT_HEATMAP_ORDER,
     tau: float = DEFAULT_TAU,
+    display: Mapping[str, Any] | None = None,
 ) -> ViewState:
     """The view of settings ``key`` at ε. The prompt goes by its example name when ``prompt``
     names an example whose text is the key's, else as its text; ``run`` says the results
     of ``key`` are on screen; position, features and order are the token explorer's, τ the
-    statistics'."""
+    statistics', ``display`` the display settings' values by name."""
     named = prompt if prompt is not None and prompts.get(prompt) == key.text else None
     return ViewState(
         source=key.source,
@@ -262,4 +271,5 @@ def view_of(
         out_feature=out_feature,
         order=order,
         tau=float(tau),
+        display=tuple(display_params(display or {}).items()),
     )

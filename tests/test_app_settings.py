@@ -1,0 +1,86 @@
+"""The page states its settings and a link carries every one: the display settings from a
+URL reach their widgets and stay in the URL, the summary's "within tolerance" uses the
+link's tolerance (checked against the rule computed here), and the verdict's thresholds,
+the tolerance and the research settings are written under the results."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from jsae import explore
+from jsae.stats import SUMMARY_LABELS
+from tests.test_app import (  # noqa: F401
+    APP,
+    PAGES,
+    TIMEOUT,
+    expected_table,
+    loaded,
+    no_problems,
+    run,
+    tiny_source,
+)
+from tests.test_display import NON_DEFAULT
+
+__all__ = ["loaded", "tiny_source"]
+
+
+@pytest.fixture
+def app(tiny_source, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def within_share(table: pd.DataFrame, atol: float, rtol: float) -> float:
+    """The share of connections with |diff − predicted| ≤ atol + rtol·|predicted|."""
+    diff, predicted = table["diff"].to_numpy(), table["predicted"].to_numpy()
+    return float(np.mean(np.abs(diff - predicted) <= atol + rtol * np.abs(predicted)))
+
+
+def test_every_display_setting_comes_from_the_link_and_stays_in_it(app, loaded, tiny_source):  # noqa: F811
+    app.query_params.update({**NON_DEFAULT, "run": "1"})
+    at = app.run()
+    no_problems(at)
+    values = explore.display_values(NON_DEFAULT)
+    for name, value in values.items():
+        assert at.session_state[name] == value, name
+    assert at.select_slider(key="hist_bins").value == 150
+    assert at.toggle(key="hist_log").value is False
+    for name, raw in NON_DEFAULT.items():
+        assert at.query_params[name] == raw, name
+    # the summary's "within tolerance" at the link's tolerance, against the rule itself
+    table = expected_table(loaded)
+    summary = at.dataframe[-1].value
+    column = SUMMARY_LABELS["within_tolerance"]
+    got = summary[column].to_dict()
+    important = table["jacobian"].abs() > 0.01
+    assert got["all"] == pytest.approx(within_share(table, 0.05, 0.25))
+    assert got["important"] == pytest.approx(within_share(table[important], 0.05, 0.25))
+    assert got["all"] != pytest.approx(within_share(table, 0.01, 0.1))  # not the default
+    captions = " ".join(c.value for c in at.caption)
+    assert "with atol = 0.05 and rtol = 0.25" in captions
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    assert at.number_input(key="tol_atol").value == 0.05
+    assert at.select_slider(key="miss_n").value == 100
+    at.select_slider(key="miss_n").set_value(50).run()
+    assert at.query_params["miss_n"] == "50"
+    at.number_input(key="tol_atol").set_value(0.01).run()  # back to the default: left out
+    assert "tol_atol" not in at.query_params
+
+
+def test_the_results_state_their_settings(app):
+    at = app.run()
+    at.sidebar.selectbox(key="layer").set_value(1).run()  # layer 1 has both pairs
+    run(at)
+    no_problems(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert explore.verdict_rule() in captions
+    assert "Reproduces the notebook's ε = 0.01, a unit step s = 1" in captions
+    assert "unimportant 0.015 vs important 0.099" in captions
+    assert "with atol = 0.01 and rtol = 0.1" in captions
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    captions = [c.value for c in at.caption]
+    assert captions.count(explore.verdict_rule()) == 2  # under each pair's verdict
+    assert sum("with atol = 0.01 and rtol = 0.1" in c for c in captions) == 2
