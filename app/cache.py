@@ -28,7 +28,14 @@ from jsae.dose import DoseResponse, dose_response
 from jsae.errors import InputError
 from jsae.hosting import WANDB_LOGS_PER_SESSION, WANDB_LOGS_PER_SITE, RateLimiter, SlotLimiter
 from jsae.loading import load_source
+from jsae.loading.wandb_artifact import cache_root
 from jsae.sandwich import Sandwich
+
+
+@st.cache_resource(show_spinner=False)
+def prompt_store() -> explore.PromptStore:
+    """The long prompts that links name by hash, kept under ``<jsae cache>/prompts``."""
+    return explore.PromptStore(cache_root() / "prompts")
 
 
 @st.cache_resource(show_spinner=False)

@@ -45,6 +45,7 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
             layer, kind = sidebar.pair_picker(source)
             mode, scale = sidebar.mode_picker()
             sidebar.source_summary(source)
+            link_slot = st.empty()
 
     url.show_url_warnings()
     if source is None:
@@ -73,6 +74,8 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
         tau=state.current_tau(),
         tolerance=state.current_tolerance(),
     )
+    with link_slot.container():
+        url.copy_link(st.session_state[state.CONTEXT].view, page_key)
     try:
         guard.guarded(f"drawing the {shown.title} page", page.run)
     finally:

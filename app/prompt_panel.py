@@ -113,4 +113,10 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
     text, removed = clean_prompt(text or "")
     if removed:
         st.caption(f"{removed} control character(s) were removed from the prompt.")
+    if len(text) > explore.MAX_URL_TEXT:
+        st.caption(
+            f"This prompt is too long for a link (over {explore.MAX_URL_TEXT:,} characters): "
+            "the link names it by its hash and this server keeps the text, so the link opens "
+            "it here, not on another server."
+        )
     return text, eps, eps_error, pressed

@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.cache import prompt_store
 from app.prompt_panel import eps_text
 from app.registry import DEFAULT_PAGE
 from jsae import explore
@@ -112,14 +113,24 @@ def init_session() -> None:
     st.session_state["scale"] = float(view.scale)
     st.session_state["eps"] = eps_text(view.eps)
     st.session_state["eps_slider"] = explore.nearest_eps_stop(view.eps)
-    if view.text is not None:
+    text, autorun = view.text, view.run
+    if view.text_hash is not None:
+        text = prompt_store().get(view.text_hash)
+        if text is None:
+            warnings.append(
+                f"The link's prompt (kept by its hash {view.text_hash}) is not on this server: "
+                "it was typed on another server or removed since. The first example prompt "
+                "is shown instead."
+            )
+            autorun = False
+    if text is not None:
         st.session_state["prompt_choice"] = explore.CUSTOM_PROMPT
-        st.session_state["prompt_text"] = view.text
+        st.session_state["prompt_text"] = text
     else:
         name = view.prompt if view.prompt in prompts else next(iter(prompts))
         st.session_state["prompt_choice"] = name
         st.session_state["prompt_text"] = prompts[name]
-    st.session_state[AUTORUN] = view.run
+    st.session_state[AUTORUN] = autorun
     st.session_state[HEATMAP_ORDER] = view.order
     st.session_state[TAU] = float(view.tau)
     st.session_state.update(explore.display_values(dict(view.display)))

@@ -3,9 +3,12 @@ reproduces what is on screen; and the warnings about a link's unusable values.""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import streamlit as st
 
-from app.registry import TOKEN_PAGE
+from app.cache import prompt_store
+from app.registry import DEFAULT_PAGE, TOKEN_PAGE
 from app.state import (
     HEATMAP_ORDER,
     RUN,
@@ -57,6 +60,21 @@ def run_view(ctx: Context) -> explore.ViewState:
     )
 
 
+def link_to(view: explore.ViewState, page: str) -> str:
+    """The full link to ``view`` on ``page`` (its URL path; the default page at ``/``)."""
+    base = urlsplit(st.context.url or "")
+    root = f"{base.scheme}://{base.netloc}" if base.netloc else ""
+    path = "" if page == DEFAULT_PAGE else page
+    return f"{root}/{explore.view_link(path, explore.to_query_params(view))}"
+
+
+def copy_link(view: explore.ViewState, page: str) -> None:
+    """A "Copy link" popover: the view's link in a code box (its icon copies it)."""
+    with st.popover("Copy link", icon=":material/link:", width="stretch"):
+        st.code(link_to(view, page), language=None, wrap_lines=True)
+        st.caption("The link reopens this view: every setting, and the results after Run.")
+
+
 def show_url_warnings() -> None:
     """The warnings about the link's unusable parameters, once."""
     for warning in st.session_state.pop(URL_WARNINGS, []) or []:
@@ -70,6 +88,8 @@ def sync_url(view: explore.ViewState, eps_typed: str | None = None) -> None:
     (opening the link warns about it) rather than the last usable ε.
     """
     params = explore.to_query_params(view)
+    if "prompt_hash" in params and view.text is not None:
+        prompt_store().put(view.text)  # before the link that names it is shown
     if eps_typed is not None:
         params["eps"] = eps_typed
     if st.query_params.to_dict() != params:

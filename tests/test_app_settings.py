@@ -3,9 +3,13 @@ URL reach their widgets and stay in the URL, the summary's "within tolerance" us
 link's tolerance (checked against the rule computed here), and the verdict's thresholds,
 the tolerance and the research settings are written under the results."""
 
+import hashlib
+from urllib.parse import parse_qs
+
 import numpy as np
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from jsae import explore
@@ -84,3 +88,64 @@ def test_the_results_state_their_settings(app):
     captions = [c.value for c in at.caption]
     assert captions.count(explore.verdict_rule()) == 2  # under each pair's verdict
     assert sum("with atol = 0.01 and rtol = 0.1" in c for c in captions) == 2
+
+
+LONG = " ".join(f"Sentence {i} of a long prompt, past what a link can carry." for i in range(40))
+
+
+@pytest.fixture
+def prompts_dir(tmp_path, monkeypatch):
+    """A fresh prompt store for the test (the app keeps it under $JSAE_CACHE/prompts)."""
+    monkeypatch.setenv("JSAE_CACHE", str(tmp_path / "cache"))
+    st.cache_resource.clear()
+    return tmp_path / "cache" / "prompts"
+
+
+def test_a_long_prompt_is_kept_by_its_hash_and_its_link_reopens_it(
+    app,
+    loaded,  # noqa: F811
+    tiny_source,  # noqa: F811
+    prompts_dir,
+):
+    assert len(LONG) > explore.MAX_URL_TEXT
+    at = app.run()
+    at.text_area(key="prompt_text").set_value(LONG).run()
+    run(at)
+    no_problems(at)
+    digest = hashlib.sha256(LONG.encode()).hexdigest()[:16]
+    assert at.query_params["prompt_hash"] == digest and at.query_params["run"] == "1"
+    assert "text" not in at.query_params
+    assert (prompts_dir / f"{digest}.txt").read_text() == LONG
+    assert any("too long for a link" in c.value for c in at.caption)
+    shown = {m.label: m.value for m in at.metric}
+    # a new session from the link: the same prompt, its results without pressing Run
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    again.query_params.update(dict(at.query_params))
+    again.run()
+    no_problems(again)
+    assert again.text_area(key="prompt_text").value == LONG
+    assert {m.label: m.value for m in again.metric} == shown
+    n = int((expected_table(loaded, text=LONG)["jacobian"].abs() > 0.01).sum())
+    assert shown["Important connections"] == f"{n:,}"
+
+
+def test_a_hash_this_server_does_not_hold_says_so(app, prompts_dir):
+    app.query_params.update({"prompt_hash": "0123456789abcdef", "run": "1"})
+    at = app.run()
+    assert not at.exception
+    assert any("is not on this server" in w.value for w in at.warning)
+    assert at.text_area(key="prompt_text").value == next(iter(explore.default_prompts().values()))
+    assert not at.metric  # no results claimed for a prompt it does not have
+
+
+def test_copy_link_holds_the_views_link(app, tiny_source):  # noqa: F811
+    at = run(app.run())
+    at.select_slider(key="hist_bins").set_value(100).run()
+    (code,) = [c.value for c in at.sidebar.code]
+    path, _, query = code.partition("?")
+    assert path.endswith("/")  # the default page at /
+    got = {k: v[-1] for k, v in parse_qs(query).items()}
+    assert got == dict(at.query_params) and got["hist_bins"] == "100"
+    at.switch_page(PAGES["effect"]).run()
+    (code,) = [c.value for c in at.sidebar.code]
+    assert code.partition("?")[0].endswith("/jacobian_vs_effect")

@@ -1,6 +1,7 @@
 """The explorer's page logic without Streamlit: URL state, runs, binning, misses, the
 pairs compared and the token explorer's helpers."""
 
+import hashlib
 import io
 import math
 from urllib.parse import parse_qs
@@ -79,7 +80,15 @@ def test_custom_text_round_trips_and_long_text_is_left_out():
     assert back.text == state.text and back.prompt is None
     long = explore.ViewState(text="x" * (explore.MAX_URL_TEXT + 1), run=True)
     params = explore.to_query_params(long)
-    assert "text" not in params and "run" not in params
+    assert "text" not in params and params["run"] == "1"
+    assert params["prompt_hash"] == hashlib.sha256(long.text.encode()).hexdigest()[:16]
+    back, warnings = explore.parse_query_params(params, {})
+    assert back.text_hash == params["prompt_hash"] and back.text is None and not warnings
+    too_long = explore.ViewState(text="x" * 200_001, run=True)
+    params = explore.to_query_params(too_long)
+    assert "prompt_hash" not in params and "run" not in params  # kept nowhere: no results
+    _, warnings = explore.parse_query_params({"prompt_hash": "nothex"}, {})
+    assert warnings == ["Ignored prompt_hash='nothex' from the URL: it is not a prompt's hash."]
 
 
 def test_defaults_are_left_out_of_the_url():

@@ -105,6 +105,7 @@ from jsae.explore.order import (
     SHUFFLED,
     order_connections,
 )
+from jsae.explore.prompt_store import PromptStore, prompt_hash
 from jsae.explore.runs import RunData, RunKey, run_ablation
 from jsae.explore.settings_note import (
     NOTEBOOK,
@@ -213,6 +214,8 @@ __all__ = [
     "agreement",
     "comparison_gap",
     "compared_kinds",
+    "PromptStore",
+    "prompt_hash",
     "NOTEBOOK",
     "NotebookReference",
     "research_note",

@@ -17,12 +17,14 @@ from jsae.analysis.statistics import DEFAULT_TAU
 from jsae.explore.choices import DEFAULT_SCALE, default_prompts, default_source
 from jsae.explore.display import display_params, parse_display
 from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
+from jsae.explore.prompt_store import HASH_PATTERN, MAX_PROMPT_CHARS, prompt_hash
 from jsae.explore.runs import RunKey
 from jsae.pair import KIND_NAME
 from jsae.table import DEFAULT_EPS
 
 MAX_URL_TEXT = 1500
-"""Custom prompts longer than this (characters) are not written into the URL."""
+"""Custom prompts longer than this (characters) go into the URL by their hash
+(``prompt_hash``; the app keeps the text in a ``PromptStore``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class ViewState:
         eps: the |J| threshold.
         prompt: the name of a default prompt, or ``None`` for custom ``text``.
         text: the custom prompt text (when ``prompt`` is ``None``).
+        text_hash: a link's ``prompt_hash`` of a long custom prompt, for the app to look up
+            (``PromptStore.get``); None otherwise.
         run: whether results were on screen (a link then reruns them on open).
         position, in_feature, out_feature: the token explorer's selection.
         order: the order of the token explorer's heatmap (``HEATMAP_ORDERS``).
@@ -53,6 +57,7 @@ class ViewState:
     eps: float = DEFAULT_EPS
     prompt: str | None = None
     text: str | None = None
+    text_hash: str | None = None
     run: bool = False
     position: int | None = None
     in_feature: int | None = None
@@ -173,8 +178,15 @@ def parse_query_params(
 
     name = _single(params, "prompt")
     text = _single(params, "text")
+    hashed = _single(params, "prompt_hash")
+    if hashed is not None and not HASH_PATTERN.fullmatch(hashed):
+        warnings.append(f"Ignored prompt_hash={hashed!r} from the URL: it is not a prompt's hash.")
+        hashed = None
     if text is not None and text.strip():
         state["text"] = text
+        state["prompt"] = None
+    elif hashed is not None:
+        state["text_hash"] = hashed
         state["prompt"] = None
     elif name is not None:
         if name in prompts:
@@ -213,9 +225,11 @@ def to_query_params(state: ViewState) -> dict[str, str]:
     if state.prompt is not None:
         params["prompt"] = state.prompt
     elif state.text is not None:
-        prompt_in_url = len(state.text) <= MAX_URL_TEXT
-        if prompt_in_url:
+        prompt_in_url = len(state.text) <= MAX_PROMPT_CHARS
+        if len(state.text) <= MAX_URL_TEXT:
             params["text"] = state.text
+        elif prompt_in_url:
+            params["prompt_hash"] = prompt_hash(state.text)
     if state.run and prompt_in_url:  # a link without its prompt cannot claim the results
         params["run"] = "1"
     for key in ("position", "in_feature", "out_feature"):
