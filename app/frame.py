@@ -44,6 +44,7 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
         if source is not None:
             layer, kind = sidebar.pair_picker(source)
             mode, scale = sidebar.mode_picker()
+            pairs, seed = sidebar.pairs_picker()
             sidebar.source_summary(source)
             link_slot = st.empty()
 
@@ -60,7 +61,7 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
             url.sync_source_in_url(*spec)
         return
     text, eps, eps_error, pressed = prompt_panel.prompt_panel()
-    current = explore.RunKey(spec[0], spec[1], layer, kind, mode, scale, text)
+    current = explore.RunKey(spec[0], spec[1], layer, kind, mode, scale, text, pairs, seed)
     if pressed or st.session_state.pop(state.AUTORUN, False):
         st.session_state[state.RUN] = current
     st.session_state[state.CONTEXT] = state.Context(

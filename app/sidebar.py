@@ -14,6 +14,7 @@ from jsae.ablation import MODES, AblationConfig
 from jsae.errors import JSAEError
 from jsae.hosting import HostedConfig
 from jsae.loading import BUILTIN_SOURCES
+from jsae.sampler import PAIR_SAMPLER_LABELS, PAIR_SAMPLERS
 
 
 def source_picker() -> tuple[str, str | None] | None:
@@ -173,6 +174,25 @@ def mode_picker() -> tuple[str, float]:
         except JSAEError as err:
             st.error(str(err), icon=":material/error:")
     return str(mode), float(scale)
+
+
+def pairs_picker() -> tuple[str, int]:
+    """Which connections of each token to ablate, and the random sampler's seed."""
+    how = st.radio(
+        "Connections",
+        PAIR_SAMPLERS,
+        key="pairs",
+        format_func=PAIR_SAMPLER_LABELS.get,
+        persist_state="session",
+        help="all k×k: every active input with every active output feature (the research "
+        "notebook); k equal-rank pairs: the r-th strongest input with the r-th strongest "
+        "output (the paper's runners/ablation.py); k random pairs, drawn per token from the "
+        "seed (its linearity runs). The joint ablation needs all k×k.",
+    )
+    seed = 0
+    if how == "random":
+        seed = st.number_input("Seed", key="seed", min_value=0, step=1, persist_state="session")
+    return str(how), int(seed)
 
 
 def source_summary(source: Any) -> None:

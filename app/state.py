@@ -111,6 +111,8 @@ def init_session() -> None:
     st.session_state[PAIR_REQUEST] = (view.layer, view.kind, from_url)
     st.session_state["mode"] = view.mode
     st.session_state["scale"] = float(view.scale)
+    st.session_state["pairs"] = view.pairs
+    st.session_state["seed"] = int(view.seed)
     st.session_state["eps"] = eps_text(view.eps)
     st.session_state["eps_slider"] = explore.nearest_eps_stop(view.eps)
     text, autorun = view.text, view.run

@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from jsae import explore
+from jsae.sampler import PairSampler, sample_pairs
 from jsae.stats import SUMMARY_LABELS
 from tests.test_app import (  # noqa: F401
     APP,
@@ -149,3 +150,27 @@ def test_copy_link_holds_the_views_link(app, tiny_source):  # noqa: F811
     at.switch_page(PAGES["effect"]).run()
     (code,) = [c.value for c in at.sidebar.code]
     assert code.partition("?")[0].endswith("/jacobian_vs_effect")
+
+
+@pytest.mark.parametrize(
+    ("params", "sampler"),
+    [
+        ({"pairs": "equal_rank"}, PairSampler("equal_rank")),
+        ({"pairs": "random", "seed": "7"}, PairSampler("random", 7)),
+    ],
+)
+def test_the_pair_sampler_from_the_link(app, loaded, params, sampler):  # noqa: F811
+    app.query_params.update({**params, "run": "1"})
+    at = app.run()
+    no_problems(at)
+    assert at.sidebar.radio(key="pairs").value == sampler.how
+    for name, raw in params.items():
+        assert at.query_params[name] == raw
+    table = sample_pairs(expected_table(loaded), sampler)
+    n = int((table["jacobian"].abs() > 0.01).sum())
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Important connections"] == f"{n:,}"
+    assert any("Removing inputs together needs every connection" in i.value for i in at.info)
+    assert any(f"sampled by {sampler.how!r}" in c.value for c in at.caption)
+    at.sidebar.radio(key="pairs").set_value("all").run()
+    assert "pairs" not in at.query_params and "seed" not in at.query_params

@@ -90,3 +90,18 @@ def test_the_research_note_says_what_it_reproduces_and_where_it_departs():
     assert "sampled by 'random'" in other
     zero = explore.research_note(key("zero"), 0.01)
     assert "Reproduces the notebook's ε = 0.01, every k×k" in zero and "s = aᵢ (zero)" in zero
+
+
+def test_the_pair_sampler_round_trips_through_the_url():
+    view, warnings = explore.parse_query_params({"pairs": "random", "seed": "7"}, prompts={})
+    assert warnings == [] and (view.pairs, view.seed) == ("random", 7)
+    params = explore.to_query_params(view)
+    assert params["pairs"] == "random" and params["seed"] == "7"
+    ranked, _ = explore.parse_query_params({"pairs": "equal_rank", "seed": "7"}, prompts={})
+    assert "seed" not in explore.to_query_params(ranked)  # only random draws
+    assert "pairs" not in explore.to_query_params(explore.ViewState())
+    _, warnings = explore.parse_query_params({"pairs": "some", "seed": "-2"}, prompts={})
+    assert (
+        "Ignored pairs='some' from the URL: it must be one of all, equal_rank, random." in warnings
+    )
+    assert "Ignored seed='-2' from the URL: it must be ≥ 0." in warnings

@@ -266,7 +266,7 @@ def main() -> None:
         metrics(summary, analysis.statistics.ratio, analysis.statistics.ratio_ci)
     else:
         metrics(summary, importance_ratio(summary), (math.nan, math.nan))
-    st.caption(explore.research_note(data.key, ctx.eps))
+    st.caption(explore.research_note(data.key, ctx.eps, data.key.pairs))
     st.subheader("How much did each connection move?")
     histogram(table)
     st.subheader("Where does the movement come from?")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,7 @@ from jsae.loading import (
 )
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS
 from jsae.planted import PLANTED_KINDS
+from jsae.sampler import PAIR_SAMPLER_LABELS, PAIR_SAMPLERS, PairSampler, sample_pairs
 from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
 from jsae.wandb_log import log_to_wandb
@@ -106,6 +108,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         "for the paper's kinds; with --dataset always "
         f"{DEFAULT_KIND} unless given)",
     )
+    ab.add_argument(
+        "--pairs",
+        choices=PAIR_SAMPLERS,
+        default="all",
+        help="which connections of each token to keep: "
+        + "; ".join(f"{k}: {v}" for k, v in PAIR_SAMPLER_LABELS.items())
+        + " (default: all)",
+    )
+    ab.add_argument("--seed", type=int, default=0, help="the seed of --pairs random (default: 0)")
     ab.add_argument(
         "--include-bos", action="store_true", default=None, help="also ablate the BOS position"
     )
@@ -240,6 +251,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         include_bos=args.include_bos,
         memory_budget=max(1, int(args.memory_budget_mb * MIB)),
     )
+    sampler = PairSampler(getattr(args, "pairs", "all") or "all", getattr(args, "seed", 0) or 0)
+    if sampler.how != "all" and (args.joint or args.dataset is not None):
+        raise InputError(
+            f"--pairs {sampler.how} keeps some connections of each token, but --joint and "
+            "--dataset need every one; drop --pairs or them."
+        )
     tol = tolerance(args)
     check_wandb(args)
     check_positive(args.max_tokens, "--max-tokens")
@@ -275,6 +292,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         bar.close()
     if result.prompt.notice:
         print(f"note: {result.prompt.notice}", file=sys.stderr)
+    if sampler.how != "all":
+        result = replace(result, table=sample_pairs(result.table, sampler).reset_index(drop=True))
+        seed = f", seed {sampler.seed}" if sampler.how == "random" else ""
+        print(f"connections kept: {PAIR_SAMPLER_LABELS[sampler.how]}{seed}")
     summary = summarize(result.table, tol)
     s_text = {"unit": "s = 1", "zero": "s = a_i", "scale": f"s = {scale:g}"}[mode]
     print(

@@ -6,7 +6,7 @@ only re-splits the table), so the app can cache runs by key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -15,13 +15,15 @@ import pandas as pd
 from jsae import ablation
 from jsae.ablation import AblationConfig, AblationResult, ProgressCallback
 from jsae.provenance import Provenance
+from jsae.sampler import PairSampler, sample_pairs
 from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, check_eps, split
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """What a computed table depends on (ε is not part of it: it only re-splits)."""
+    """What a computed table depends on (ε is not part of it: it only re-splits); ``pairs``
+    and ``seed`` say which connections of each token it keeps (``jsae.sampler``)."""
 
     source: str
     model: str | None
@@ -30,6 +32,12 @@ class RunKey:
     mode: str
     scale: float
     text: str
+    pairs: str = "all"
+    seed: int = 0
+
+    @property
+    def sampler(self) -> PairSampler:
+        return PairSampler(self.pairs, int(self.seed))
 
 
 @dataclass
@@ -88,7 +96,8 @@ def run_ablation(
 ) -> RunData:
     """Both experiments on ``key.text`` through ``source``'s ``key.kind`` pair at ``key.layer``.
 
-    Calls ``jsae.ablation.ablate`` (looked up at call time) and drops the ε split.
+    Calls ``jsae.ablation.ablate`` (looked up at call time) and drops the ε split; keeps
+    the connections ``key.sampler`` chooses.
     """
     config = AblationConfig(mode=key.mode, scale=float(key.scale))
     result = ablation.ablate(
@@ -101,4 +110,6 @@ def run_ablation(
         max_tokens=max_tokens,
         sandwich=sandwich,
     )
+    if key.pairs != "all":
+        result = replace(result, table=sample_pairs(result.table, key.sampler))
     return RunData(result, key)

@@ -20,6 +20,7 @@ from jsae.explore.order import DEFAULT_HEATMAP_ORDER, HEATMAP_ORDERS
 from jsae.explore.prompt_store import HASH_PATTERN, MAX_PROMPT_CHARS, prompt_hash
 from jsae.explore.runs import RunKey
 from jsae.pair import KIND_NAME
+from jsae.sampler import PAIR_SAMPLERS
 from jsae.table import DEFAULT_EPS
 
 MAX_URL_TEXT = 1500
@@ -35,6 +36,7 @@ class ViewState:
         source, model: what to load (``model`` only for a bare pair folder).
         layer, kind: the pair; ``None`` means the source's first.
         mode, scale: the perturbation.
+        pairs, seed: which connections of each token are kept (``jsae.sampler``).
         eps: the |J| threshold.
         prompt: the name of a default prompt, or ``None`` for custom ``text``.
         text: the custom prompt text (when ``prompt`` is ``None``).
@@ -54,6 +56,8 @@ class ViewState:
     kind: str = "jsae"
     mode: str = "unit"
     scale: float = DEFAULT_SCALE
+    pairs: str = "all"
+    seed: int = 0
     eps: float = DEFAULT_EPS
     prompt: str | None = None
     text: str | None = None
@@ -164,7 +168,10 @@ def parse_query_params(
         state["kind"] = kind  # whether the source has such pairs is checked once it loads
     elif kind is not None:
         warnings.append(f"Ignored kind={kind!r} from the URL: it is not a pair kind's name.")
-    for key, choices in (("mode", MODES), ("order", HEATMAP_ORDERS)):
+    seed = _parse_int(_single(params, "seed"), "seed", warnings)
+    if seed is not None:
+        state["seed"] = seed
+    for key, choices in (("mode", MODES), ("order", HEATMAP_ORDERS), ("pairs", PAIR_SAMPLERS)):
         choice = _parse_choice(_single(params, key), key, tuple(choices), warnings)
         if choice is not None:
             state[key] = choice
@@ -220,6 +227,10 @@ def to_query_params(state: ViewState) -> dict[str, str]:
     params["mode"] = state.mode
     if state.mode == "scale":
         params["scale"] = repr(float(state.scale))
+    if state.pairs != "all":
+        params["pairs"] = state.pairs
+        if state.pairs == "random":
+            params["seed"] = str(state.seed)
     params["eps"] = repr(float(state.eps))
     prompt_in_url = True
     if state.prompt is not None:
@@ -276,6 +287,8 @@ def view_of(
         kind=key.kind,
         mode=key.mode,
         scale=key.scale,
+        pairs=key.pairs,
+        seed=key.seed,
         eps=eps,
         prompt=named,
         text=None if named else key.text,
