@@ -127,9 +127,12 @@ def tau_input(column=None) -> float:
     )
 
 
-def run_caption(key: explore.RunKey, extra: str = "") -> None:
+def run_caption(key: explore.RunKey, extra: str = "", pairs: str | None = None) -> None:
+    """The run's layer, pair (``pairs`` names the pairs compared instead), mode and
+    ``extra``."""
     mode = key.mode if key.mode != "scale" else f"scale s = {key.scale:g}"
-    st.caption(f"Layer {key.layer} · {key.kind} pair · mode {mode}{extra}")
+    pair = pairs if pairs is not None else f"{key.kind} pair"
+    st.caption(f"Layer {key.layer} · {pair} · mode {mode}{extra}")
 
 
 def open_token_explorer(position: int, in_feature: int, out_feature: int) -> None:

@@ -3,7 +3,7 @@ page, and the widgets' first values, read from the URL once per session."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
@@ -24,6 +24,7 @@ URL_WARNINGS = "_url_warnings"
 AUTORUN = "_autorun"
 PAIR_REQUEST = "_pair_request"  # (layer, kind, from the URL) for the pair picker to apply
 HEATMAP_ORDER = "tok_order"  # the token explorer's heatmap order (its widget's key)
+CMP_A, CMP_B = "cmp_a", "cmp_b"  # JSAE vs plain's two kinds (their widgets' keys)
 TAU = "tau"  # the statistics' τ (its widget's key, on the causal sparsity and compare pages)
 
 
@@ -55,6 +56,11 @@ class Context:
     @property
     def stale(self) -> bool:
         return self.run is not None and self.run != self.current
+
+    @property
+    def stale_but_kind(self) -> bool:
+        """Stale in anything but the pair kind (a page that picks its own kinds)."""
+        return self.run is not None and replace(self.run, kind=self.current.kind) != self.current
 
 
 def context() -> Context:
@@ -112,6 +118,9 @@ def init_session() -> None:
     st.session_state["mode"] = view.mode
     st.session_state["scale"] = float(view.scale)
     st.session_state["pairs"] = view.pairs
+    for name in (CMP_A, CMP_B):
+        if getattr(view, name) is not None:
+            st.session_state[name] = getattr(view, name)
     st.session_state["seed"] = int(view.seed)
     st.session_state["eps"] = eps_text(view.eps)
     st.session_state["eps_slider"] = explore.nearest_eps_stop(view.eps)

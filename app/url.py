@@ -10,6 +10,8 @@ import streamlit as st
 from app.cache import prompt_store
 from app.registry import DEFAULT_PAGE, TOKEN_PAGE
 from app.state import (
+    CMP_A,
+    CMP_B,
     HEATMAP_ORDER,
     RUN,
     SELECTION,
@@ -39,6 +41,7 @@ def view_state(current: explore.RunKey, eps: float | None, page: str) -> explore
         order=order if order in explore.HEATMAP_ORDERS else explore.DEFAULT_HEATMAP_ORDER,
         tau=current_tau(),
         display=current_display(),
+        compare=(st.session_state.get(CMP_A), st.session_state.get(CMP_B)),
     )
 
 
@@ -57,6 +60,7 @@ def run_view(ctx: Context) -> explore.ViewState:
         order=view.order,
         tau=view.tau,
         display=explore.display_values(dict(view.display)),
+        compare=(view.cmp_a, view.cmp_b),
     )
 
 

@@ -1,5 +1,6 @@
-"""JSAE vs plain: the same prompt through both pairs of one layer (the source's two compared
-kinds: a JSAE and a plain pair, or the planted source's true and rotated pairs)."""
+"""JSAE vs plain: the same prompt through two pairs of one layer, A and B: any two kinds the
+source has there (by default its comparison for the run's kind: a JSAE and a plain pair, or
+the planted source's true and rotated pairs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
     """Say why there is nothing to compare; True when that is the case."""
     source = ctx.source
     layers_by_kind = {k: source.layers(k) for k in source.kinds}
+    if sum(layer in layers for layers in layers_by_kind.values()) >= 2:
+        return False  # two kinds to compare (the pickers choose which)
     compared = explore.compared_kinds(kind, source.pair_kinds)
     gap = explore.comparison_gap(layers_by_kind, layer, compared)
     if gap is None:
@@ -28,6 +31,39 @@ def missing_kind_note(ctx: state.Context, layer: int, kind: str) -> bool:
             icon=":material/swap_horiz:",
         )
     return True
+
+
+def kind_pickers(ctx: state.Context, source) -> tuple[str, str] | None:
+    """Pair A and pair B: any two kinds with a pair at the run's layer (default the
+    source's comparison for the run's kind: JSAE vs plain); None when they are the same."""
+    layer = ctx.run.layer
+    available = [kind for kind in source.kinds if layer in source.layers(kind)]
+    a, b, warnings = explore.chosen_kinds(
+        available,
+        ctx.run.kind,
+        source.pair_kinds,
+        st.session_state.get(state.CMP_A),
+        st.session_state.get(state.CMP_B),
+    )
+    for warning in warnings:
+        st.warning(warning, icon=":material/link_off:")
+    st.session_state[state.CMP_A], st.session_state[state.CMP_B] = a, b
+    left, right, _ = st.columns([1, 1, 2])
+    for column, key, label in ((left, state.CMP_A, "Pair A"), (right, state.CMP_B, "Pair B")):
+        column.selectbox(
+            label,
+            available,
+            key=key,
+            format_func=source.pair_kinds.label,
+            persist_state="session",
+            help="Any two kinds of pair this source has at the layer (A is drawn in the "
+            "JSAE's colour).",
+        )
+    a, b = st.session_state[state.CMP_A], st.session_state[state.CMP_B]
+    if a == b:
+        st.info("Pick two different kinds of pair to compare.", icon=":material/info:")
+        return None
+    return a, b
 
 
 def pair_metrics(pair: explore.PairStats) -> None:
@@ -159,7 +195,7 @@ def main() -> None:
                 icon=":material/play_arrow:",
             )
         return
-    if ctx.stale:
+    if ctx.stale_but_kind:  # the kinds compared are this page's own choice
         st.info(
             "The settings changed since the last Run; the results below are still for the "
             "old ones. Press **Run** to update them.",
@@ -174,7 +210,9 @@ def main() -> None:
     # the reference kind first (its colour is the JSAE's on every chart); the titles name
     # the pairs as the source labels them (the paper's labels for its kinds)
     source = cache.get_source(ctx.run.source, ctx.run.model)
-    compared = explore.compared_kinds(ctx.run.kind, source.pair_kinds)
+    compared = kind_pickers(ctx, source)
+    if compared is None:
+        return
     titles = {kind: source.pair_kinds.label(kind) for kind in compared}
     tables = {}
     for kind in compared:
@@ -187,7 +225,9 @@ def main() -> None:
     if any(t.empty for t in tables.values()):
         st.warning("The prompt has no token to ablate besides BOS; type a longer prompt.")
         return
-    results.run_caption(results.with_kind(ctx.run, compared[0]), f" · both pairs · ε = {eps:g}")
+    results.run_caption(
+        ctx.run, f" · ε = {eps:g}", pairs=" vs ".join(titles[kind] for kind in compared)
+    )
 
     analyses = {}
     for kind in compared:

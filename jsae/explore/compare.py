@@ -170,3 +170,30 @@ def jacobian_bins(tables: Mapping[str, pd.DataFrame], eps: float, bins: int = 60
     groups = {kind: log_abs_jacobian(t["jacobian"].to_numpy()) for kind, t in tables.items()}
     value_range = data_range(*groups.values(), np.array([math.log10(eps)]))
     return histogram_bins(groups, bins=bins, value_range=value_range, group_name="kind")
+
+
+def chosen_kinds(
+    available: Sequence[str],
+    run_kind: str,
+    kinds: PairKinds = PAPER_KINDS,
+    a: str | None = None,
+    b: str | None = None,
+) -> tuple[str, str, list[str]]:
+    """The two kinds JSAE vs plain sets side by side, A then B, among the kinds with a pair
+    at the layer (``available``): ``a`` and ``b`` where given and available, else the
+    source's comparison for ``run_kind`` (``compared_kinds``: jsae vs plain for the paper's
+    kinds), else the first two available. Also a warning per choice that was unusable."""
+    default = compared_kinds(run_kind, kinds)
+    if not all(kind in available for kind in default):
+        default = (*available, *default)[:2]
+    warnings = []
+    chosen = []
+    for wanted, fallback, name in ((a, default[0], "A"), (b, default[1], "B")):
+        if wanted is not None and wanted not in available:
+            warnings.append(
+                f"Pair {name} = {wanted!r} has no pair at this layer; comparing "
+                f"{kinds.label(fallback)} instead."
+            )
+            wanted = None
+        chosen.append(fallback if wanted is None else wanted)
+    return chosen[0], chosen[1], warnings

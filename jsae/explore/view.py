@@ -46,6 +46,8 @@ class ViewState:
         position, in_feature, out_feature: the token explorer's selection.
         order: the order of the token explorer's heatmap (``HEATMAP_ORDERS``).
         tau: a connection moved when |diff| > τ (the statistics' threshold).
+        cmp_a, cmp_b: the pair kinds JSAE vs plain sets side by side (None: the source's
+            comparison for the run's kind).
         display: the display settings that differ from their defaults, as (name, URL text)
             pairs (``jsae.explore.display``).
     """
@@ -68,6 +70,8 @@ class ViewState:
     out_feature: int | None = None
     order: str = DEFAULT_HEATMAP_ORDER
     tau: float = DEFAULT_TAU
+    cmp_a: str | None = None
+    cmp_b: str | None = None
     display: tuple[tuple[str, str], ...] = ()
 
 
@@ -163,11 +167,12 @@ def parse_query_params(
     if layer is not None:
         state["layer"] = layer
 
-    kind = _single(params, "kind")
-    if kind is not None and KIND_NAME.fullmatch(kind):
-        state["kind"] = kind  # whether the source has such pairs is checked once it loads
-    elif kind is not None:
-        warnings.append(f"Ignored kind={kind!r} from the URL: it is not a pair kind's name.")
+    for name in ("kind", "cmp_a", "cmp_b"):
+        kind = _single(params, name)
+        if kind is not None and KIND_NAME.fullmatch(kind):
+            state[name] = kind  # whether the source has such pairs is checked once it loads
+        elif kind is not None:
+            warnings.append(f"Ignored {name}={kind!r} from the URL: it is not a pair kind's name.")
     seed = _parse_int(_single(params, "seed"), "seed", warnings)
     if seed is not None:
         state["seed"] = seed
@@ -251,6 +256,9 @@ def to_query_params(state: ViewState) -> dict[str, str]:
         params["order"] = state.order
     if state.tau != DEFAULT_TAU:
         params["tau"] = repr(float(state.tau))
+    for name in ("cmp_a", "cmp_b"):
+        if getattr(state, name) is not None:
+            params[name] = getattr(state, name)
     params.update(state.display)
     return params
 
@@ -274,6 +282,7 @@ def view_of(
     order: str = DEFAULT_HEATMAP_ORDER,
     tau: float = DEFAULT_TAU,
     display: Mapping[str, Any] | None = None,
+    compare: tuple[str | None, str | None] = (None, None),
 ) -> ViewState:
     """The view of settings ``key`` at ε. The prompt goes by its example name when ``prompt``
     names an example whose text is the key's, else as its text; ``run`` says the results
@@ -299,4 +308,6 @@ def view_of(
         order=order,
         tau=float(tau),
         display=tuple(display_params(display or {}).items()),
+        cmp_a=compare[0],
+        cmp_b=compare[1],
     )
