@@ -68,7 +68,9 @@ def removed_together(key: explore.RunKey, eps: float, analysis: Analysis | None)
         f"set of its inputs at once: all its unimportant ones (|J| ≤ ε = {eps:g}), all its "
         "important ones, or as many random ones as it has unimportant."
     )
-    left, right = st.columns([1, 3], vertical_alignment="center")
+    row = st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="center")
+    left = row.container(width=results.METRIC_WIDTH)
+    right = row.container(width="stretch")  # the table wraps below when the row is narrow
     results.interval_metric(
         left, "Faithfulness score", joint.score, joint.score_ci, help=SCORE_HELP
     )

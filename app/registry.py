@@ -57,8 +57,8 @@ _PAGES = (
         "app/pages/jsae_vs_plain.py",
         "JSAE vs plain",
         ":material/compare_arrows:",
-        "The same prompt through the JSAE pair and the plain pair (trained without the "
-        "Jacobian penalty) of the same layer.",
+        "The same prompt through two pairs of one layer, A and B: by default the JSAE pair "
+        "and the plain pair (trained without the Jacobian penalty).",
     ),
 )
 PAGES = {page.url_path: page for page in _PAGES}

@@ -85,6 +85,17 @@ def verdict_box(found: Verdict, *, why: bool = True, truth: tuple[str, ...] = ()
             st.markdown("\n".join(f"- {reason}" for reason in (*found.reasons, *truth)))
 
 
+METRIC_WIDTH = 190
+"""Pixels per metric in a ``metric_row``: room for a 7-character value at the theme's size."""
+
+
+def metric_row(n: int) -> list:
+    """``n`` boxes for metrics, side by side while they fit and wrapped onto the next line
+    when they do not (``st.columns`` would squeeze them until their values are cut off)."""
+    row = st.container(horizontal=True, wrap=True, gap="medium")
+    return [row.container(width=METRIC_WIDTH) for _ in range(n)]
+
+
 def interval_metric(
     column,
     label: str,

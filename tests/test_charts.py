@@ -184,7 +184,7 @@ def test_jacobian_heatmap_marks_the_true_edges():
         "type": "point",
         "shape": "diamond",
         "filled": False,
-        "color": "#212529",
+        "color": "#be4bdb",  # HIGHLIGHT: reads on the light and the dark theme
         "size": 60,
     }
     assert diamonds["encoding"]["x"] == cells["encoding"]["x"]

@@ -135,4 +135,4 @@ def test_kind_colors_are_positional_for_a_sources_own_kinds():
         charts.KIND_COLORS,
     )
     domain, colors = charts.kind_colors(["x", "jsae", "y"])
-    assert domain == ["jsae", "x", "y"] and colors == [*charts.KIND_COLORS, "#495057"]
+    assert domain == ["jsae", "x", "y"] and colors == [*charts.KIND_COLORS, "#0c8599"]

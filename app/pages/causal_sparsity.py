@@ -20,7 +20,7 @@ def metrics(summary, ratio: float, ratio_ci: tuple[float, float]) -> None:
     rows = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
     total = int(summary.loc["all", "connections"])
     for experiment, label, rule in rows:
-        cols = st.columns(4)
+        cols = results.metric_row(4)
         n = int(summary.loc[experiment, "connections"])
         cols[0].metric(
             f"{label} connections",
@@ -98,7 +98,7 @@ def decomposition(table) -> None:
         st.altair_chart(charts.decomposition_bars(parts), width="stretch")
     else:
         st.info("No connection moved: there is nothing to split.", icon=":material/info:")
-    cols = iter(st.columns(4))
+    cols = iter(results.metric_row(4))
     for experiment, row in rates.iterrows():
         label = experiment.capitalize()
         next(cols).metric(

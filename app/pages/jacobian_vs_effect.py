@@ -50,7 +50,7 @@ def tolerance_inputs() -> Tolerance | None:
 
 
 def agreement(table, tolerance: Tolerance) -> None:
-    for col, part in zip(st.columns(3), explore.agreement(table, tolerance), strict=True):
+    for col, part in zip(results.metric_row(3), explore.agreement(table, tolerance), strict=True):
         col.metric(
             f"{GROUP_LABELS[part.group]} within tolerance",
             f"{part.share:.1%}" if part.share is not None else "—",

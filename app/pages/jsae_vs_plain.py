@@ -68,7 +68,7 @@ def kind_pickers(ctx: state.Context, source) -> tuple[str, str] | None:
 
 def pair_metrics(pair: explore.PairStats) -> None:
     """The pair's split at ε, and the analysis' numbers that do not hinge on it."""
-    a, b, c = st.columns(3)
+    a, b, c = results.metric_row(3)
     a.metric(
         "Fraction |J| > ε",
         f"{pair.important_share:.1%}",
@@ -86,7 +86,7 @@ def pair_metrics(pair: explore.PairStats) -> None:
         help="Mean |diff| of the unimportant connections (|J| ≤ ε).",
     )
     found = pair.statistics
-    a, b, c = st.columns(3)
+    a, b, c = results.metric_row(3)
     results.interval_metric(
         a,
         "AUC",

@@ -12,6 +12,7 @@ from jsae.charts.common import (
     DIFF_TITLE,
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
+    INK,
     PART_COLORS,
     binned_bars,
     kind_colors,
@@ -202,7 +203,7 @@ def capture_curves(
     if at is not None:
         layers.append(
             alt.Chart(pd.DataFrame({"fraction": [float(at)], "label": [f"top {at:.0%}"]}))
-            .mark_rule(color="#212529", strokeDash=[4, 3], strokeWidth=1)
+            .mark_rule(color=INK, strokeDash=[4, 3], strokeWidth=1)
             .encode(x="fraction:Q", tooltip=["label:N"])
         )
     return alt.layer(*layers).properties(height=height, width="container")

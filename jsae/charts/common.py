@@ -18,7 +18,14 @@ PART_COLORS = {"gate": EXIT_COLOR, "predicted": "#2f9e44", "curvature": "#f59f00
 """The parts of diff (``jsae.explore.decomposition.PARTS``): exits share the exits' colour."""
 
 
-OTHER_KIND_COLOR = "#495057"
+INK = "#868e96"
+"""Reference marks (ε rules, the y = x line, the actual-activation dot, capture's oracle
+rule): a mid grey with a contrast of at least 3 on the light theme's white and on the dark
+theme's near-black alike, so the charts need not know the theme."""
+HIGHLIGHT = "#be4bdb"
+"""Outlines of what a heatmap marks (the selected cell, the true edges): apart from its
+red–blue scheme, with a contrast of at least 3 on both themes' backgrounds."""
+OTHER_KIND_COLOR = "#0c8599"
 
 
 def kind_colors(kinds: list[str]) -> tuple[list[str], list[str]]:

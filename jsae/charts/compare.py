@@ -9,7 +9,7 @@ import math
 import altair as alt
 import pandas as pd
 
-from jsae.charts.common import KIND_ORDER, binned_bars, kind_colors
+from jsae.charts.common import INK, KIND_ORDER, binned_bars, kind_colors
 from jsae.explore.compare import LOG_SWEEP, SWEEP_SHOWN
 
 
@@ -44,7 +44,7 @@ def eps_rule(eps: float, *, log10: bool = False) -> alt.Chart:
     field, x = ("log_eps", math.log10(eps)) if log10 else ("eps", float(eps))
     return (
         alt.Chart(pd.DataFrame({field: [x], "label": [f"ε = {eps:g}"]}))
-        .mark_rule(color="#212529", strokeDash=[4, 3], strokeWidth=1.5)
+        .mark_rule(color=INK, strokeDash=[4, 3], strokeWidth=1.5)
         .encode(x=f"{field}:Q", tooltip=["label:N"])
     )
 

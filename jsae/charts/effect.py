@@ -15,6 +15,7 @@ from jsae.charts.common import (
     EXIT_LABEL,
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
+    INK,
 )
 
 POINT_ORDER = [*EXPERIMENT_ORDER, EXIT_LABEL]
@@ -26,7 +27,7 @@ def _diagonal(lo: float, hi: float) -> alt.Chart:
     line = pd.DataFrame({"predicted": [lo, hi], "diff": [lo, hi]})
     return (
         alt.Chart(line)
-        .mark_line(color="#212529", strokeDash=[5, 4], strokeWidth=1.5)
+        .mark_line(color=INK, strokeDash=[5, 4], strokeWidth=1.5)
         .encode(x="predicted:Q", y="diff:Q")
     )
 

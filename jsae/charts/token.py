@@ -10,13 +10,13 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from jsae.charts.common import EXIT_COLOR
+from jsae.charts.common import EXIT_COLOR, HIGHLIGHT, INK
 from jsae.explore.margins import LEAVES, REENTERS
 from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
 
 TRUE_EDGE = "true_edge"
 """The column that marks a connection on a true edge (``explore.mark_true_edges``)."""
-TRUE_EDGE_COLOR = "#212529"
+TRUE_EDGE_COLOR = HIGHLIGHT
 DOSE_SERIES = ("measured (top-k re-selected)", "first order: out_act + J·(a′ − a)")
 DOSE_PRE = "un-gated pre-activation (no top k)"
 
@@ -104,7 +104,7 @@ def jacobian_heatmap(
     if selected is not None:
         pick = data[(data["in_feature"] == selected[0]) & (data["out_feature"] == selected[1])]
         layers.append(
-            alt.Chart(pick).mark_rect(fill=None, stroke="#212529", strokeWidth=2.5).encode(x=x, y=y)
+            alt.Chart(pick).mark_rect(fill=None, stroke=HIGHLIGHT, strokeWidth=2.5).encode(x=x, y=y)
         )
     return alt.layer(*layers).properties(height=height, width="container")
 
@@ -133,7 +133,7 @@ def dose_response_chart(
     has_tangent = jacobian is not None and math.isfinite(jacobian)
     events = [] if steps is None or steps.empty else list(dict.fromkeys(steps["event"]))
     domain = [DOSE_SERIES[0]] + [DOSE_PRE] * has_pre + [DOSE_SERIES[1]] * has_tangent + events
-    palette = {DOSE_SERIES[0]: "#1c7ed6", DOSE_PRE: "#495057", DOSE_SERIES[1]: "#e8590c"}
+    palette = {DOSE_SERIES[0]: "#1c7ed6", DOSE_PRE: INK, DOSE_SERIES[1]: "#e8590c"}
     palette |= {LEAVES: EXIT_COLOR, REENTERS: "#2f9e44"}
     color = alt.Color(
         "series:N",
@@ -205,7 +205,7 @@ def dose_response_chart(
     )
     layers.append(
         alt.Chart(point)
-        .mark_point(size=90, filled=True, color="#212529")
+        .mark_point(size=90, filled=True, color=INK)
         .encode(
             x="in_act:Q",
             y="out_act:Q",
@@ -258,7 +258,7 @@ def margin_chart(
                 scale=alt.Scale(domain=[0, 1], range=["#ced4da", EXIT_COLOR]),
                 legend=alt.Legend(title="P(exit)", format="%"),
             ),
-            stroke=alt.condition("datum.selected", alt.value("#212529"), alt.value(None)),
+            stroke=alt.condition("datum.selected", alt.value(HIGHLIGHT), alt.value(None)),
             strokeWidth=alt.value(2),
             tooltip=[
                 "out_feature:O",
@@ -276,7 +276,7 @@ def margin_chart(
         rule["label"] = "runner-up: best inactive pre-activation"
         layers.append(
             alt.Chart(rule)
-            .mark_rule(color="#212529", strokeDash=[4, 3], strokeWidth=1.5)
+            .mark_rule(color=INK, strokeDash=[4, 3], strokeWidth=1.5)
             .encode(x="runner_up:Q", tooltip=["label:N", alt.Tooltip("runner_up:Q", format=".4g")])
         )
     height = max(80, bar_height * len(data))
