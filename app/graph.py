@@ -45,6 +45,18 @@ def clicked_row(event: Any, table: pd.DataFrame) -> tuple[int, int] | None:
     return int(row["in_feature"]), int(row["out_feature"])
 
 
+def fresh_row(event: Any, seen: str) -> int | None:
+    """The row a dataframe selection event holds when it differs from the one seen last
+    (kept under ``seen``): a widget reports its selection again on every rerun, and a
+    click must act once, so that a picker beside the table stays free to move."""
+    selection = getattr(event, "selection", None) or {}
+    picked = (selection.get("rows") or [None])[0]
+    if picked == st.session_state.get(seen):
+        return None
+    st.session_state[seen] = picked
+    return picked
+
+
 def pick_from_click(
     position: int, edge: tuple[int, int] | None, current: tuple[int, int], seen: str = SEEN
 ) -> bool:

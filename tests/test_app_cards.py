@@ -147,3 +147,33 @@ def test_picking_a_top_connection_shows_its_cards(app):
         h.value for h in at.subheader
     ]
     assert at.query_params["in_feature"] == str(want[0])
+
+
+def test_selecting_a_miss_shows_its_cards(app, carded_source):
+    at = run(app.run())
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    source = load_source(carded_source)
+    key = explore.RunKey(carded_source, None, 0, "jsae", "unit", 1.0, first_prompt()[1])
+    misses = explore.largest_misses(explore.run_ablation(source, key).split(0.01), n=20)
+    cards = FeatureCards.find(default_cards_root(carded_source), 0, "jsae")
+    for picked in (2, 0):  # a click on a row, then another: the cards follow each
+        row = misses.iloc[picked]
+        at.session_state["miss_table"] = {
+            "selection": {"rows": [picked], "columns": [], "cells": []}
+        }
+        at.run()
+        no_problems(at)
+        in_f, out_f = int(row["in_feature"]), int(row["out_feature"])
+        assert at.selectbox(key="miss_pick").value == picked
+        headers = [h.value for h in at.subheader]
+        assert f"Feature cards: in_feature {in_f} → out_feature {out_f}" in headers
+        for side, feature in (("in", in_f), ("out", out_f)):
+            card = cards.card(side, feature, source.tokenizer)
+            assert shown_cards(at)[f"{side} {feature}: fires"] == f"{card.fires:,}"
+    # The picker moves on its own while the table still reports its last row.
+    at.selectbox(key="miss_pick").set_value(3).run()
+    row = misses.iloc[3]
+    assert at.selectbox(key="miss_pick").value == 3
+    want = f"Feature cards: in_feature {row['in_feature']} → out_feature {row['out_feature']}"
+    assert want in [h.value for h in at.subheader]

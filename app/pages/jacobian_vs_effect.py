@@ -5,6 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import results, state, url
+from app.cards import connection_cards
+from app.graph import fresh_row
 from app.registry import TOKEN_PAGE
 from jsae import charts, explore
 from jsae.errors import JSAEError
@@ -77,11 +79,12 @@ def effect_chart(table) -> None:
         )
 
 
-def misses(ctx: state.Context, table) -> None:
+def misses(ctx: state.Context, key: explore.RunKey, table) -> None:
     st.subheader("Largest misses")
     st.caption(
         "The connections the Jacobian calls unimportant (|J| ≤ ε) that moved most. "
-        "Open one in the token explorer to see its dose-response curve."
+        "Select a row to see its two features' cards below; open one in the token explorer "
+        "to see its dose-response curve."
     )
     n = st.select_slider(
         "How many", state.display_choices("miss_n"), key="miss_n", persist_state="session"
@@ -93,9 +96,12 @@ def misses(ctx: state.Context, table) -> None:
     links = explore.miss_links(top, TOKEN_PAGE, explore.to_query_params(url.run_view(ctx)))
     top.insert(0, "open", links)
     number = st.column_config.NumberColumn
-    st.dataframe(
+    event = st.dataframe(
         top,
         hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="miss_table",
         width="stretch",
         column_config={
             "open": st.column_config.LinkColumn("open", display_text="token explorer ↗"),
@@ -119,13 +125,19 @@ def misses(ctx: state.Context, table) -> None:
         column_order=explore.miss_display_order(top),
     )
     labels = explore.miss_labels(top)
+    row = fresh_row(event, "_miss_table_seen")
+    if row is not None and 0 <= row < len(top):
+        st.session_state["miss_pick"] = row  # the picker follows a click on the table
+    if st.session_state.get("miss_pick") not in range(len(top)):
+        st.session_state["miss_pick"] = 0
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     pick = c1.selectbox(
         "Connection", range(len(labels)), format_func=labels.__getitem__, key="miss_pick"
     )
+    chosen = top.iloc[int(pick or 0)]
     if c2.button("Open in token explorer", key="miss_open", width="stretch"):
-        row = top.iloc[int(pick or 0)]
-        results.open_token_explorer(row["position"], row["in_feature"], row["out_feature"])
+        results.open_token_explorer(chosen["position"], chosen["in_feature"], chosen["out_feature"])
+    connection_cards(key, int(chosen["in_feature"]), int(chosen["out_feature"]))
 
 
 def main() -> None:
@@ -138,7 +150,7 @@ def main() -> None:
     if tolerance is not None:
         agreement(table, tolerance)
     effect_chart(table)
-    misses(ctx, table)
+    misses(ctx, data.key, table)
 
 
 main()
