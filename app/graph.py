@@ -4,6 +4,7 @@ click on an edge selecting that connection, and the graph as circuit-tracer JSON
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,19 @@ SEEN = "_tok_graph_seen"
 """The last edge the graph reported as clicked: a click acts once, not on every rerun."""
 
 
-def clicked_edge(event: Any) -> tuple[int, int] | None:
-    """The (in_feature, out_feature) of the edge a chart selection event holds, if any."""
-    selection = getattr(event, "selection", None) or {}
-    points = selection.get(charts.EDGE_SELECTION) or []
+def selection_of(event: Any) -> Mapping:
+    """A widget event's ``selection`` (Streamlit's events are dicts with attribute access;
+    a value set through the session state is a plain dict)."""
+    if isinstance(event, Mapping):
+        return event.get("selection") or {}
+    return getattr(event, "selection", None) or {}
+
+
+def clicked_edge(event: Any, name: str = charts.EDGE_SELECTION) -> tuple[int, int] | None:
+    """The (in_feature, out_feature) a chart selection event holds under the selection
+    ``name`` (the graph's edge, the heatmap's cell), if any."""
+    selection = selection_of(event)
+    points = selection.get(name) or []
     if not points:
         return None
     point = points[0]
@@ -37,7 +47,7 @@ def clicked_edge(event: Any) -> tuple[int, int] | None:
 
 def clicked_row(event: Any, table: pd.DataFrame) -> tuple[int, int] | None:
     """The (in_feature, out_feature) of the row a dataframe selection event holds, if any."""
-    selection = getattr(event, "selection", None) or {}
+    selection = selection_of(event)
     picked = selection.get("rows") or []
     if not picked or not 0 <= picked[0] < len(table):
         return None
@@ -49,7 +59,7 @@ def fresh_row(event: Any, seen: str) -> int | None:
     """The row a dataframe selection event holds when it differs from the one seen last
     (kept under ``seen``): a widget reports its selection again on every rerun, and a
     click must act once, so that a picker beside the table stays free to move."""
-    selection = getattr(event, "selection", None) or {}
+    selection = selection_of(event)
     picked = (selection.get("rows") or [None])[0]
     if picked == st.session_state.get(seen):
         return None

@@ -65,7 +65,7 @@ def test_token_explorer_shows_the_graph_and_both_cards(app, carded_source):
     rows = expected_rows(carded_source, position)
     graph = connection_graph(rows, 0.01, labels=lambda s, f: cards.label(s, f, tokenizer))
     assert graph.summary() in [c.value for c in at.caption]
-    chart = next(c.proto for c in at.get("vega_lite_chart") if "params" in json.loads(c.proto.spec))
+    chart = next(c.proto for c in at.get("vega_lite_chart") if c.proto.id.endswith("tok_graph"))
     assert json.loads(chart.spec)["params"][0]["name"] == charts.EDGE_SELECTION
     frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.datasets]
     edges = next(f for f in frames if "abs_jacobian" in f.columns)
@@ -177,3 +177,25 @@ def test_selecting_a_miss_shows_its_cards(app, carded_source):
     assert at.selectbox(key="miss_pick").value == 3
     want = f"Feature cards: in_feature {row['in_feature']} → out_feature {row['out_feature']}"
     assert want in [h.value for h in at.subheader]
+
+
+def test_clicking_a_heatmap_cell_shows_its_cards(app, carded_source):
+    at = run(app.run())
+    at.switch_page(PAGES["tokens"]).run()
+    position = at.button_group(key="tok_position").value
+    rows = expected_rows(carded_source, position)
+    row = rows.sort_values("abs_jacobian").iloc[0]  # the weakest: not the page's default
+    want = (int(row["in_feature"]), int(row["out_feature"]))
+    assert at.selectbox(key="tok_connection").value != want
+    point = {"in_feature": want[0], "out_feature": want[1]}
+    at.session_state["tok_heatmap"] = {"selection": {charts.CELL_SELECTION: [point]}}
+    at.run()
+    no_problems(at)
+    assert at.selectbox(key="tok_connection").value == want
+    assert f"Feature cards: in_feature {want[0]} → out_feature {want[1]}" in [
+        h.value for h in at.subheader
+    ]
+    cards = FeatureCards.find(default_cards_root(carded_source), 0, "jsae")
+    card = cards.card("out", want[1], load_source(carded_source).tokenizer)
+    assert shown_cards(at)[f"out {want[1]}: fires"] == f"{card.fires:,}"
+    assert at.query_params["in_feature"] == str(want[0])

@@ -165,6 +165,14 @@ def test_jacobian_heatmap():
     assert len(values(spec, cells)) == 4
     assert values(spec, outline)[0]["in_feature"] == 20
     assert values(spec, outline)[0]["out_feature"] == 9
+    (cell,) = spec["params"]  # a click on a cell selects its connection, on the cells only
+    assert cell["name"] == charts.CELL_SELECTION
+    assert cell["select"] == {
+        "type": "point",
+        "fields": ["in_feature", "out_feature"],
+        "on": "click",
+    }
+    assert cell["views"] == [cells["name"]]
     assert (
         "layer" in spec_of(charts.jacobian_heatmap(rows))
         and len(spec_of(charts.jacobian_heatmap(rows))["layer"]) == 1

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import cache, guard, results, state
 from app.cards import connection_cards
-from app.graph import clicked_row, graph_section, pick_from_click
+from app.graph import clicked_edge, clicked_row, graph_section, pick_from_click
 from jsae import charts, dose, explore
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
@@ -192,12 +192,18 @@ def main() -> None:
             f"Jacobian of position {position} ({explore.token_label(data.strings[position])})"
         )
         order = pick_order()
-        st.altair_chart(
+        clicked = st.altair_chart(
             charts.jacobian_heatmap(
                 explore.order_connections(rows, order), selected=(in_f, out_f), order=order
             ),
             width="stretch",
+            on_select="rerun",
+            key="tok_heatmap",
         )
+        cell = clicked_edge(clicked, charts.CELL_SELECTION)
+        if pick_from_click(position, cell, (in_f, out_f), "_tok_heatmap_seen"):
+            st.rerun()  # a cell clicked: its connection, its cards below
+        st.caption("Click a cell to select that connection.")
         if edges is not None:
             st.caption(
                 "◇ marks the true edges: the source knows which input feature feeds which "

@@ -40,6 +40,7 @@ from jsae.charts.joint import (
     set_histogram_panels,
 )
 from jsae.charts.token import (
+    CELL_SELECTION,
     DOSE_PRE,
     DOSE_SERIES,
     dose_response_chart,
@@ -48,6 +49,7 @@ from jsae.charts.token import (
 )
 
 __all__ = [
+    "CELL_SELECTION",
     "DIFF_TITLE",
     "EDGE_SELECTION",
     "DOSE_PRE",

@@ -1,6 +1,8 @@
-"""The token explorer's charts: one token's Jacobian heatmap, its output features' margins
-over the best inactive one, and a connection's dose-response curve (gated and un-gated,
-with the steps where the output feature leaves the top k)."""
+"""The token explorer's charts: one token's Jacobian heatmap (clicking a cell selects its
+connection: a point selection named ``CELL_SELECTION`` on ``in_feature`` and
+``out_feature``), its output features' margins over the best inactive one, and a
+connection's dose-response curve (gated and un-gated, with the steps where the output
+feature leaves the top k)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDE
 TRUE_EDGE = "true_edge"
 """The column that marks a connection on a true edge (``explore.mark_true_edges``)."""
 TRUE_EDGE_COLOR = HIGHLIGHT
+CELL_SELECTION = "cell"
+"""The name of the heatmap's cell selection (what ``st.altair_chart(on_select=...)`` reports)."""
 DOSE_SERIES = ("measured (top-k re-selected)", "first order: out_act + J·(a′ − a)")
 DOSE_PRE = "un-gated pre-activation (no top k)"
 
@@ -88,6 +92,11 @@ def jacobian_heatmap(
                 alt.Tooltip("in_act:Q", format=".3g"),
                 alt.Tooltip("out_act:Q", format=".3g"),
             ],
+        )
+        .add_params(
+            alt.selection_point(
+                name=CELL_SELECTION, fields=["in_feature", "out_feature"], on="click"
+            )
         )
     )
     layers = [cells]
