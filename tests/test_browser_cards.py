@@ -1,7 +1,9 @@
 """The browser sees a feature card: on the bundled default, a token-explorer link that names
 a connection (``position``, ``in_feature``, ``out_feature``, taken from the URL the page
 wrote after Run) opens in a fresh session with both ends' cards, and their firing counts
-and frequencies are the ones in the bundle's ``features.parquet``, read here with pyarrow."""
+and frequencies are the ones in the bundle's ``features.parquet``, read here with pyarrow.
+Then a click on a cell of the Jacobian heatmap selects another connection: the cards'
+heading and the URL follow it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,29 @@ def metric_value(page, label: str) -> str:
     metric = page.locator("[data-testid='stMetric']").filter(has_text=label).first
     metric.scroll_into_view_if_needed()
     return metric.locator("[data-testid='stMetricValue']").inner_text().strip()
+
+
+def click_another_cell(page, heading: str) -> str:
+    """Click cells of the heatmap (the page's first chart) until the cards' heading names
+    another connection; that heading."""
+    from playwright.sync_api import TimeoutError as NoChange
+
+    heatmap = page.locator("[data-testid='stVegaLiteChart']").first
+    heatmap.scroll_into_view_if_needed()
+    box = heatmap.bounding_box()
+    cards = page.get_by_role("heading", name=CARDS_HEADING)
+    for share in (0.35, 0.5, 0.65):
+        page.mouse.click(box["x"] + share * box["width"], box["y"] + share * box["height"])
+        try:
+            page.wait_for_function(
+                f"() => location.search.includes('in_feature=') && "
+                f"!document.body.innerText.includes({heading!r})",
+                timeout=20_000,
+            )
+        except NoChange:  # that cell was the selected one: try another
+            continue
+        return cards.first.inner_text().strip()
+    raise AssertionError("no click on the heatmap selected another connection")
 
 
 def bundled_card(layer: int, kind: str, side: str, feature: int) -> dict:
@@ -63,9 +88,19 @@ def test_a_linked_connection_shows_both_cards(server):
                     f"{card['frequency']:.3%}"
                 )
             page.get_by_text("Promoted tokens").first.wait_for(state="visible")
+            clicked = click_another_cell(page, heading)
+            new = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+            assert (new["in_feature"], new["out_feature"]) != (
+                params["in_feature"],
+                params["out_feature"],
+            )
+            assert (
+                clicked == f"{CARDS_HEADING} {new['in_feature']} → out_feature {new['out_feature']}"
+            )
             assert page.locator("[data-testid='stException']").count() == 0
             OUTPUT.mkdir(exist_ok=True)
-            page.get_by_role("heading", name=heading).scroll_into_view_if_needed()
+            page.get_by_role("heading", name=clicked).scroll_into_view_if_needed()
+            page.wait_for_timeout(1500)  # let the rerun finish drawing before the screenshot
             page.screenshot(path=str(OUTPUT / "browser_cards.png"))
         finally:
             browser.close()
