@@ -1,5 +1,6 @@
 """The token explorer's connection graph: a |J| threshold, the chart, its honest count, a
-click on an edge selecting that connection, and the graph as circuit-tracer JSON."""
+click on an edge selecting that connection, and the graph as circuit-tracer JSON; and the
+click readers the other pickers share (a heatmap cell, a table row)."""
 
 from __future__ import annotations
 
