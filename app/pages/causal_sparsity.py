@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import cache, guard, joint, results, state
 from app.downloads import download_button, show_download_errors
+from app.settings import hosted
 from jsae import charts, explore, wandb_log
 from jsae.analysis import Analysis
 from jsae.histogram import experiment_diffs
@@ -226,6 +227,21 @@ def downloads(table, key: explore.RunKey, eps: float, provenance=None) -> None:
     )
 
 
+def reproduce(key: explore.RunKey, ctx) -> None:
+    """The Python snippet and the ``jsae ablate`` line that recompute this view's numbers."""
+    how = explore.Reproduction(
+        key, ctx.eps, ctx.tau, ctx.tolerance, max_tokens=hosted().prompt_token_limit
+    )
+    with st.expander("Reproduce this view", icon=":material/terminal:"):
+        st.code(how.python(), language="python")
+        st.code(how.cli(), language="bash")
+        st.caption(
+            "The same calls the page makes: `summary` holds the mean |diff| of the connections "
+            "with |J| > ε and |J| ≤ ε, `analysis.statistics.ratio` their ratio, "
+            "`analysis.verdict` the verdict; the command prints them."
+        )
+
+
 def log_to_wandb(data: explore.RunData, eps: float, analysis: Analysis | None) -> None:
     """Log this run (configuration, summary, the analysis shown above, histogram table,
     connections artifact) to W&B.
@@ -267,6 +283,7 @@ def main() -> None:
     else:
         metrics(summary, importance_ratio(summary), (math.nan, math.nan))
     st.caption(explore.research_note(data.key, ctx.eps, data.key.pairs))
+    reproduce(data.key, ctx)
     st.subheader("How much did each connection move?")
     histogram(table)
     st.subheader("Where does the movement come from?")

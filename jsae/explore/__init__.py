@@ -107,6 +107,7 @@ from jsae.explore.order import (
     order_connections,
 )
 from jsae.explore.prompt_store import PromptStore, prompt_hash
+from jsae.explore.reproduce import Reproduction
 from jsae.explore.runs import RunData, RunKey, run_ablation
 from jsae.explore.settings_note import (
     NOTEBOOK,
@@ -218,6 +219,7 @@ __all__ = [
     "compared_kinds",
     "PromptStore",
     "prompt_hash",
+    "Reproduction",
     "NOTEBOOK",
     "NotebookReference",
     "research_note",
