@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import cache, joint, results, state
+from app.downloads import download_button, show_download_errors
 from jsae import charts, explore
 from jsae.analysis import CONFIDENCE
 
@@ -214,11 +215,12 @@ def main() -> None:
     if compared is None:
         return
     titles = {kind: source.pair_kinds.label(kind) for kind in compared}
-    tables = {}
+    tables, runs = {}, {}
     for kind in compared:
         data = cache.load_run(results.with_kind(ctx.run, kind))
         if data is None:
             return
+        runs[kind] = data
         if data.notice and kind == compared[0]:
             st.warning(data.notice, icon=":material/content_cut:")
         tables[kind] = data.split(eps)
@@ -276,6 +278,24 @@ def main() -> None:
         with col:
             st.markdown(f"**{titles[kind]}**")
             results.summary_table(pair.summary, ctx.tolerance)
+    downloads(runs, tables, titles, eps)
+
+
+def downloads(runs, tables, titles: dict[str, str], eps: float) -> None:
+    """Each pair's connections at ε (the table behind its charts), as CSV."""
+    show_download_errors()
+    cols = st.columns(len(tables))
+    for col, (kind, table) in zip(cols, tables.items(), strict=True):
+        data = runs[kind]
+        name = explore.download_name(data.key, "csv")
+        label = f"Download {titles[kind]} (CSV)"
+        download_button(col, table, "csv", label, name, data.provenance(eps))
+    st.caption(
+        f"Every connection of each pair ({', '.join(f'{len(t):,}' for t in tables.values())} "
+        f"rows): {', '.join(next(iter(tables.values())).columns)}; `important` is |J| > "
+        f"ε = {eps:g}. The Jacobian histogram, the ε sweep and the summaries above are computed "
+        "from these."
+    )
 
 
 main()

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import cache, guard, results, state
 from app.cards import connection_cards
+from app.downloads import download_button, show_download_errors
 from app.graph import clicked_edge, clicked_row, graph_section, pick_from_click
 from jsae import charts, dose, explore
 
@@ -97,6 +98,7 @@ def pick_order() -> str:
 
 def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: int) -> None:
     key = data.key
+    show_download_errors()
     response = guard.guarded(
         "sweeping the input feature", cache.get_dose_response, key, position, in_f, out_f
     )
@@ -125,12 +127,15 @@ def dose_section(data: explore.RunData, rows, position: int, in_f: int, out_f: i
         st.metric("out_act at a", explore.format_number(response.actual_out))
         st.metric("J[out, in]", explore.format_number(response.jacobian))
         st.metric(f"Ablation diff ({key.mode})", explore.format_number(float(row["diff"])))
+        name = explore.dose_download_name(key, position, in_f, out_f)
+        download_button(st, response.curve, "csv", "Download the curve (CSV)", name)
     st.caption(
         f"a′ swept over [0, {response.curve['in_act'].max():.3g}] with the rest of the token "
         "fixed: x(a′) = x + (a′ − a)·W_dec_in[in_feature]; the output SAE re-selects its top "
         "k at every point (0 when the feature drops out), as in the ablation. Dotted: the "
         "output feature's un-gated pre-activation (J is its slope at a); vertical rules: "
-        "where it leaves (or re-enters) the top k, walking away from a."
+        "where it leaves (or re-enters) the top k, walking away from a. The download holds "
+        f"the curve's {len(response.curve):,} points: {', '.join(response.curve.columns)}."
     )
 
 

@@ -55,7 +55,7 @@ from jsae.explore.display import (
     parse_display,
     tolerance_rule,
 )
-from jsae.explore.downloads import download_name, parquet_available
+from jsae.explore.downloads import dose_download_name, download_name, parquet_available
 from jsae.explore.effect import (
     SCATTER_MAX,
     Agreement,
@@ -238,6 +238,7 @@ __all__ = [
     "decomposition",
     "density_grid",
     "download_name",
+    "dose_download_name",
     "draws_dots",
     "effect_grid",
     "effect_range",
