@@ -66,11 +66,11 @@ class KindRecipe:
         return any(v > 0 for v in (values if isinstance(values, tuple) else (values,)))
 
 
-PLAIN = KindRecipe("plain", "Traditional SAEs (λ = 0)", 0.0, MEAN_INIT)
-JSAE = KindRecipe("jsae", "JSAEs, research objective (λ = 1)", 1.0)
+PLAIN = KindRecipe("plain", "Traditional SAEs", 0.0, MEAN_INIT)
+JSAE = KindRecipe("jsae", "JSAEs, research objective", 1.0)
 NORMALIZED = KindRecipe(
     "normalized",
-    "JSAEs, normalized penalty (λ = 3)",
+    "JSAEs, normalized penalty",
     3.0,
     (("objective", "normalized"), *MEAN_INIT),
 )
@@ -86,7 +86,10 @@ def declared_kinds(recipes: tuple[KindRecipe, ...]) -> PairKinds:
     compared = [(kind, "plain") for kind in jsae_kinds if "plain" in names]
     compared += [(kind, jsae_kinds[0]) for kind in jsae_kinds[1:]]
     order = jsae_kinds + [n for n in names if n not in jsae_kinds]
-    labels = {r.name: r.label for r in sorted(recipes, key=lambda r: order.index(r.name))}
+    labels = {
+        r.name: f"{r.label} ({_lambdas(r)})"
+        for r in sorted(recipes, key=lambda r: order.index(r.name))
+    }
     return PairKinds(
         labels,
         tuple(compared),
@@ -95,6 +98,14 @@ def declared_kinds(recipes: tuple[KindRecipe, ...]) -> PairKinds:
         "penalty divided by each token's RMS of J, so it cannot be lowered by shrinking the "
         "output code (docs/training.md).",
     )
+
+
+def _lambdas(recipe: KindRecipe) -> str:
+    """λ as a label shows it: one value, or one per layer."""
+    values = recipe.jacobian_coefficients
+    if isinstance(values, tuple):
+        return "λ = " + " / ".join(f"{v:g}" for v in values)
+    return f"λ = {values:g}"
 
 
 DEMO_KINDS = declared_kinds(KINDS)
