@@ -10,9 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from app.cache import load_run
+from app.graph import fresh_row
 from app.guard import guarded
 from app.registry import PAGES, TOKEN_PAGE
 from app.state import AUTORUN, PAIR_REQUEST, SELECTION, TAU, Context, context
+from app.url import run_view
 from jsae import explore
 from jsae.analysis import CONFIDENCE, Verdict
 from jsae.stats import SUMMARY_LABELS, Tolerance
@@ -147,14 +149,41 @@ def run_caption(key: explore.RunKey, extra: str = "", pairs: str | None = None) 
 
 
 def open_token_explorer(position: int, in_feature: int, out_feature: int) -> None:
-    """Select a connection and switch to the token explorer (in this session)."""
-    st.session_state[SELECTION] = {
+    """Select a connection and switch to the token explorer in one navigation: the
+    selection goes into the session and the token view's query parameters go with the
+    switch, so the frame there finds the URL already right and the browser's history gets
+    one entry (Back returns here)."""
+    picked = {
         "position": int(position),
         "in_feature": int(in_feature),
         "out_feature": int(out_feature),
-        "pending": True,
     }
-    st.switch_page(PAGES[TOKEN_PAGE].script)
+    st.session_state[SELECTION] = {**picked, "pending": True}
+    view = replace(run_view(context()), **picked)
+    st.switch_page(PAGES[TOKEN_PAGE].script, query_params=explore.to_query_params(view))
+
+
+def connection_table(rows: pd.DataFrame, total: int, key: str, what: str) -> None:
+    """The connections behind a chart selection (``rows``, of ``total``), described as
+    ``what``; a click on a row opens that connection in the token explorer."""
+    shown = f"the {len(rows):,} with the largest |diff|" if len(rows) < total else "all"
+    st.caption(
+        f"{total:,} connections {what}; showing {shown}. Click a row to open that "
+        "connection in the token explorer."
+    )
+    event = st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(rows), 320),
+        on_select="rerun",
+        selection_mode="single-row",
+        key=key,
+    )
+    picked = fresh_row(event, f"_{key}_seen")
+    if picked is not None and 0 <= picked < len(rows):
+        row = rows.iloc[picked]
+        open_token_explorer(row["position"], row["in_feature"], row["out_feature"])
 
 
 def request_layer(layer: int, kind: str) -> None:

@@ -7,6 +7,7 @@ The app opens on ``$JSAE_DEFAULT_SOURCE`` (set here to a tiny source written wit
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -20,7 +21,6 @@ from jsae import ablation, explore
 from jsae.ablation import AblationConfig, ablate
 from jsae.analysis import DEFAULT_TAU, analyse, prompt_curves
 from jsae.dose import CURVE_LABELS, classify_curve, dose_response
-from jsae.histogram import experiment_diffs
 from jsae.loading import load_source, save_source
 from jsae.pair import KIND_LABELS, PAIR_KINDS
 from jsae.stats import SUMMARY_LABELS, Tolerance, jacobian_sparsity, summarize, within_tolerance
@@ -101,6 +101,13 @@ def marks(spec: dict) -> list[str]:
     return found
 
 
+def bar_layer(spec: dict) -> dict:
+    """A histogram's bars: the spec itself, or its layer of bars."""
+    return next(
+        n for n in [spec, *spec.get("layer", [])] if marks({"mark": n.get("mark")}) == ["bar"]
+    )
+
+
 def run(at: AppTest) -> AppTest:
     at.button(key="run_button").click().run()
     return at
@@ -178,9 +185,11 @@ def test_run_shows_the_packages_numbers(app, loaded):
     # (then the sets removed together, their curves and the mass-capture curve).
     spec, parts, _sets, _curves, _capture = chart_specs(at)
     assert marks(parts) == ["bar", "text"]
-    assert marks(spec) == ["bar"] and spec["encoding"]["color"]["field"] == "experiment"
-    bins = explore.histogram_bins(experiment_diffs(table), bins=60)
-    assert spec["encoding"]["x"]["scale"]["domain"] == list(bins.attrs["range"])
+    assert marks(spec) == ["rect", "bar", "text"]  # the exit band under and over the bars
+    bars = bar_layer(spec)
+    assert bars["encoding"]["color"]["field"] == "experiment"
+    diff = table["diff"].to_numpy(dtype=np.float64)  # the x range is the data's own
+    assert bars["encoding"]["x"]["scale"]["domain"] == [diff.min(), diff.max()]
     # The summary table is summarize()'s (the joint ablation's sets table comes first).
     pd.testing.assert_frame_equal(
         at.dataframe[1].value.reset_index(drop=True),
@@ -198,7 +207,7 @@ def test_histogram_views(app):
     at.button_group(key="hist_layout").set_value("facet").run()
     at.button_group(key="hist_y").set_value("share").run()
     no_problems(at)
-    important, unimportant = chart_specs(at)[:2]  # one panel per experiment
+    important, unimportant = map(bar_layer, chart_specs(at)[:2])  # one panel per experiment
     for spec in (important, unimportant):
         assert spec["encoding"]["y"]["field"] == "share"
         assert spec["encoding"]["y"]["scale"]["type"] == "linear"
@@ -377,7 +386,7 @@ def test_unexpected_errors_show_briefly(app, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(explore, "histogram_bins", broken)
+    monkeypatch.setattr(explore, "diff_bins", broken)
     at = run(app.run())
     assert not at.exception
     assert any("Unexpected error" in e.value and "boom" in e.value for e in at.error)

@@ -25,6 +25,11 @@ def layers(spec: dict) -> list[dict]:
     return spec["layer"]
 
 
+def marks(node: dict) -> str:
+    mark = node["mark"]
+    return mark["type"] if isinstance(mark, dict) else mark
+
+
 @pytest.fixture
 def diff_bins():
     rng = np.random.default_rng(0)
@@ -463,3 +468,38 @@ def test_margin_chart_runs_from_the_runner_up():
     assert len(layers(spec)) == 1
     drawn = values(spec, layers(spec)[0])
     assert all(r["bar_start"] == 0.0 and r["bar_end"] is None for r in drawn)
+
+
+def test_diff_histogram_bars_are_clickable_and_the_exit_band_labelled():
+    rng = np.random.default_rng(2)
+    exited = rng.random(2000) < 0.1
+    diff = np.where(exited, -rng.uniform(1.1, 1.6, 2000), rng.normal(0.05, 0.04, 2000))
+    table = pd.DataFrame({"diff": diff, "exited": exited, "important": rng.random(2000) < 0.3})
+    bins = explore.diff_bins(table, bins=40)
+    spec = spec_of(charts.diff_histogram(bins))
+    (param,) = spec["params"]
+    assert param["name"] == charts.BIN_SELECTION and param["select"]["type"] == "point"
+    assert param["select"]["fields"] == ["experiment", "bin_start", "bin_end"]
+    shade, bars, text = layers(spec)
+    assert marks(shade) == "rect" and marks(text) == "text" and marks(bars) == "bar"
+    assert param["views"] == [bars["name"]]
+    # The x domain is the data's own range, not ±max|diff|.
+    assert bars["encoding"]["x"]["scale"]["domain"] == [diff.min(), diff.max()]
+    (band,) = values(spec, shade)
+    assert (band["band_start"], band["band_end"]) == (diff[exited].min(), diff[exited].max())
+    assert (
+        values(spec, text)[0]["label"]
+        == charts.EXIT_BAND_LABEL
+        == ("output feature left the top k")
+    )
+    for panel in charts.diff_histogram_panels(bins):
+        panel_spec = spec_of(panel)
+        assert panel_spec["params"][0]["name"] == charts.BIN_SELECTION
+        assert len(layers(panel_spec)) == 3
+
+
+def test_diff_histogram_without_exits_has_no_band(diff_bins):
+    _, bins = diff_bins
+    spec = spec_of(charts.diff_histogram(bins))
+    assert spec["mark"]["type"] == "bar"
+    assert spec["params"][0]["name"] == charts.BIN_SELECTION

@@ -8,10 +8,10 @@ import streamlit as st
 
 from app import cache, guard, joint, results, state
 from app.downloads import download_button, show_download_errors
+from app.graph import selection_of
 from app.settings import hosted
 from jsae import charts, explore, wandb_log
 from jsae.analysis import Analysis
-from jsae.histogram import experiment_diffs
 from jsae.stats import importance_ratio, summarize
 
 HIST_Y = {"count": "Count", "share": "Share of experiment"}
@@ -75,18 +75,36 @@ def histogram(table) -> None:
     bins = c4.select_slider(
         "Bins", state.display_choices("hist_bins"), key="hist_bins", persist_state="session"
     )
-    binned = explore.histogram_bins(experiment_diffs(table), bins=int(bins))
+    binned = explore.diff_bins(table, bins=int(bins))
     options = {"log_count": bool(log_count), "y": y or "count"}
     if layout == "facet":
-        for chart in charts.diff_histogram_panels(binned, **options):
-            st.altair_chart(chart, width="stretch")
+        shown = charts.diff_histogram_panels(binned, **options)
+        keys = [f"hist_pick_{name}" for name in charts.EXPERIMENT_ORDER]
     else:
-        st.altair_chart(charts.diff_histogram(binned, **options), width="stretch")
+        shown, keys = [charts.diff_histogram(binned, **options)], ["hist_pick"]
+    events = [
+        st.altair_chart(chart, width="stretch", on_select="rerun", key=key)
+        for chart, key in zip(shown, keys, strict=True)
+    ]
     lo, hi = binned.attrs["range"]
     st.caption(
-        f"{len(table):,} connections binned in numpy into {bins} bins on the shared range "
-        f"[{lo:.3g}, {hi:.3g}]; empty bins are not drawn."
+        f"{len(table):,} connections binned in numpy into {bins} bins on the data's range "
+        f"[{lo:.3g}, {hi:.3g}]; empty bins are not drawn. The shaded band: diffs of "
+        f"connections whose {charts.EXIT_BAND_LABEL} (diff = −out_act). Click a bar to list "
+        "its connections."
     )
+    picked = None
+    for event in events:
+        picked = picked or explore.picked_bin(
+            selection_of(event).get(charts.BIN_SELECTION), (lo, hi)
+        )
+    if picked is not None:
+        rows, total = explore.bin_connections(table, picked)
+        end = "]" if picked.last else ")"
+        what = (
+            f"of the {picked.experiment} group with diff in [{picked.lo:.4g}, {picked.hi:.4g}{end}"
+        )
+        results.connection_table(rows, total, "hist_rows", what)
 
 
 def decomposition(table) -> None:

@@ -9,12 +9,14 @@ charts.diff_histogram(...)`` works. Tested through ``chart.to_dict()``.
 """
 
 from jsae.charts.causal import (
+    EXIT_BAND_LABEL,
     capture_curves,
     decomposition_bars,
     diff_histogram,
     diff_histogram_panels,
 )
 from jsae.charts.common import (
+    BIN_SELECTION,
     DIFF_TITLE,
     EXIT_COLOR,
     EXIT_LABEL,
@@ -58,6 +60,8 @@ __all__ = [
     "HIGHLIGHT",
     "INK",
     "EXIT_LABEL",
+    "BIN_SELECTION",
+    "EXIT_BAND_LABEL",
     "EXPERIMENT_COLORS",
     "EXPERIMENT_ORDER",
     "KIND_COLORS",

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from jsae.charts.common import (
+    BIN_SELECTION,
     DIFF_TITLE,
+    EXIT_COLOR,
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
     INK,
@@ -21,8 +23,42 @@ from jsae.explore.statistics import CAPTURE_RANKINGS
 
 LABEL_MIN_SHARE = 0.06
 """Segments of the decomposition bar at least this wide carry their percentage."""
+EXIT_BAND_LABEL = "output feature left the top k"
+"""The exit band's label: there diff = −out_act, the gate undid the whole activation."""
 RANDOM_COLOR = "#adb5bd"
 """The diagonal of a random ranking on the mass-capture chart."""
+
+
+def clickable(bars: alt.Chart, bins: pd.DataFrame) -> alt.Chart | alt.LayerChart:
+    """``bars`` with a click selecting one bar (``BIN_SELECTION`` on its experiment and
+    edges) and, under them, the exit band of ``bins.attrs["exit_band"]`` when there is one:
+    a shaded x range labelled ``EXIT_BAND_LABEL``."""
+    picked = alt.selection_point(
+        name=BIN_SELECTION, fields=["experiment", "bin_start", "bin_end"], on="click"
+    )
+    bars = bars.add_params(picked).encode(
+        opacity=alt.condition(picked, alt.value(0.85), alt.value(0.35))
+    )
+    band = bins.attrs.get("exit_band")
+    if band is None:
+        return bars
+    lo, hi = band
+    frame = pd.DataFrame(
+        {
+            "band_start": [lo],
+            "band_end": [hi],
+            "middle": [(lo + hi) / 2],
+            "label": [EXIT_BAND_LABEL],
+        }
+    )
+    base = alt.Chart(frame)
+    shade = base.mark_rect(color=EXIT_COLOR, opacity=0.12).encode(
+        x="band_start:Q", x2="band_end:Q", tooltip=[alt.Tooltip("label:N", title="band")]
+    )
+    text = base.mark_text(color=EXIT_COLOR, baseline="top", dy=4, fontSize=11).encode(
+        x="middle:Q", y=alt.value(0), text="label:N"
+    )
+    return alt.layer(shade, bars, text).properties(height=bars.height, width="container")
 
 
 def diff_histogram(
@@ -31,17 +67,19 @@ def diff_histogram(
     log_count: bool = False,
     y: str = "count",
     height: int = 360,
-) -> alt.Chart:
+) -> alt.Chart | alt.LayerChart:
     """The two experiments' diff histograms in one chart on one shared x range (each bin
-    split between them, so neither hides the other).
+    split between them, so neither hides the other); a click selects a bar
+    (``BIN_SELECTION``), and the exit band is shaded and labelled (``clickable``).
 
     Args:
-        bins: ``explore.histogram_bins`` output (``experiment``, ``bin_start``,
-            ``bin_end``, ``count``, ``share``; the shared range in ``attrs["range"]``).
+        bins: ``explore.diff_bins`` output (``experiment``, ``bin_start``, ``bin_end``,
+            ``count``, ``share``; the range in ``attrs["range"]``, the exit band in
+            ``attrs["exit_band"]``).
         log_count: log-scaled y axis.
         y: ``"count"`` or ``"share"`` (count over the experiment's size).
     """
-    return binned_bars(
+    bars = binned_bars(
         bins,
         group="experiment",
         order=EXPERIMENT_ORDER,
@@ -51,6 +89,7 @@ def diff_histogram(
         y=y,
         height=height,
     )
+    return clickable(bars, bins)
 
 
 def diff_histogram_panels(
@@ -59,15 +98,18 @@ def diff_histogram_panels(
     log_count: bool = False,
     y: str = "count",
     height: int = 240,
-) -> list[alt.Chart]:
+) -> list[alt.Chart | alt.LayerChart]:
     """The faceted view: one chart per experiment (important first), each with its own y
-    axis, all on the same x range as the overlaid view; the legend names the experiment.
-    Separate charts rather than a Vega-Lite facet, so each can stretch to the page's width
-    (and no chart title: Streamlit squeezes titled charts)."""
+    axis, all on the same x range as the overlaid view, each clickable (``clickable``);
+    the legend names the experiment. Separate charts rather than a Vega-Lite facet, so each
+    can stretch to the page's width (and no chart title: Streamlit squeezes titled charts)."""
     value_range = bins.attrs.get("range")
-    return [
-        binned_bars(
-            bins[bins["experiment"] == name].reset_index(drop=True),
+    panels = []
+    for name, color in zip(EXPERIMENT_ORDER, EXPERIMENT_COLORS, strict=True):
+        part = bins[bins["experiment"] == name].reset_index(drop=True)
+        part.attrs = dict(bins.attrs)
+        bars = binned_bars(
+            part,
             group="experiment",
             order=[name],
             colors=[color],
@@ -77,8 +119,8 @@ def diff_histogram_panels(
             height=height,
             value_range=value_range,
         )
-        for name, color in zip(EXPERIMENT_ORDER, EXPERIMENT_COLORS, strict=True)
-    ]
+        panels.append(clickable(bars, part))
+    return panels
 
 
 def decomposition_bars(parts: pd.DataFrame, *, height: int = 130) -> alt.LayerChart:

@@ -11,6 +11,8 @@ EXPERIMENT_COLORS = ["#e8590c", "#1c7ed6"]
 KIND_ORDER = ["jsae", "plain"]
 KIND_COLORS = ["#7048e8", "#868e96"]
 DIFF_TITLE = "diff = out_act after − before"
+BIN_SELECTION = "bin"
+"""The point selection of a clicked histogram bar (its experiment, bin_start and bin_end)."""
 EXIT_LABEL = "exited (left the top k)"
 EXIT_COLOR = "#c2255c"
 """Connections whose output feature left the top k, on every chart that shows them apart."""

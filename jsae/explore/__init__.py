@@ -56,6 +56,15 @@ from jsae.explore.display import (
     tolerance_rule,
 )
 from jsae.explore.downloads import dose_download_name, download_name, parquet_available
+from jsae.explore.drill import (
+    DRILL_COLUMNS,
+    DRILL_MAX,
+    PickedBin,
+    bin_connections,
+    diff_bins,
+    exit_band,
+    picked_bin,
+)
 from jsae.explore.effect import (
     SCATTER_MAX,
     Agreement,
@@ -153,6 +162,13 @@ from jsae.explore.view import (
 )
 
 __all__ = [
+    "DRILL_COLUMNS",
+    "DRILL_MAX",
+    "PickedBin",
+    "bin_connections",
+    "diff_bins",
+    "exit_band",
+    "picked_bin",
     "COMPARED_ORDERS",
     "COMPARED_VALUES",
     "CURVE_VALUES",

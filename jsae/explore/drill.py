@@ -1,0 +1,97 @@
+"""Drilling into a chart: the connections behind a selected bar of the diff histogram.
+
+The histogram (``diff_bins``) bins each experiment's diffs on equal-width edges spanning the
+data's own range (``binning.data_range``, not a symmetric one, so no half of the chart is
+empty). A bin [lo, hi) holds the connections of its experiment with lo ≤ diff < hi, the
+last bin also diff = hi (numpy's ``histogram`` rule, which counted the bar).
+
+The exit band is the range of diffs of connections whose output feature left the top k:
+there the gate undoes the whole activation, diff = −out_act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from jsae.explore.binning import data_range, histogram_bins
+from jsae.histogram import experiment_diffs
+
+DRILL_COLUMNS = (
+    "position",
+    "token",
+    "in_feature",
+    "out_feature",
+    "jacobian",
+    "diff",
+    "exited",
+    "important",
+)
+"""What the connection table under a chart shows of each connection."""
+DRILL_MAX = 500
+"""Rows the table shows at most (largest |diff| first); the caption gives the full count."""
+
+
+@dataclass(frozen=True)
+class PickedBin:
+    """A histogram bar: its experiment and edges, and whether it is the last bin (closed)."""
+
+    experiment: str
+    lo: float
+    hi: float
+    last: bool = False
+
+
+def exit_band(table: pd.DataFrame) -> tuple[float, float] | None:
+    """(min, max) of the diffs of the connections that exited, or None when none did."""
+    diff = table["diff"].to_numpy(dtype=np.float64)[table["exited"].to_numpy(dtype=bool)]
+    diff = diff[np.isfinite(diff)]
+    if not diff.size:
+        return None
+    return float(diff.min()), float(diff.max())
+
+
+def diff_bins(table: pd.DataFrame, bins: int) -> pd.DataFrame:
+    """Both experiments' diff histograms on edges spanning the data's range, with that range
+    in ``attrs["range"]`` and the exit band (``exit_band``) in ``attrs["exit_band"]``."""
+    diffs = experiment_diffs(table)
+    out = histogram_bins(diffs, bins=bins, value_range=data_range(*diffs.values()))
+    out.attrs["exit_band"] = exit_band(table)
+    return out
+
+
+def picked_bin(
+    points: Sequence[Mapping] | None, value_range: tuple[float, float]
+) -> PickedBin | None:
+    """The bar a chart's point selection holds (its first point's ``experiment``,
+    ``bin_start`` and ``bin_end``), or None when nothing usable is selected."""
+    if not points:
+        return None
+    point = points[0]
+    try:
+        lo, hi = float(point["bin_start"]), float(point["bin_end"])
+        experiment = str(point["experiment"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        return None
+    return PickedBin(experiment, lo, hi, last=bool(np.isclose(hi, value_range[1])))
+
+
+def bin_connections(
+    table: pd.DataFrame, picked: PickedBin, limit: int = DRILL_MAX
+) -> tuple[pd.DataFrame, int]:
+    """The connections in the bar ``picked`` (``DRILL_COLUMNS``, largest |diff| first, at
+    most ``limit`` rows) and how many there are in all."""
+    diff = table["diff"].to_numpy(dtype=np.float64)
+    upper = diff <= picked.hi if picked.last else diff < picked.hi
+    group = table["important"].to_numpy(dtype=bool)
+    if picked.experiment == "unimportant":
+        group = ~group
+    keep = group & (diff >= picked.lo) & upper
+    rows = table.loc[keep, [c for c in DRILL_COLUMNS if c in table.columns]]
+    order = np.argsort(-np.abs(rows["diff"].to_numpy(dtype=np.float64)), kind="stable")
+    return rows.iloc[order[:limit]].reset_index(drop=True), int(keep.sum())

@@ -1,0 +1,70 @@
+"""Charts you can click into, driven with AppTest: a bar selected on Causal sparsity's diff
+histogram lists that bar's connections (the package's ``bin_connections`` of the run's
+table, recomputed here by a pandas filter), and a click on a row opens the token explorer on
+that connection with its query parameters set by the switch itself."""
+
+import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from jsae import charts, explore
+from tests.test_app import (  # noqa: F401  (fixtures)
+    APP,
+    TIMEOUT,
+    expected_table,
+    loaded,
+    no_problems,
+    run,
+    tiny_source,
+)
+
+
+def drill_table(at: AppTest) -> pd.DataFrame | None:
+    for frame in at.dataframe:
+        if list(frame.value.columns) == list(explore.DRILL_COLUMNS):
+            return frame.value
+    return None
+
+
+def test_a_selected_bar_lists_its_connections_and_a_row_opens_the_token_explorer(
+    tiny_source,  # noqa: F811
+    loaded,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    no_problems(at)
+    assert drill_table(at) is None  # nothing selected, no table
+    table = expected_table(loaded)
+    bins = explore.diff_bins(table, bins=int(at.select_slider(key="hist_bins").value))
+    bar = bins.sort_values("count").iloc[-1]
+    point = {k: bar[k] for k in ("experiment", "bin_start", "bin_end")}
+    at.session_state["hist_pick"] = {"selection": {charts.BIN_SELECTION: [point]}}
+    at.run()
+    no_problems(at)
+    shown = drill_table(at)
+    # The reference: the bar's connections by a pandas filter (the bin's upper edge is
+    # closed only for the last bin), largest |diff| first.
+    diff = table["diff"].astype(np.float64)
+    lo, hi = bins.attrs["range"]
+    upper = diff <= bar["bin_end"] if bar["bin_end"] == hi else diff < bar["bin_end"]
+    group = table["important"] == (bar["experiment"] == "important")
+    want = table[group & (diff >= bar["bin_start"]) & upper]
+    assert len(want) == bar["count"]
+    want = want.iloc[np.argsort(-np.abs(want["diff"].to_numpy()), kind="stable")]
+    want = want[list(explore.DRILL_COLUMNS)].head(explore.DRILL_MAX).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        shown.reset_index(drop=True), want, check_dtype=False, check_categorical=False
+    )
+    assert any(f"{int(bar['count']):,} connections" in c.value for c in at.caption)
+    # A click on a row: the token explorer, on that connection, its link set once.
+    row = want.iloc[1]
+    at.session_state["hist_rows"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    no_problems(at)
+    picked = (int(row["in_feature"]), int(row["out_feature"]))
+    assert at.button_group(key="tok_position").value == int(row["position"])
+    assert at.selectbox(key="tok_connection").value == picked
+    assert at.query_params["position"] == str(int(row["position"]))
+    assert at.query_params["in_feature"] == str(picked[0])
+    assert at.query_params["out_feature"] == str(picked[1])

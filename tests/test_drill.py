@@ -1,0 +1,111 @@
+"""Drilling into the diff histogram (``jsae.explore.drill``): the data's own range, the exit
+band and the connections behind each bar, against pandas filters and numpy's histogram
+written out here."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsae import explore
+
+
+@pytest.fixture
+def table():
+    rng = np.random.default_rng(1)
+    n = 3000
+    exited = rng.random(n) < 0.08
+    out_act = rng.uniform(1.1, 1.6, n)
+    diff = np.where(exited, -out_act, rng.normal(0.05, 0.04, n)).astype(np.float32)
+    jacobian = rng.normal(0, 0.02, n).astype(np.float32)
+    return pd.DataFrame(
+        {
+            "position": rng.integers(1, 30, n),
+            "token": "t",
+            "in_feature": rng.integers(0, 64, n),
+            "out_feature": rng.integers(0, 64, n),
+            "jacobian": jacobian,
+            "diff": diff,
+            "exited": exited,
+            "important": np.abs(jacobian) > 0.01,
+        }
+    )
+
+
+def test_diff_bins_span_the_data_not_a_symmetric_range(table):
+    bins = explore.diff_bins(table, bins=50)
+    diff = table["diff"].to_numpy(dtype=np.float64)
+    assert bins.attrs["range"] == (diff.min(), diff.max())
+    assert bins.attrs["range"][1] < -bins.attrs["range"][0] / 2  # not forced symmetric
+    exits = diff[table["exited"]]
+    assert bins.attrs["exit_band"] == (exits.min(), exits.max())
+
+
+def test_exit_band_is_none_without_exits(table):
+    assert explore.exit_band(table.assign(exited=False)) is None
+
+
+def test_each_bar_lists_exactly_its_connections(table):
+    bins = explore.diff_bins(table, bins=37)
+    lo, hi = bins.attrs["range"]
+    edges = np.linspace(lo, hi, 38)
+    diff = table["diff"].astype(np.float64)
+    for bar in bins.itertuples():
+        picked = explore.picked_bin(
+            [{"experiment": bar.experiment, "bin_start": bar.bin_start, "bin_end": bar.bin_end}],
+            (lo, hi),
+        )
+        rows, total = explore.bin_connections(table, picked, limit=10_000)
+        # numpy's own bin index of every value: half-open bins, the last one closed.
+        index = np.clip(np.searchsorted(edges, diff, side="right") - 1, 0, len(edges) - 2)
+        group = table["important"] == (bar.experiment == "important")
+        want = table[group & (edges[index] == bar.bin_start)]
+        assert total == len(want) == bar.count
+        got = rows.sort_values(["position", "in_feature", "out_feature", "diff"])
+        ref = want[list(explore.DRILL_COLUMNS)].sort_values(
+            ["position", "in_feature", "out_feature", "diff"]
+        )
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), ref.reset_index(drop=True))
+
+
+def test_bin_rows_come_largest_first_and_are_capped(table):
+    bins = explore.diff_bins(table, bins=5)
+    bar = bins.sort_values("count").iloc[-1]
+    picked = explore.picked_bin([bar.to_dict()], bins.attrs["range"])
+    assert picked.last  # the tallest bar holds the largest diff: its bin is closed
+    rows, total = explore.bin_connections(table, picked, limit=7)
+    assert len(rows) == 7 and total == bar["count"]
+    everything, _ = explore.bin_connections(table, picked, limit=10_000)
+    want = np.sort(np.abs(everything["diff"].to_numpy()))[::-1][:7]
+    np.testing.assert_array_equal(np.abs(rows["diff"].to_numpy()), want)
+
+
+@pytest.mark.parametrize(
+    "points",
+    [None, [], [{"experiment": "important"}], [{"experiment": "x", "bin_start": 1, "bin_end": 1}]],
+)
+def test_picked_bin_ignores_unusable_selections(points):
+    assert explore.picked_bin(points, (0.0, 1.0)) is None
+
+
+def test_a_value_on_an_edge_belongs_to_the_bin_it_starts():
+    # Edges 0, .25, .5, .75, 1 are exact: each value opens its bin, and 1 closes the last.
+    diff = np.array([0.0, 0.25, 0.5, 0.75, 1.0], dtype=np.float32)
+    table = pd.DataFrame(
+        {
+            "position": np.arange(5),
+            "in_feature": 0,
+            "out_feature": 0,
+            "jacobian": np.float32(1.0),
+            "diff": diff,
+            "exited": False,
+            "important": True,
+        }
+    )
+    bins = explore.diff_bins(table, bins=4)
+    counts, _ = np.histogram(diff, bins=np.linspace(0, 1, 5))
+    np.testing.assert_array_equal(bins["count"], counts)
+    for bar in bins.itertuples():
+        picked = explore.picked_bin([bar._asdict()], bins.attrs["range"])
+        rows, total = explore.bin_connections(table, picked)
+        assert total == bar.count
+        assert rows["diff"].min() == bar.bin_start
