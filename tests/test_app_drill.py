@@ -1,15 +1,17 @@
 """Charts you can click into, driven with AppTest: a bar selected on Causal sparsity's diff
-histogram lists that bar's connections (the package's ``bin_connections`` of the run's
+histogram, or a cell of Jacobian vs effect's density, lists its connections (the package's ``bin_connections`` of the run's
 table, recomputed here by a pandas filter), and a click on a row opens the token explorer on
 that connection with its query parameters set by the switch itself."""
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from jsae import charts, explore
 from tests.test_app import (  # noqa: F401  (fixtures)
     APP,
+    PAGES,
     TIMEOUT,
     expected_table,
     loaded,
@@ -57,7 +59,16 @@ def test_a_selected_bar_lists_its_connections_and_a_row_opens_the_token_explorer
         shown.reset_index(drop=True), want, check_dtype=False, check_categorical=False
     )
     assert any(f"{int(bar['count']):,} connections" in c.value for c in at.caption)
-    # A click on a row: the token explorer, on that connection, its link set once.
+    # A click on a row: the token explorer, on that connection, its link set by the switch
+    # itself (one navigation, one history entry), not by a later rewrite of the URL.
+    switches = []
+    switch_page = st.switch_page
+
+    def recording(page, **kwargs):
+        switches.append(dict(kwargs.get("query_params") or {}))
+        switch_page(page, **kwargs)
+
+    monkeypatch.setattr(st, "switch_page", recording)
     row = want.iloc[1]
     at.session_state["hist_rows"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
     at.run()
@@ -68,3 +79,42 @@ def test_a_selected_bar_lists_its_connections_and_a_row_opens_the_token_explorer
     assert at.query_params["position"] == str(int(row["position"]))
     assert at.query_params["in_feature"] == str(picked[0])
     assert at.query_params["out_feature"] == str(picked[1])
+    (params,) = switches
+    assert params == {k: at.query_params[k] for k in at.query_params}
+
+
+def test_a_selected_density_cell_lists_its_connections(
+    tiny_source,  # noqa: F811
+    loaded,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 0)  # the density, not the dots
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    assert drill_table(at) is None
+    table = expected_table(loaded)
+    grid = explore.effect_grid(table, int(at.select_slider(key="effect_bins").value))
+    cells = grid.groupby(["x_start", "x_end", "y_start", "y_end"], as_index=False)["count"].sum()
+    cell = cells.sort_values("count").iloc[-1]
+    point = {k: cell[k] for k in ("x_start", "x_end", "y_start", "y_end")}
+    at.session_state["effect_pick"] = {"selection": {charts.DENSITY_SELECTION: [point]}}
+    at.run()
+    no_problems(at)
+    # The reference: a pandas filter of predicted and diff on the cell's edges (each
+    # axis's last bin closed), largest |diff| first.
+    x_hi, y_hi = grid.attrs["range"][1], grid.attrs["y_range"][1]
+    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
+    x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
+    y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
+    want = table[x_in & y_in]
+    assert len(want) == cell["count"]
+    want = want.iloc[np.argsort(-np.abs(want["diff"].to_numpy()), kind="stable")]
+    want = want[list(explore.DRILL_COLUMNS)].head(explore.DRILL_MAX).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        drill_table(at).reset_index(drop=True),
+        want,
+        check_dtype=False,
+        check_categorical=False,
+    )

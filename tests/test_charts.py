@@ -503,3 +503,24 @@ def test_diff_histogram_without_exits_has_no_band(diff_bins):
     spec = spec_of(charts.diff_histogram(bins))
     assert spec["mark"]["type"] == "bar"
     assert spec["params"][0]["name"] == charts.BIN_SELECTION
+
+
+def test_effect_density_axes_fit_the_predictions_and_cells_are_clickable():
+    rng = np.random.default_rng(3)
+    n = 5000
+    predicted = rng.normal(0, 0.01, n)  # predictions far smaller than the diffs
+    exited = rng.random(n) < 0.1
+    diff = np.where(exited, -rng.uniform(1, 1.5, n), predicted + rng.normal(0, 0.2, n))
+    table = pd.DataFrame({"predicted": predicted, "diff": diff, "exited": exited})
+    spec = spec_of(charts.effect_density(explore.effect_grid(table, 20)))
+    heat, exits, line = layers(spec)
+    for layer in (heat, exits):
+        assert layer["encoding"]["x"]["scale"]["domain"] == [predicted.min(), predicted.max()]
+        assert layer["encoding"]["y"]["scale"]["domain"] == [diff.min(), diff.max()]
+    (param,) = spec["params"]
+    assert param["name"] == charts.DENSITY_SELECTION != charts.CELL_SELECTION
+    assert param["select"]["fields"] == ["x_start", "x_end", "y_start", "y_end"]
+    assert param["views"] == [heat["name"]]
+    # y = x only where both axes reach: the predictions' range.
+    lo, hi = max(predicted.min(), diff.min()), min(predicted.max(), diff.max())
+    assert values(spec, line) == [{"predicted": lo, "diff": lo}, {"predicted": hi, "diff": hi}]

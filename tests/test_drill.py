@@ -24,6 +24,7 @@ def table():
             "in_feature": rng.integers(0, 64, n),
             "out_feature": rng.integers(0, 64, n),
             "jacobian": jacobian,
+            "predicted": (-jacobian).astype(np.float32),
             "diff": diff,
             "exited": exited,
             "important": np.abs(jacobian) > 0.01,
@@ -96,6 +97,7 @@ def test_a_value_on_an_edge_belongs_to_the_bin_it_starts():
             "in_feature": 0,
             "out_feature": 0,
             "jacobian": np.float32(1.0),
+            "predicted": np.float32(-1.0),
             "diff": diff,
             "exited": False,
             "important": True,
@@ -109,3 +111,34 @@ def test_a_value_on_an_edge_belongs_to_the_bin_it_starts():
         rows, total = explore.bin_connections(table, picked)
         assert total == bar.count
         assert rows["diff"].min() == bar.bin_start
+
+
+def test_each_density_cell_lists_exactly_its_connections(table):
+    grid = explore.effect_grid(table, 12)
+    x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
+    x_edges, y_edges = np.linspace(*x_range, 13), np.linspace(*y_range, 13)
+
+    def bin_index(values, edges):  # numpy's rule: half-open bins, the last one closed
+        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+
+    ix = bin_index(table["predicted"].astype(np.float64), x_edges)
+    iy = bin_index(table["diff"].astype(np.float64), y_edges)
+    cells = grid.groupby(["x_start", "x_end", "y_start", "y_end"], as_index=False)["count"].sum()
+    assert cells["count"].sum() == len(table)
+    for cell in cells.itertuples():
+        picked = explore.picked_cell([cell._asdict()], x_range, y_range)
+        rows, total = explore.cell_connections(table, picked, limit=10_000)
+        want = table[(x_edges[ix] == cell.x_start) & (y_edges[iy] == cell.y_start)]
+        assert total == len(want) == cell.count
+        keys = ["position", "in_feature", "out_feature", "diff"]
+        pd.testing.assert_frame_equal(
+            rows.sort_values(keys).reset_index(drop=True),
+            want[list(explore.DRILL_COLUMNS)].sort_values(keys).reset_index(drop=True),
+        )
+
+
+def test_picked_cell_ignores_unusable_selections():
+    assert explore.picked_cell(None, (0, 1), (0, 1)) is None
+    assert explore.picked_cell([{"x_start": 0, "x_end": 1}], (0, 1), (0, 1)) is None
+    flat = {"x_start": 0, "x_end": 1, "y_start": 0.5, "y_end": 0.5}
+    assert explore.picked_cell([flat], (0, 1), (0, 1)) is None

@@ -366,7 +366,10 @@ def test_effect_chart_data(source, monkeypatch):
     monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", len(table) - 1)
     assert not explore.draws_dots(table)
     grid = explore.effect_grid(table, 16)
-    assert grid.attrs["range"] == (lo, hi) and grid["count"].sum() == len(table)
+    predicted, diff = table["predicted"].to_numpy(), table["diff"].to_numpy()
+    assert grid.attrs["range"] == pytest.approx((predicted.min(), predicted.max()))
+    assert grid.attrs["y_range"] == pytest.approx((diff.min(), diff.max()))
+    assert grid["count"].sum() == len(table)
 
 
 def test_miss_links_and_labels(source):

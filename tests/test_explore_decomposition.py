@@ -104,12 +104,14 @@ def test_effect_grid_counts_exits_apart():
         }
     )
     grid = explore.effect_grid(table, 10)
-    lo, hi = explore.effect_range(table)
-    assert grid.attrs["range"] == (lo, hi)
-    edges = np.linspace(lo, hi, 11)
+    # Each axis on its own data's range.
+    x_range = (table["predicted"].min(), table["predicted"].max())
+    y_range = (table["diff"].min(), table["diff"].max())
+    assert grid.attrs["range"] == x_range and grid.attrs["y_range"] == y_range
+    x_edges, y_edges = np.linspace(*x_range, 11), np.linspace(*y_range, 11)
     for flag in (False, True):
         part = table[table["exited"] == flag]
-        counts, _, _ = np.histogram2d(part["predicted"], part["diff"], bins=[edges, edges])
+        counts, _, _ = np.histogram2d(part["predicted"], part["diff"], bins=[x_edges, y_edges])
         cells = grid[grid["exited"] == flag]
         assert cells["count"].sum() == len(part) == counts.sum()
         assert sorted(cells["count"]) == sorted(counts[counts > 0].astype(int))

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import results, state, url
 from app.cards import connection_cards
-from app.graph import fresh_row
+from app.graph import fresh_row, selection_of
 from app.registry import TOKEN_PAGE
 from jsae import charts, explore
 from jsae.errors import JSAEError
@@ -72,11 +72,25 @@ def effect_chart(table) -> None:
             "Grid", state.display_choices("effect_bins"), key="effect_bins", persist_state="session"
         )
         grid = explore.effect_grid(table, int(bins))
-        st.altair_chart(charts.effect_density(grid), width="stretch")
+        event = st.altair_chart(
+            charts.effect_density(grid), width="stretch", on_select="rerun", key="effect_pick"
+        )
         st.caption(
             f"{len(table):,} connections binned in numpy on a {bins}×{bins} grid (log colour "
-            f"scale); dashed: y = x (exact prediction). {EXITS_NOTE}"
+            "scale), each axis on its own data's range; dashed: y = x (exact prediction). "
+            f"{EXITS_NOTE} Click a cell to list its connections."
         )
+        x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
+        points = selection_of(event).get(charts.DENSITY_SELECTION)
+        cell = explore.picked_cell(points, x_range, y_range)
+        if cell is not None:
+            rows, total = explore.cell_connections(table, cell)
+            x_end, y_end = ("]" if last else ")" for last in (cell.x_last, cell.y_last))
+            what = (
+                f"with predicted in [{cell.x_lo:.4g}, {cell.x_hi:.4g}{x_end} and diff in "
+                f"[{cell.y_lo:.4g}, {cell.y_hi:.4g}{y_end}"
+            )
+            results.connection_table(rows, total, "effect_rows", what)
 
 
 def misses(ctx: state.Context, key: explore.RunKey, table) -> None:

@@ -17,6 +17,7 @@ from jsae.charts.causal import (
 )
 from jsae.charts.common import (
     BIN_SELECTION,
+    DENSITY_SELECTION,
     DIFF_TITLE,
     EXIT_COLOR,
     EXIT_LABEL,
@@ -61,6 +62,7 @@ __all__ = [
     "INK",
     "EXIT_LABEL",
     "BIN_SELECTION",
+    "DENSITY_SELECTION",
     "EXIT_BAND_LABEL",
     "EXPERIMENT_COLORS",
     "EXPERIMENT_ORDER",

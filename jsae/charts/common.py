@@ -13,6 +13,8 @@ KIND_COLORS = ["#7048e8", "#868e96"]
 DIFF_TITLE = "diff = out_act after − before"
 BIN_SELECTION = "bin"
 """The point selection of a clicked histogram bar (its experiment, bin_start and bin_end)."""
+DENSITY_SELECTION = "effect_cell"
+"""The point selection of a clicked density cell (its x_start, x_end, y_start, y_end)."""
 EXIT_LABEL = "exited (left the top k)"
 EXIT_COLOR = "#c2255c"
 """Connections whose output feature left the top k, on every chart that shows them apart."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.charts.common import (
+    DENSITY_SELECTION,
     DIFF_TITLE,
     EXIT_COLOR,
     EXIT_LABEL,
@@ -36,6 +37,15 @@ def _square_axes(lo: float, hi: float) -> tuple[alt.Scale, alt.Scale]:
     return alt.Scale(domain=[lo, hi], nice=False), alt.Scale(domain=[lo, hi], nice=False)
 
 
+def _visible_diagonal(
+    x_range: tuple[float, float], y_range: tuple[float, float]
+) -> alt.Chart | None:
+    """The y = x line over the part of it inside both axes' ranges (None when it misses
+    the plot)."""
+    lo, hi = max(x_range[0], y_range[0]), min(x_range[1], y_range[1])
+    return _diagonal(lo, hi) if lo < hi else None
+
+
 def _cells(data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, **extra) -> alt.Chart:
     return (
         alt.Chart(data)
@@ -58,13 +68,20 @@ def _cells(data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, **extra) -> 
 
 def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
     """Predicted change (−s·J) against the measured diff as a 2-D density heatmap
-    (``explore.density_grid`` or ``explore.effect_grid`` output), with the y = x line.
+    (``explore.density_grid`` or ``explore.effect_grid`` output), each axis on its own range
+    (``attrs["range"]`` for x, ``attrs["y_range"]`` for y), with the part of the y = x line
+    inside both. A click selects a cell (``DENSITY_SELECTION`` on its four edges).
 
     Cells of ``exited`` connections (``explore.effect_grid``) are drawn over the others in
     the exits' colour, their opacity growing with the count, with their own legend entry;
     the first layer is always the cells of the connections that stayed in the top k."""
-    lo, hi = grid.attrs.get("range", (0.0, 1.0))
-    xs, ys = _square_axes(lo, hi)
+    x_range = grid.attrs.get("range", (0.0, 1.0))
+    y_range = grid.attrs.get("y_range", x_range)
+    xs = alt.Scale(domain=list(x_range), nice=False)
+    ys = alt.Scale(domain=list(y_range), nice=False)
+    picked = alt.selection_point(
+        name=DENSITY_SELECTION, fields=["x_start", "x_end", "y_start", "y_end"], on="click"
+    )
     exited = grid["exited"].to_numpy(dtype=bool) if "exited" in grid else np.zeros(len(grid), bool)
     stayed = grid[~exited].drop(columns=["exited"], errors="ignore")
     heat = _cells(
@@ -76,9 +93,11 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
             scale=alt.Scale(type="log", scheme="viridis"),
             legend=alt.Legend(title="connections"),
         ),
-    )
+    ).add_params(picked)
+    diagonal = _visible_diagonal(x_range, y_range)
+    line = [diagonal] if diagonal is not None else []
     if not exited.any():
-        return alt.layer(heat, _diagonal(lo, hi)).properties(height=height, width="container")
+        return alt.layer(heat, *line).properties(height=height, width="container")
     exits = _cells(
         grid[exited].drop(columns=["exited"]).assign(group=EXIT_LABEL),
         xs,
@@ -91,7 +110,7 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
         opacity=alt.Opacity("count:Q", scale=alt.Scale(type="log", range=[0.35, 1]), legend=None),
     )
     return (
-        alt.layer(heat, exits, _diagonal(lo, hi))
+        alt.layer(heat, exits, *line)
         .resolve_scale(color="independent", opacity="independent")
         .properties(height=height, width="container")
     )

@@ -82,31 +82,37 @@ def density_grid(
     y: np.ndarray,
     bins: int = 80,
     value_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """A 2-D histogram of (x, y) on a square grid (same range on both axes), in numpy.
+    """A 2-D histogram of (x, y) in numpy: ``bins`` × ``bins`` cells, x edges spanning
+    ``value_range`` (default: the shared range of x and y, a square grid) and y edges
+    ``y_range`` (default: the same as x).
 
     Returns one row per non-empty cell: ``x_start``, ``x_end``, ``y_start``, ``y_end``,
-    ``count``; the range is in ``attrs["range"]``.
+    ``count``; the x range is in ``attrs["range"]``, the y range in ``attrs["y_range"]``.
     """
     if bins < 1:
         raise InputError(f"The number of bins must be at least 1, got {bins}.")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     lo, hi = value_range or data_range(x, y)
-    edges = np.linspace(lo, hi, bins + 1)
+    y_lo, y_hi = y_range or (lo, hi)
+    x_edges = np.linspace(lo, hi, bins + 1)
+    y_edges = np.linspace(y_lo, y_hi, bins + 1)
     ok = np.isfinite(x) & np.isfinite(y)
-    counts, _, _ = np.histogram2d(x[ok], y[ok], bins=[edges, edges])
+    counts, _, _ = np.histogram2d(x[ok], y[ok], bins=[x_edges, y_edges])
     ix, iy = np.nonzero(counts)
     out = pd.DataFrame(
         {
-            "x_start": edges[ix],
-            "x_end": edges[ix + 1],
-            "y_start": edges[iy],
-            "y_end": edges[iy + 1],
+            "x_start": x_edges[ix],
+            "x_end": x_edges[ix + 1],
+            "y_start": y_edges[iy],
+            "y_end": y_edges[iy + 1],
             "count": counts[ix, iy].astype(np.int64),
         }
     )
     out.attrs["range"] = (float(lo), float(hi))
+    out.attrs["y_range"] = (float(y_lo), float(y_hi))
     return out
 
 

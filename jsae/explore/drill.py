@@ -5,6 +5,10 @@ data's own range (``binning.data_range``, not a symmetric one, so no half of the
 empty). A bin [lo, hi) holds the connections of its experiment with lo ≤ diff < hi, the
 last bin also diff = hi (numpy's ``histogram`` rule, which counted the bar).
 
+A cell of the Jacobian-vs-effect density (``effect.effect_grid``) holds the connections with
+predicted in its x bin and diff in its y bin, by the same rule on each axis (numpy's
+``histogram2d``).
+
 The exit band is the range of diffs of connections whose output feature left the top k:
 there the gate undoes the whole activation, diff = −out_act.
 """
@@ -26,6 +30,7 @@ DRILL_COLUMNS = (
     "in_feature",
     "out_feature",
     "jacobian",
+    "predicted",
     "diff",
     "exited",
     "important",
@@ -43,6 +48,33 @@ class PickedBin:
     lo: float
     hi: float
     last: bool = False
+
+
+@dataclass(frozen=True)
+class PickedCell:
+    """A density cell: its predicted (x) and diff (y) edges, whether each is its axis's
+    last (closed) bin."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    x_last: bool = False
+    y_last: bool = False
+
+
+def in_bin(values: np.ndarray, lo: float, hi: float, last: bool) -> np.ndarray:
+    """Which values lie in the bin [lo, hi) ([lo, hi] for an axis's last bin)."""
+    values = np.asarray(values, dtype=np.float64)
+    return (values >= lo) & ((values <= hi) if last else (values < hi))
+
+
+def largest_first(table: pd.DataFrame, keep: np.ndarray, limit: int) -> tuple[pd.DataFrame, int]:
+    """The kept rows' ``DRILL_COLUMNS``, largest |diff| first, at most ``limit``, and how
+    many were kept."""
+    rows = table.loc[keep, [c for c in DRILL_COLUMNS if c in table.columns]]
+    order = np.argsort(-np.abs(rows["diff"].to_numpy(dtype=np.float64)), kind="stable")
+    return rows.iloc[order[:limit]].reset_index(drop=True), int(keep.sum())
 
 
 def exit_band(table: pd.DataFrame) -> tuple[float, float] | None:
@@ -86,12 +118,45 @@ def bin_connections(
 ) -> tuple[pd.DataFrame, int]:
     """The connections in the bar ``picked`` (``DRILL_COLUMNS``, largest |diff| first, at
     most ``limit`` rows) and how many there are in all."""
-    diff = table["diff"].to_numpy(dtype=np.float64)
-    upper = diff <= picked.hi if picked.last else diff < picked.hi
     group = table["important"].to_numpy(dtype=bool)
     if picked.experiment == "unimportant":
         group = ~group
-    keep = group & (diff >= picked.lo) & upper
-    rows = table.loc[keep, [c for c in DRILL_COLUMNS if c in table.columns]]
-    order = np.argsort(-np.abs(rows["diff"].to_numpy(dtype=np.float64)), kind="stable")
-    return rows.iloc[order[:limit]].reset_index(drop=True), int(keep.sum())
+    keep = group & in_bin(table["diff"].to_numpy(), picked.lo, picked.hi, picked.last)
+    return largest_first(table, keep, limit)
+
+
+def picked_cell(
+    points: Sequence[Mapping] | None,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+) -> PickedCell | None:
+    """The density cell a chart's point selection holds (its first point's ``x_start``,
+    ``x_end``, ``y_start``, ``y_end``), or None when nothing usable is selected."""
+    if not points:
+        return None
+    try:
+        edges = [float(points[0][k]) for k in ("x_start", "x_end", "y_start", "y_end")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    x_lo, x_hi, y_lo, y_hi = edges
+    if not (np.all(np.isfinite(edges)) and x_lo < x_hi and y_lo < y_hi):
+        return None
+    return PickedCell(
+        x_lo,
+        x_hi,
+        y_lo,
+        y_hi,
+        x_last=bool(np.isclose(x_hi, x_range[1])),
+        y_last=bool(np.isclose(y_hi, y_range[1])),
+    )
+
+
+def cell_connections(
+    table: pd.DataFrame, cell: PickedCell, limit: int = DRILL_MAX
+) -> tuple[pd.DataFrame, int]:
+    """The connections in the density cell ``cell`` (exited or not; ``DRILL_COLUMNS``,
+    largest |diff| first, at most ``limit`` rows) and how many there are in all."""
+    keep = in_bin(table["predicted"].to_numpy(), cell.x_lo, cell.x_hi, cell.x_last) & in_bin(
+        table["diff"].to_numpy(), cell.y_lo, cell.y_hi, cell.y_last
+    )
+    return largest_first(table, keep, limit)

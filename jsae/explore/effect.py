@@ -70,25 +70,27 @@ def effect_range(table: pd.DataFrame) -> tuple[float, float]:
 
 
 def effect_grid(table: pd.DataFrame, bins: int) -> pd.DataFrame:
-    """predicted against diff on a ``bins`` × ``bins`` grid over ``effect_range``, counted
-    apart for the connections whose output feature left the top k: one row per non-empty
-    cell and ``exited`` value (a table without ``exited`` counts every connection as
-    staying)."""
-    value_range = effect_range(table)
+    """predicted against diff on a ``bins`` × ``bins`` grid, each axis over its own data's
+    range (``data_range`` of predicted, of diff: predictions far smaller than the diffs
+    still fill the width), counted apart for the connections whose output feature left the
+    top k: one row per non-empty cell and ``exited`` value (a table without ``exited``
+    counts every connection as staying). The ranges are in ``attrs["range"]`` (x) and
+    ``attrs["y_range"]``."""
+    x, y = table["predicted"].to_numpy(), table["diff"].to_numpy()
+    x_range, y_range = data_range(x), data_range(y)
     exited = (
         table["exited"].to_numpy(dtype=bool)
         if "exited" in table
         else np.zeros(len(table), dtype=bool)
     )
-    x, y = table["predicted"].to_numpy(), table["diff"].to_numpy()
     grids = [
         density_grid(
-            x[exited == flag], y[exited == flag], bins=bins, value_range=value_range
+            x[exited == flag], y[exited == flag], bins=bins, value_range=x_range, y_range=y_range
         ).assign(exited=flag)
         for flag in (False, True)
     ]
     out = pd.concat(grids, ignore_index=True)
-    out.attrs["range"] = value_range
+    out.attrs["range"], out.attrs["y_range"] = x_range, y_range
     return out
 
 
