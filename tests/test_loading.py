@@ -127,6 +127,14 @@ def test_a_source_folder_declares_its_own_kinds(tmp_path):
     _same_pair(extra, source.pair(1, "normalized"))
     assert source.pair_kinds.compared_for("normalized") == ("normalized", "plain")
 
+    # an undeclared kind is refused before anything is written
+    bad = tmp_path / "undeclared"
+    with pytest.raises(SourceError, match="kind 'normalized'.*declare others under 'pair_kinds'"):
+        save_source(bad, model, {**pairs, "normalized": {1: extra}})
+    with pytest.raises(InputError, match="jsae_randomized pair of layer 1 needs its randomized"):
+        save_source(bad, model, {"jsae_randomized": {1: pairs["jsae"][1]}})
+    assert not bad.exists()
+
     manifest = json.loads((tmp_path / "source.json").read_text())
     del manifest["pair_kinds"]
     (tmp_path / "source.json").write_text(json.dumps(manifest))

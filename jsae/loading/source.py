@@ -228,24 +228,10 @@ def save_source(
     those kinds: it is written beside the pair, as the research code writes it);
     ``pair_kinds`` declares kinds other than the paper's (their labels and comparisons)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_model_folder(model, path / "model")
-    listing: dict[str, dict[str, str]] = {}
-    for kind, by_layer in pairs.items():
-        for layer, pair in sorted(by_layer.items()):
-            rel = f"pairs/{kind}/layer_{layer}"
-            coefficient = {"jacobian_coefficient": 0.0} if kind.startswith("plain") else {}
-            randomized = (pair_models or {}).get((kind, layer)) if is_randomized(kind) else None
-            if is_randomized(kind) and randomized is None:
-                raise InputError(f"The {kind} pair of layer {layer} needs its randomized model.")
-            save_research_pair(
-                pair,
-                path / rel,
-                model_name="model",
-                extra_cfg=coefficient,
-                randomized_model=randomized,
-            )
-            listing.setdefault(kind, {})[str(layer)] = rel
+    listing = {
+        kind: {str(layer): f"pairs/{kind}/layer_{layer}" for layer in sorted(by_layer)}
+        for kind, by_layer in pairs.items()
+    }
     manifest: dict[str, Any] = {"model": "model", "pairs": listing}
     if pair_kinds is not None:
         manifest[PAIR_KINDS_KEY] = {
@@ -254,7 +240,28 @@ def save_source(
             "help": pair_kinds.help,
         }
     manifest.update(info or {})
+    # every refusal before anything is written, so a bad call leaves no half-written folder
     _check_manifest(manifest, path / SOURCE_MANIFEST)
+    randomized = {
+        (kind, layer): (pair_models or {}).get((kind, layer))
+        for kind, by_layer in pairs.items()
+        for layer in by_layer
+        if is_randomized(kind)
+    }
+    for (kind, layer), reads in randomized.items():
+        if reads is None:
+            raise InputError(f"The {kind} pair of layer {layer} needs its randomized model.")
+    path.mkdir(parents=True, exist_ok=True)
+    save_model_folder(model, path / "model")
+    for kind, by_layer in pairs.items():
+        for layer, pair in by_layer.items():
+            save_research_pair(
+                pair,
+                path / listing[kind][str(layer)],
+                model_name="model",
+                extra_cfg={"jacobian_coefficient": 0.0} if kind.startswith("plain") else {},
+                randomized_model=randomized.get((kind, layer)),
+            )
     write_json(manifest, path / SOURCE_MANIFEST)
     return path
 
