@@ -83,7 +83,7 @@ def declared_kinds(recipes: tuple[KindRecipe, ...]) -> PairKinds:
     ``plain`` (the paper's comparison) and, when there are several, with the first JSAE kind."""
     names = [r.name for r in recipes]
     jsae_kinds = [r.name for r in recipes if r.penalized]
-    compared = [(kind, "plain") for kind in jsae_kinds if "plain" in names]
+    compared = [(kind, PLAIN.name) for kind in jsae_kinds if PLAIN.name in names]
     compared += [(kind, jsae_kinds[0]) for kind in jsae_kinds[1:]]
     order = jsae_kinds + [n for n in names if n not in jsae_kinds]
     labels = {

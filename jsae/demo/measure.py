@@ -24,7 +24,7 @@ from transformer_lens import HookedTransformer
 from jsae.ablation import AblationConfig, ablate_activations
 from jsae.analysis import effect_statistics, matched_fraction, pair_health, verdict
 from jsae.analysis.sweep import MATCHED_REFERENCE
-from jsae.demo.kinds import PLAIN as PLAIN_RECIPE
+from jsae.demo.kinds import PLAIN
 from jsae.demo.language_model import language_model_loss
 from jsae.demo.settings import HELDOUT_FILE
 from jsae.errors import InputError
@@ -35,7 +35,6 @@ from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, connection_columns, is_important
 from jsae.train import explained_variance, tokenize_documents
 
-PLAIN = PLAIN_RECIPE.name
 BATCH_SEQUENCES = 16
 """Held-out sequences per forward pass of the model."""
 
@@ -117,11 +116,12 @@ def matched_ratios(tables: dict[str, pd.DataFrame], eps: float) -> dict[str, dic
                 "fraction": float(matched.loc[kind, "fraction"]),
                 "ratio": float(matched.loc[kind, "ratio"]),
             }
-    if PLAIN in tables:
-        for kind in (k for k in tables if k != PLAIN):
-            own = matched_fraction({kind: tables[kind], PLAIN: tables[PLAIN]}, None, kind, eps)
+    plain = PLAIN.name
+    if plain in tables:
+        for kind in (k for k in tables if k != plain):
+            own = matched_fraction({kind: tables[kind], plain: tables[plain]}, None, kind, eps)
             found.setdefault(kind, {})["plain_ratio_at_own_fraction"] = float(
-                own.set_index("kind").loc[PLAIN, "ratio"]
+                own.set_index("kind").loc[plain, "ratio"]
             )
     return found
 

@@ -45,7 +45,6 @@ BASE_TARGETS: tuple[tuple[str, float, bool], ...] = (
     ("unfired_out", TARGET_UNFIRED_OUT, False),
 )
 """Every pair's targets: ``(figure, threshold, at least?)``."""
-PLAIN_KIND = PLAIN.name
 
 
 def check_targets(
@@ -62,13 +61,13 @@ def check_targets(
     for kind, by_layer in pairs.items():
         for layer, stats in by_layer.items():
             trained = (training or {}).get(kind, {}).get(layer)
-            jsae = kind != PLAIN_KIND if trained is None else trained["jacobian_coefficient"] > 0
+            jsae = kind != PLAIN.name if trained is None else trained["jacobian_coefficient"] > 0
             figures = _figures(stats, trained)
             wanted = [t for t in BASE_TARGETS if not jsae or t[0] == "unfired_out"]
             wanted += [t for t in JSAE_TARGETS if jsae and figures.get(t[0]) is not None]
             for key, threshold, at_least in wanted:
                 targets.append(_target(key, threshold, at_least, kind, layer, figures[key]))
-            plain = pairs.get(PLAIN_KIND, {}).get(layer)
+            plain = pairs.get(PLAIN.name, {}).get(layer)
             if jsae and plain is not None:
                 ratio = stats["frac_abs_j_gt_eps"] / max(plain["frac_abs_j_gt_eps"], 1e-12)
                 name = f"frac |J|>{measured['eps']} / plain's"
