@@ -78,13 +78,17 @@ VERDICT_BOXES = {"success": st.success, "info": st.info, "warning": st.warning}
 def verdict_box(found: Verdict, *, why: bool = True, truth: tuple[str, ...] = ()) -> None:
     """The verdict in its box (``explore.verdict_box``), and an expander "Why?" listing the
     reasons it rests on, then ``truth``: what the known true edges say (``EdgeRecovery.
-    sentences``), when the source knows them."""
+    sentences``), when the source knows them, then the verdict's thresholds (under the box
+    when ``why`` is off)."""
     style, text = explore.verdict_box(found)
     VERDICT_BOXES[style](text, icon=":material/lightbulb:")
-    st.caption(explore.verdict_rule())
-    if why and (found.reasons or truth):
-        with st.expander("Why?"):
+    if not why:
+        st.caption(explore.verdict_rule())
+        return
+    with st.expander("Why?"):
+        if found.reasons or truth:
             st.markdown("\n".join(f"- {reason}" for reason in (*found.reasons, *truth)))
+        st.caption(explore.verdict_rule())
 
 
 METRIC_WIDTH = 190

@@ -176,10 +176,11 @@ def test_run_shows_the_packages_numbers(app, loaded):
     for experiment, label in (("important", "Important"), ("unimportant", "Unimportant")):
         row = summary.loc[experiment]
         assert shown[f"{label} connections"] == f"{int(row['connections']):,}"
-        assert shown[f"{label} mean diff"] == explore.format_number(row["mean_diff"])
         assert shown[f"{label} mean |diff|"] == explore.format_number(row["mean_abs_diff"])
+    share = summary.loc["unimportant", "connections"] / summary.loc["all", "connections"]
+    assert shown["Share unimportant"] == f"{share:.1%}"
     found = expected_analysis(loaded).verdict
-    assert shown["Ratio important/unimportant"] == explore.format_number(found.ratio, 3)
+    assert shown["Ratio of the two"] == explore.format_number(found.ratio, 3)
     assert any(found.sentence in box for box in boxes(at))
     # The histogram, with the two experiments on shared numpy bins, then the decomposition
     # (then the sets removed together, their curves and the mass-capture curve).

@@ -177,7 +177,7 @@ def test_statistics_errors_show_briefly(app, patched_analysis):  # noqa: F811
     at = run(app.run())
     assert not at.exception
     assert any("computing the statistics" in e.value for e in at.error)
-    assert "Ratio important/unimportant" in metrics(at)  # the rest of the page is drawn
+    assert "Ratio of the two" in metrics(at)  # the rest of the page is drawn
 
 
 def test_jsae_vs_plain_shows_both_analyses(app, loaded):  # noqa: F811

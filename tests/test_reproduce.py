@@ -86,7 +86,7 @@ def page_numbers(at: AppTest) -> dict[str, str]:
         for name in (
             "Important mean |diff|",
             "Unimportant mean |diff|",
-            "Ratio important/unimportant",
+            "Ratio of the two",
             "Important connections",
             "Unimportant connections",
         )
@@ -99,7 +99,7 @@ def snippet_numbers(namespace: dict) -> dict[str, str]:
     return {
         "Important mean |diff|": fmt(summary.loc["important", "mean_abs_diff"]),
         "Unimportant mean |diff|": fmt(summary.loc["unimportant", "mean_abs_diff"]),
-        "Ratio important/unimportant": fmt(analysis.statistics.ratio, 3),
+        "Ratio of the two": fmt(analysis.statistics.ratio, 3),
         "Important connections": f"{int(summary.loc['important', 'connections']):,}",
         "Unimportant connections": f"{int(summary.loc['unimportant', 'connections']):,}",
     }

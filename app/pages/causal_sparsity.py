@@ -15,55 +15,60 @@ from jsae.analysis import Analysis
 from jsae.stats import importance_ratio, summarize
 
 HIST_Y = {"count": "Count", "share": "Share of experiment"}
+VERDICT_WIDTH = 2 * results.METRIC_WIDTH + 16
+"""Pixels of the verdict's column: two metrics side by side (the chart takes the rest, or
+goes below it on a narrow screen)."""
 
 
 def metrics(summary, ratio: float, ratio_ci: tuple[float, float]) -> None:
-    rows = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
+    """The numbers the verdict rests on, two by two beside the histogram: both groups'
+    mean |diff|, their ratio, the share unimportant and both counts (the signed means are
+    in the summary table below)."""
     total = int(summary.loc["all", "connections"])
-    for experiment, label, rule in rows:
-        cols = results.metric_row(4)
+    groups = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
+    cols = results.metric_row(6)
+    for col, (experiment, label, rule) in zip(cols, groups, strict=False):
+        col.metric(
+            f"{label} mean |diff|",
+            explore.format_number(summary.loc[experiment, "mean_abs_diff"]),
+            help=f"Mean |out_act after − before| over the connections with {rule}.",
+        )
+    results.interval_metric(
+        cols[2],
+        "Ratio of the two",
+        ratio,
+        ratio_ci,
+        help="Mean |diff| of important connections over that of unimportant ones "
+        "(the interval resamples tokens).",
+    )
+    unimportant = int(summary.loc["unimportant", "connections"])
+    cols[3].metric(
+        "Share unimportant",
+        f"{unimportant / max(total, 1):.1%}",
+        help="How sparse the Jacobian is at this ε: the share of connections with |J| ≤ ε.",
+    )
+    for col, (experiment, label, rule) in zip(cols[4:], groups, strict=True):
         n = int(summary.loc[experiment, "connections"])
-        cols[0].metric(
+        col.metric(
             f"{label} connections",
             f"{n:,}",
             help=f"Connections with {rule}: {n / max(total, 1):.1%} of {total:,}.",
         )
-        cols[1].metric(
-            f"{label} mean diff",
-            explore.format_number(summary.loc[experiment, "mean_diff"]),
-            help="Mean of out_act after − before.",
-        )
-        cols[2].metric(
-            f"{label} mean |diff|",
-            explore.format_number(summary.loc[experiment, "mean_abs_diff"]),
-        )
-        if experiment == "important":
-            results.interval_metric(
-                cols[3],
-                "Ratio important/unimportant",
-                ratio,
-                ratio_ci,
-                help="Mean |diff| of important connections over that of unimportant ones "
-                "(the interval resamples tokens).",
-            )
-        else:
-            cols[3].metric(
-                "Share unimportant",
-                f"{n / max(total, 1):.1%}",
-                help="How sparse the Jacobian is at this ε.",
-            )
 
 
-def histogram(table) -> None:
-    c1, c2, c3, c4 = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
-    layout = c1.segmented_control(
+def histogram(table) -> explore.PickedBin | None:
+    """The diff histogram over its view controls (which wrap when the column is narrow);
+    the bar clicked, if any."""
+    chart_slot = st.container()  # above its controls: the chart first, high on the page
+    controls = st.container(horizontal=True, wrap=True, gap="small", vertical_alignment="bottom")
+    layout = controls.segmented_control(
         "View",
         state.display_choices("hist_layout"),
         format_func=results.HIST_LAYOUTS.get,
         key="hist_layout",
         persist_state="session",
     )
-    y = c2.segmented_control(
+    y = controls.segmented_control(
         "Height",
         state.display_choices("hist_y"),
         format_func=HIST_Y.get,
@@ -71,9 +76,15 @@ def histogram(table) -> None:
         persist_state="session",
     )
     state.display_choices("hist_log")
-    log_count = c3.toggle("Log scale", key="hist_log", persist_state="session")
-    bins = c4.select_slider(
-        "Bins", state.display_choices("hist_bins"), key="hist_bins", persist_state="session"
+    log_count = controls.toggle(
+        "Log", key="hist_log", persist_state="session", help="Count on a log scale."
+    )
+    bins = controls.select_slider(
+        "Bins",
+        state.display_choices("hist_bins"),
+        key="hist_bins",
+        persist_state="session",
+        width=150,
     )
     binned = explore.diff_bins(table, bins=int(bins))
     options = {"log_count": bool(log_count), "y": y or "count"}
@@ -83,7 +94,7 @@ def histogram(table) -> None:
     else:
         shown, keys = [charts.diff_histogram(binned, **options)], ["hist_pick"]
     events = [
-        st.altair_chart(chart, width="stretch", on_select="rerun", key=key)
+        chart_slot.altair_chart(chart, width="stretch", on_select="rerun", key=key)
         for chart, key in zip(shown, keys, strict=True)
     ]
     lo, hi = binned.attrs["range"]
@@ -98,13 +109,15 @@ def histogram(table) -> None:
         picked = picked or explore.picked_bin(
             selection_of(event).get(charts.BIN_SELECTION), (lo, hi)
         )
-    if picked is not None:
-        rows, total = explore.bin_connections(table, picked)
-        end = "]" if picked.last else ")"
-        what = (
-            f"of the {picked.experiment} group with diff in [{picked.lo:.4g}, {picked.hi:.4g}{end}"
-        )
-        results.connection_table(rows, total, "hist_rows", what)
+    return picked
+
+
+def bin_table(table, picked: explore.PickedBin) -> None:
+    """The connections of the histogram bar clicked (largest |diff| first)."""
+    rows, total = explore.bin_connections(table, picked)
+    end = "]" if picked.last else ")"
+    what = f"of the {picked.experiment} group with diff in [{picked.lo:.4g}, {picked.hi:.4g}{end}"
+    results.connection_table(rows, total, "hist_rows", what)
 
 
 def decomposition(table) -> None:
@@ -290,20 +303,31 @@ def main() -> None:
         return
     ctx, data, table = inputs
     summary = summarize(table, ctx.tolerance)
-    analysis = cache.load_analysis(data.key, ctx.eps, ctx.tau)
-    if analysis is not None:
-        truth = analysis.edges.sentences() if analysis.edges is not None else ()
-        results.verdict_box(analysis.verdict, truth=truth)
-        health_warnings(analysis)
     results.run_caption(data.key, f" · {len(data.positions):,} tokens ablated")
-    if analysis is not None:
-        metrics(summary, analysis.statistics.ratio, analysis.statistics.ratio_ci)
-    else:
-        metrics(summary, importance_ratio(summary), (math.nan, math.nan))
+    # The histogram goes out first and the verdict fills its slot after: the verdict weighs
+    # the joint ablation and the bootstrap (about a second on a 200-token prompt), which
+    # should not hold back the chart. Left the verdict and its numbers, right the chart.
+    row = st.container(horizontal=True, wrap=True, gap="medium")
+    left, right = row.container(width=VERDICT_WIDTH), row.container(width="stretch")
+    verdict_slot, numbers_slot = left.container(), left.container()
+    with right:
+        st.markdown("**How much did each connection move?**")
+        picked = histogram(table)
+    with verdict_slot:
+        analysis = cache.load_analysis(data.key, ctx.eps, ctx.tau)
+        if analysis is not None:
+            truth = analysis.edges.sentences() if analysis.edges is not None else ()
+            results.verdict_box(analysis.verdict, truth=truth)
+            health_warnings(analysis)
+    with numbers_slot:
+        if analysis is not None:
+            metrics(summary, analysis.statistics.ratio, analysis.statistics.ratio_ci)
+        else:
+            metrics(summary, importance_ratio(summary), (math.nan, math.nan))
+    if picked is not None:
+        bin_table(table, picked)
     st.caption(explore.research_note(data.key, ctx.eps, data.key.pairs))
     reproduce(data.key, ctx)
-    st.subheader("How much did each connection move?")
-    histogram(table)
     st.subheader("Where does the movement come from?")
     decomposition(table)
     joint.removed_together(data.key, ctx.eps, analysis)
