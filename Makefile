@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt constraints
 setup: $(STAMP)
 
 app: setup
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/streamlit run serve.py --server.port $(PORT)
 
 # Debian's Chromium for the real-browser test (Playwright drives it; no browser download).
 browser:

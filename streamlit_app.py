@@ -1,6 +1,7 @@
 """jsae explorer: do the sparse Jacobians of JSAEs reflect real causal sparsity in an MLP?
 
-Run with ``streamlit run streamlit_app.py`` (or ``make app``). This file paints first and
+Run with ``make app`` (``streamlit run serve.py``: the same app, warmed up at server start,
+``app.warm_up``) or ``streamlit run streamlit_app.py``. This file paints first and
 loads later: the page's settings, the navigation (``app.navigation``), the title and a
 loading status go out before anything imports ``jsae`` (torch and TransformerLens take
 seconds on a cold process); then ``app.frame`` draws what every page shares (sidebar,
@@ -17,6 +18,7 @@ import sys
 
 import streamlit as st
 
+from app import warm_up
 from app.navigation import navigate, page_key
 
 st.set_page_config(
@@ -29,7 +31,7 @@ page, shown = navigate()
 st.title(shown.title)
 st.caption(shown.description)
 loading = st.empty()
-if "app.frame" not in sys.modules:  # a cold process: the import below takes seconds
+if "app.frame" not in sys.modules or warm_up.IMPORTING.is_set():  # the import takes seconds
     loading.progress(
         0.1, text="Loading the model and its JSAE pairs… (importing torch and TransformerLens)"
     )

@@ -5,12 +5,19 @@ fresh process, 3 times) and Run to results for a 200-token prompt (median of 5).
 
 Browser (``--browser``): what a visitor sees, in Debian's Chromium against ``streamlit run``
 on loopback, each repeat on a fresh server (median of ``--repeats``): from opening the page
-to the title, the navigation, the "Loading the model and its JSAE pairs" status, and the Run
-button (a usable page); then from clicking Run on a 195-token prompt to the first chart
-visible (the run computed, no cache).
+(as soon as the server answers its health check) to the title, the navigation, the "Loading
+the model and its JSAE pairs" status, and the Run button (a usable page); the same usable
+page counted from the server's start; then from clicking Run on a 195-token prompt to the
+first chart visible (the run computed, no cache).
+
+Each ``--variant NAME=ROOT:SCRIPT`` is a checkout and the script ``streamlit run`` starts
+(default: this checkout's ``serve.py``, what ``make app`` runs); with several, their repeats
+alternate, so before and after are measured side by side in one run:
 
     python benchmarks/bench_app.py
     python benchmarks/bench_app.py --browser [--repeats 3] [--page causal_sparsity]
+    python benchmarks/bench_app.py --browser --variant before=../old:streamlit_app.py \
+        --variant after=.:serve.py
 """
 
 from __future__ import annotations
@@ -63,7 +70,10 @@ def engine() -> None:
     )
 
 
-def _browser_once(page_path: str, text: str) -> dict[str, float]:
+LANDMARKS = ("title", "navigation", "loading status", "run button", "Run -> chart")
+
+
+def _browser_once(page_path: str, text: str, root: Path, script: str) -> dict[str, float]:
     """One fresh server, one cold page: seconds from ``goto`` to each landmark."""
     from urllib.parse import urlencode
 
@@ -72,11 +82,13 @@ def _browser_once(page_path: str, text: str) -> dict[str, float]:
     from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
     times: dict[str, float] = {}
+    started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        streamlit_server(dict(os.environ), Path(tmp)) as (url, _proc, _log),
+        streamlit_server(dict(os.environ), Path(tmp), script=script, root=root) as (url, _, _l),
         sync_playwright() as p,
     ):
+        times["server start -> healthy"] = time.perf_counter() - started
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -101,6 +113,7 @@ def _browser_once(page_path: str, text: str) -> dict[str, float]:
                 page.wait_for_timeout(50)
             if seen_loading is not None:
                 times["loading status"] = seen_loading
+            times["server start -> run button"] = time.perf_counter() - started
             times["page not found"] = float(page.get_by_text("Page not found").count())
             if times["page not found"]:
                 return times  # the dialog blocks the page: nothing to click
@@ -113,20 +126,41 @@ def _browser_once(page_path: str, text: str) -> dict[str, float]:
     return times
 
 
-def browser(repeats: int, page_path: str) -> None:
+def browser(repeats: int, page_path: str, variants: dict[str, tuple[Path, str]]) -> None:
     from jsae.example_texts import DEFAULT_PROMPTS
 
     text = DEFAULT_PROMPTS["Prose"] + " " + DEFAULT_PROMPTS["List"]  # 195 tokens
-    runs = [_browser_once(page_path, text) for _ in range(repeats)]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):  # alternating: each variant sees the same machine load
+        for name, (root, script) in variants.items():
+            runs[name].append(_browser_once(page_path, text, root, script))
     print(f"browser, cold server, /{page_path}, 1280x800, median of {repeats}:")
-    for name in ("title", "navigation", "loading status", "run button", "Run -> chart"):
-        values = [r[name] for r in runs if name in r]
-        if values:
-            shown = ", ".join(f"{v:.2f}" for v in values)
-            print(f"  open -> {name}: median {statistics.median(values):.2f} s ({shown})")
-        else:
-            print(f"  open -> {name}: never seen")
-    print(f"  'Page not found' shown: {sum(r['page not found'] > 0 for r in runs)} of {repeats}")
+    names = (
+        "server start -> healthy",
+        *(f"open -> {n}" for n in LANDMARKS),
+        "server start -> run button",
+    )
+    for name, (root, script) in variants.items():
+        print(f"{name}: {root}/{script}")
+        for label in names:
+            key = label.removeprefix("open -> ")
+            values = [r[key] for r in runs[name] if key in r]
+            if values:
+                shown = ", ".join(f"{v:.2f}" for v in values)
+                print(f"  {label}: median {statistics.median(values):.2f} s ({shown})")
+            else:
+                print(f"  {label}: never seen")
+        shown = sum(r["page not found"] > 0 for r in runs[name])
+        print(f"  'Page not found' shown: {shown} of {repeats}")
+
+
+def variant(text: str) -> tuple[str, tuple[Path, str]]:
+    """``NAME=ROOT:SCRIPT`` as (name, (root, script))."""
+    name, _, where = text.partition("=")
+    root, _, script = where.rpartition(":")
+    if not name or not root or not script:
+        raise argparse.ArgumentTypeError(f"expected NAME=ROOT:SCRIPT, got {text!r}")
+    return name, (Path(root).resolve(), script)
 
 
 def main() -> None:
@@ -134,9 +168,17 @@ def main() -> None:
     parser.add_argument("--browser", action="store_true", help="measure in Chromium")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--page", default="causal_sparsity", help="the page's URL path")
+    parser.add_argument(
+        "--variant",
+        type=variant,
+        action="append",
+        help="NAME=ROOT:SCRIPT, a checkout and the script to serve (repeatable; default: "
+        "this checkout's serve.py)",
+    )
     args = parser.parse_args()
     if args.browser:
-        browser(args.repeats, args.page)
+        default = [("serve.py", (Path(__file__).resolve().parents[1], "serve.py"))]
+        browser(args.repeats, args.page, dict(args.variant or default))
     else:
         engine()
 

@@ -1,10 +1,13 @@
-"""Every page opens from a cold link: a fresh ``streamlit run`` per link, Debian's Chromium.
+"""Every page opens from a cold link: a fresh ``streamlit run serve.py`` (``make app``) per
+link, Debian's Chromium; and ``/`` on a fresh ``streamlit run streamlit_app.py``, which
+warms nothing up.
 
 The first paint (the page's title, the navigation and the loading status) must come before
-the package is imported (``streamlit_app.py`` imports ``jsae`` only after it), so it is on
-screen within ``FIRST_PAINT_S`` of opening the link, and no "Page not found" dialog ever
-shows: the default page opens by ``/`` and by its own name. On the default page's named
-link, Run draws a chart.
+the package is imported (``streamlit_app.py`` imports ``jsae`` only after it, and
+``serve.py``'s warm-up imports it in a background thread), so it is on screen within
+``FIRST_PAINT_S`` of opening the link, and no "Page not found" dialog ever shows: the
+default page opens by ``/`` and by its own name. On the default page's named link, and on
+the plain script's ``/``, Run draws a chart.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ import time
 import pytest
 
 from app.registry import DEFAULT_PAGE, PAGES
-from tests.test_e2e_browser import CHART, CHROMIUM, CHROMIUM_ARGS, RUN_TO_CHART_S, server
+from tests.test_e2e_browser import (
+    CHART,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    RUN_TO_CHART_S,
+    SCRIPT,
+    server,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 __all__ = ["server"]  # the fixture: a fresh server per test
@@ -29,6 +39,17 @@ LINKS = ["", *PAGES]
 
 @pytest.mark.parametrize("path", LINKS, ids=lambda p: p or "root")
 def test_a_cold_link_paints_first_and_opens_its_page(server, path):
+    open_cold(server, path, run=path == DEFAULT_PAGE)
+
+
+@pytest.mark.parametrize("server", [SCRIPT], indirect=True)
+def test_the_plain_script_paints_first_too(server):
+    open_cold(server, "", run=True)
+
+
+def open_cold(server, path: str, *, run: bool) -> None:
+    """Open ``path`` on the cold ``server``: first paint in time, the right page, no "Page
+    not found", the Run button; with ``run``, Run draws a chart."""
     from playwright.sync_api import sync_playwright
 
     url, _which, log = server
@@ -44,12 +65,12 @@ def test_a_cold_link_paints_first_and_opens_its_page(server, path):
             painted = time.perf_counter() - start
             assert page.locator(NAV).count() == len(PAGES)  # the hidden alias has no link
             assert page.get_by_text("Page not found").count() == 0
-            run = page.get_by_role("button", name="Run", exact=True)
-            run.wait_for(state="visible", timeout=USABLE_S * 1000)
+            button = page.get_by_role("button", name="Run", exact=True)
+            button.wait_for(state="visible", timeout=USABLE_S * 1000)
             assert page.get_by_text("Page not found").count() == 0
             assert page.locator("h1").first.inner_text() == expected
-            if path == DEFAULT_PAGE:
-                run.click()
+            if run:
+                button.click()
                 page.locator(CHART).first.wait_for(state="visible", timeout=RUN_TO_CHART_S * 1000)
             assert page.locator("[data-testid='stException']").count() == 0
             assert painted <= FIRST_PAINT_S, f"first paint took {painted:.2f} s"

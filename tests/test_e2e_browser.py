@@ -40,6 +40,10 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
+SERVE = "serve.py"
+"""What ``make app`` runs: the app warmed up at server start (``app.warm_up``)."""
+SCRIPT = "streamlit_app.py"
+"""The app's script itself (``streamlit run streamlit_app.py``: nothing warmed up)."""
 SERVER_START_S = 90
 RUN_TO_CHART_S = 120
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
@@ -75,9 +79,12 @@ def wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict[str, str], tmp_path: Path):
-    """``streamlit run streamlit_app.py`` on a free loopback port, healthy before it yields
-    (url, process, log path); always stopped afterwards."""
+def streamlit_server(
+    env: dict[str, str], tmp_path: Path, *, script: str = SERVE, root: Path = ROOT
+):
+    """``streamlit run SCRIPT`` (default ``serve.py``, what ``make app`` runs) in ``root`` on a
+    free loopback port, healthy before it yields (url, process, log path); always stopped
+    afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"
@@ -86,7 +93,7 @@ def streamlit_server(env: dict[str, str], tmp_path: Path):
         "-m",
         "streamlit",
         "run",
-        "streamlit_app.py",
+        script,
         "--server.port",
         str(port),
         "--server.address",
@@ -95,7 +102,7 @@ def streamlit_server(env: dict[str, str], tmp_path: Path):
         "true",
     ]
     with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_health(url, proc, log)
         yield url, proc, log
@@ -109,7 +116,9 @@ def streamlit_server(env: dict[str, str], tmp_path: Path):
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(request, tmp_path):
+    """A fresh server on the bundled default (a tiny source when it is missing), running
+    ``serve.py`` unless the test parametrizes it indirectly with another script."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium with `make browser`")
     pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
@@ -121,7 +130,8 @@ def server(tmp_path):
         pairs = {"jsae": {0: tiny_pair(model, 0)}, "plain": {0: tiny_pair(model, 0, kind="plain")}}
         env[explore.DEFAULT_SOURCE_ENV] = str(save_source(tmp_path / "src", model, pairs))
         which = "tiny source (the bundled default is missing)"
-    with streamlit_server(env, tmp_path) as (url, _proc, log):
+    script = getattr(request, "param", SERVE)
+    with streamlit_server(env, tmp_path, script=script) as (url, _proc, log):
         yield url, which, log
 
 
