@@ -1,7 +1,8 @@
 """Charts you can click into, driven with AppTest: a bar selected on Causal sparsity's diff
-histogram, or a cell of Jacobian vs effect's density, lists its connections (the package's ``bin_connections`` of the run's
-table, recomputed here by a pandas filter), and a click on a row opens the token explorer on
-that connection with its query parameters set by the switch itself."""
+histogram, a cell of Jacobian vs effect's density (the exits' cells too) or a region brushed
+on its scatter lists its connections (recomputed here by a pandas filter of the run's
+table), and a click on a row opens the token explorer on that connection with its query
+parameters set by the switch itself."""
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,94 @@ def test_a_selected_density_cell_lists_its_connections(
         check_dtype=False,
         check_categorical=False,
     )
+
+
+def largest_first_head(want: pd.DataFrame) -> pd.DataFrame:
+    """The table's reference order and cap: largest |diff| first, at most DRILL_MAX."""
+    want = want.iloc[np.argsort(-np.abs(want["diff"].to_numpy()), kind="stable")]
+    return want[list(explore.DRILL_COLUMNS)].head(explore.DRILL_MAX).reset_index(drop=True)
+
+
+def test_an_exits_cell_of_the_density_lists_only_its_exits(
+    tiny_source,  # noqa: F811
+    loaded,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 0)  # the density, not the dots
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    table = expected_table(loaded)
+    grid = explore.effect_grid(table, int(at.select_slider(key="effect_bins").value))
+    exits = grid[grid["exited"]]
+    assert len(exits), "the tiny source's run has connections that left the top k"
+    cell = exits.sort_values("count").iloc[-1]
+    point = {k: cell[k] for k in ("x_start", "x_end", "y_start", "y_end", "exited")}
+    at.session_state["effect_pick"] = {"selection": {charts.DENSITY_SELECTION: [point]}}
+    at.run()
+    no_problems(at)
+    # The reference: a pandas filter of the exits on the cell's edges (each axis's last bin
+    # closed).
+    x_hi, y_hi = grid.attrs["range"][1], grid.attrs["y_range"][1]
+    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
+    x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
+    y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
+    want = table[x_in & y_in & table["exited"]]
+    assert len(want) == cell["count"]
+    pd.testing.assert_frame_equal(
+        drill_table(at).reset_index(drop=True),
+        largest_first_head(want),
+        check_dtype=False,
+        check_categorical=False,
+    )
+    assert any(f"{len(want):,} connections that left the top k" in c.value for c in at.caption)
+    # The exits' cells lie on their own band, apart from the others' cells: a box over the
+    # whole grid shows that the page keeps the flag (only the exits are listed, not all).
+    (x_lo, x_hi), (y_lo, y_hi) = grid.attrs["range"], grid.attrs["y_range"]
+    for flag in (True, False):
+        point = {"x_start": x_lo, "x_end": x_hi, "y_start": y_lo, "y_end": y_hi, "exited": flag}
+        at.session_state["effect_pick"] = {"selection": {charts.DENSITY_SELECTION: [point]}}
+        at.run()
+        no_problems(at)
+        want = table[table["exited"] == flag]
+        assert 0 < len(want) < len(table)
+        pd.testing.assert_frame_equal(
+            drill_table(at).reset_index(drop=True),
+            largest_first_head(want),
+            check_dtype=False,
+            check_categorical=False,
+        )
+
+
+def test_a_region_brushed_on_the_scatter_lists_the_connections_inside_it(
+    tiny_source,  # noqa: F811
+    loaded,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
+    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 10_000)  # the dots
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    table = expected_table(loaded)
+    assert explore.draws_dots(table)
+    assert drill_table(at) is None  # nothing brushed, no table
+    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
+    # A box whose right and lower edges pass exactly through connections (their float32
+    # values as the chart's JSON carries them), y written top first as Vega-Lite does.
+    x_lo, x_hi = float(x.quantile(0.2)), float(x.sort_values().iloc[int(0.9 * len(x))])
+    y_lo, y_hi = float(y.sort_values().iloc[int(0.1 * len(y))]), float(y.quantile(0.95))
+    brush = {"predicted": [x_lo, x_hi], "diff": [y_hi, y_lo]}
+    at.session_state["effect_brush"] = {"selection": {charts.REGION_SELECTION: brush}}
+    at.run()
+    no_problems(at)
+    want = table[x.between(x_lo, x_hi) & y.between(y_lo, y_hi)]  # pandas: both ends in
+    assert (want["predicted"] == x_hi).any() and (want["diff"] == y_lo).any()
+    pd.testing.assert_frame_equal(
+        drill_table(at).reset_index(drop=True),
+        largest_first_head(want),
+        check_dtype=False,
+        check_categorical=False,
+    )
+    assert any(f"{len(want):,} connections with predicted in [" in c.value for c in at.caption)

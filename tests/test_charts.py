@@ -519,8 +519,33 @@ def test_effect_density_axes_fit_the_predictions_and_cells_are_clickable():
         assert layer["encoding"]["y"]["scale"]["domain"] == [diff.min(), diff.max()]
     (param,) = spec["params"]
     assert param["name"] == charts.DENSITY_SELECTION != charts.CELL_SELECTION
-    assert param["select"]["fields"] == ["x_start", "x_end", "y_start", "y_end"]
-    assert param["views"] == [heat["name"]]
+    assert param["select"]["fields"] == ["x_start", "x_end", "y_start", "y_end", "exited"]
+    assert param["select"]["on"] == "click"
+    # Declared once, on the first layer; its clicks reach every mark of the layered view, so
+    # the exits' cells must carry every field the selection reads, their flag set.
+    assert param["views"] == [heat["name"]] and "params" not in exits
+    fields = param["select"]["fields"]
+    for layer, flag in ((heat, False), (exits, True)):
+        rows = values(spec, layer)
+        assert rows and all(set(fields) <= set(r) and r["exited"] is flag for r in rows)
     # y = x only where both axes reach: the predictions' range.
     lo, hi = max(predicted.min(), diff.min()), min(predicted.max(), diff.max())
     assert values(spec, line) == [{"predicted": lo, "diff": lo}, {"predicted": hi, "diff": hi}]
+
+
+def test_effect_scatter_brushes_a_region_on_the_dots():
+    table = exits_table()
+    spec = spec_of(charts.effect_scatter(table, (-1.0, 1.2)))
+    dots, line = layers(spec)
+    (param,) = spec["params"]
+    assert param["name"] == charts.REGION_SELECTION
+    assert param["select"] == {"type": "interval", "encodings": ["x", "y"]}
+    assert param["views"] == [dots["name"]] and "name" not in line
+    # the brush's x and y are the dots' predicted and diff (what picked_region reads)
+    assert (dots["encoding"]["x"]["field"], dots["encoding"]["y"]["field"]) == (
+        "predicted",
+        "diff",
+    )
+    opacity = dots["encoding"]["opacity"]
+    assert opacity["condition"] == [{"param": charts.REGION_SELECTION, "value": 0.7}]
+    assert opacity["value"] < 0.7  # the dots outside the box fade

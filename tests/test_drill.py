@@ -142,3 +142,122 @@ def test_picked_cell_ignores_unusable_selections():
     assert explore.picked_cell([{"x_start": 0, "x_end": 1}], (0, 1), (0, 1)) is None
     flat = {"x_start": 0, "x_end": 1, "y_start": 0.5, "y_end": 0.5}
     assert explore.picked_cell([flat], (0, 1), (0, 1)) is None
+
+
+def test_each_density_cell_of_either_layer_lists_exactly_its_connections(table):
+    """A cell drawn for the exits (or for the connections that stayed) lists only those:
+    the mark's count is the table's, against numpy's bin index and the ``exited`` flag."""
+    grid = explore.effect_grid(table, 9)
+    x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
+    x_edges, y_edges = np.linspace(*x_range, 10), np.linspace(*y_range, 10)
+
+    def bin_index(values, edges):  # numpy's rule: half-open bins, the last one closed
+        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+
+    ix = bin_index(table["predicted"].astype(np.float64), x_edges)
+    iy = bin_index(table["diff"].astype(np.float64), y_edges)
+    assert grid["exited"].any() and (~grid["exited"]).any()
+    for cell in grid.itertuples():
+        picked = explore.picked_cell([cell._asdict()], x_range, y_range)
+        assert picked.exited is bool(cell.exited)
+        rows, total = explore.cell_connections(table, picked, limit=10_000)
+        want = table[
+            (x_edges[ix] == cell.x_start)
+            & (y_edges[iy] == cell.y_start)
+            & (table["exited"] == cell.exited)
+        ]
+        assert total == len(want) == cell.count
+        assert set(rows["exited"]) == {bool(cell.exited)}
+    # a table without the flag: nothing exited, so an exits cell is empty
+    exits = grid[grid["exited"]].iloc[0]
+    picked = explore.picked_cell([exits.to_dict()], x_range, y_range)
+    assert explore.cell_connections(table.drop(columns=["exited"]), picked)[1] == 0
+
+
+def test_picked_cell_refuses_an_unusable_exit_flag():
+    cell = {"x_start": 0, "x_end": 1, "y_start": 0, "y_end": 1}
+    assert explore.picked_cell([{**cell, "exited": "yes"}], (0, 1), (0, 1)) is None
+    assert explore.picked_cell([{**cell, "exited": None}], (0, 1), (0, 1)).exited is None
+    assert explore.picked_cell([{**cell, "exited": np.True_}], (0, 1), (0, 1)).exited is True
+
+
+def region_reference(table, x, y) -> pd.DataFrame:
+    """The connections inside the box by pandas' own inclusive ``between``."""
+    inside = table["predicted"].astype(np.float64).between(*x) & table["diff"].astype(
+        np.float64
+    ).between(*y)
+    return table[inside]
+
+
+def test_a_region_lists_exactly_the_connections_inside_it(table):
+    rng = np.random.default_rng(7)
+    x, y = table["predicted"].to_numpy(np.float64), table["diff"].to_numpy(np.float64)
+    keys = ["position", "in_feature", "out_feature", "diff"]
+    for _ in range(20):
+        xs, ys = np.sort(rng.choice(x, 2)), np.sort(rng.choice(y, 2))
+        # Vega-Lite writes the y extent top first: either order is the same box
+        selection = {"predicted": list(xs), "diff": [ys[1], ys[0]]}
+        region = explore.picked_region(selection)
+        assert (region.y_lo, region.y_hi) == tuple(ys)
+        rows, total = explore.region_connections(table, region, limit=10_000)
+        want = region_reference(table, xs, ys)
+        assert total == len(want)
+        pd.testing.assert_frame_equal(
+            rows.sort_values(keys).reset_index(drop=True),
+            want[list(explore.DRILL_COLUMNS)].sort_values(keys).reset_index(drop=True),
+        )
+
+
+def test_a_point_on_the_regions_edge_is_inside(table):
+    """Bounds taken from one connection's own values (float32 read as float64): the box is
+    closed, so that connection is listed, however thin the box."""
+    row = table.iloc[17]
+    px, py = float(row["predicted"]), float(row["diff"])
+    for selection in (
+        {"predicted": [px, px], "diff": [py, py]},  # a box of one point
+        {"predicted": [px - 1, px], "diff": [py, py + 1]},  # the point on the right, bottom
+        {"predicted": [px, px + 1], "diff": [py - 1, py]},  # on the left, top
+    ):
+        rows, total = explore.region_connections(table, explore.picked_region(selection))
+        want = region_reference(table, selection["predicted"], sorted(selection["diff"]))
+        assert total == len(want) >= 1
+        hit = (rows["position"] == row["position"]) & (rows["in_feature"] == row["in_feature"])
+        assert (hit & (rows["out_feature"] == row["out_feature"])).any()
+    # just past the point: it drops out
+    nudged = np.nextafter(px, np.inf)
+    rows, _ = explore.region_connections(
+        table, explore.picked_region({"predicted": [nudged, px + 1], "diff": [py - 1, py + 1]})
+    )
+    assert not (
+        (rows["position"] == row["position"])
+        & (rows["in_feature"] == row["in_feature"])
+        & (rows["out_feature"] == row["out_feature"])
+        & (rows["predicted"] == row["predicted"])
+    ).any()
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        None,
+        {},
+        {"predicted": [0, 1]},
+        {"predicted": [0, "x"], "diff": [0, 1]},
+        {"predicted": [0, np.nan], "diff": [0, 1]},
+        {"predicted": [0, 1, 2], "diff": [0, 1]},
+        {"predicted": 3, "diff": [0, 1]},
+    ],
+)
+def test_picked_region_ignores_unusable_selections(selection):
+    assert explore.picked_region(selection) is None
+
+
+def test_the_captions_say_what_a_selection_holds():
+    cell = explore.PickedCell(0.0, 0.5, -1.0, 1.0, x_last=False, y_last=True, exited=True)
+    assert explore.cell_text(cell) == (
+        "that left the top k with predicted in [0, 0.5) and diff in [-1, 1]"
+    )
+    plain = explore.PickedCell(0.0, 0.5, -1.0, 1.0)
+    assert explore.cell_text(plain) == "with predicted in [0, 0.5) and diff in [-1, 1)"
+    region = explore.PickedRegion(0.0, 0.5, -1.0, 1.0)
+    assert explore.region_text(region) == "with predicted in [0, 0.5] and diff in [-1, 1]"

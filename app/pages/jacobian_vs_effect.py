@@ -62,35 +62,38 @@ def agreement(table, tolerance: Tolerance) -> None:
 
 def effect_chart(table) -> None:
     if explore.draws_dots(table):
-        st.altair_chart(charts.effect_scatter(table, explore.effect_range(table)), width="stretch")
+        event = st.altair_chart(
+            charts.effect_scatter(table, explore.effect_range(table)),
+            width="stretch",
+            on_select="rerun",
+            key="effect_brush",
+        )
         st.caption(
             f"{len(table):,} connections, one dot each; dashed: y = x (exact prediction). "
-            f"{EXITS_NOTE}"
+            f"{EXITS_NOTE} Drag a box to list the connections inside it."
         )
-    else:
-        bins = st.select_slider(
-            "Grid", state.display_choices("effect_bins"), key="effect_bins", persist_state="session"
-        )
-        grid = explore.effect_grid(table, int(bins))
-        event = st.altair_chart(
-            charts.effect_density(grid), width="stretch", on_select="rerun", key="effect_pick"
-        )
-        st.caption(
-            f"{len(table):,} connections binned in numpy on a {bins}×{bins} grid (log colour "
-            "scale), each axis on its own data's range; dashed: y = x (exact prediction). "
-            f"{EXITS_NOTE} Click a cell to list its connections."
-        )
-        x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
-        points = selection_of(event).get(charts.DENSITY_SELECTION)
-        cell = explore.picked_cell(points, x_range, y_range)
-        if cell is not None:
-            rows, total = explore.cell_connections(table, cell)
-            x_end, y_end = ("]" if last else ")" for last in (cell.x_last, cell.y_last))
-            what = (
-                f"with predicted in [{cell.x_lo:.4g}, {cell.x_hi:.4g}{x_end} and diff in "
-                f"[{cell.y_lo:.4g}, {cell.y_hi:.4g}{y_end}"
-            )
-            results.connection_table(rows, total, "effect_rows", what)
+        region = explore.picked_region(selection_of(event).get(charts.REGION_SELECTION))
+        if region is not None:
+            rows, total = explore.region_connections(table, region)
+            results.connection_table(rows, total, "effect_rows", explore.region_text(region))
+        return
+    bins = st.select_slider(
+        "Grid", state.display_choices("effect_bins"), key="effect_bins", persist_state="session"
+    )
+    grid = explore.effect_grid(table, int(bins))
+    event = st.altair_chart(
+        charts.effect_density(grid), width="stretch", on_select="rerun", key="effect_pick"
+    )
+    st.caption(
+        f"{len(table):,} connections binned in numpy on a {bins}×{bins} grid (log colour "
+        "scale), each axis on its own data's range; dashed: y = x (exact prediction). "
+        f"{EXITS_NOTE} Click a cell, crimson or not, to list its connections."
+    )
+    points = selection_of(event).get(charts.DENSITY_SELECTION)
+    cell = explore.picked_cell(points, grid.attrs["range"], grid.attrs["y_range"])
+    if cell is not None:
+        rows, total = explore.cell_connections(table, cell)
+        results.connection_table(rows, total, "effect_rows", explore.cell_text(cell))
 
 
 def misses(ctx: state.Context, key: explore.RunKey, table) -> None:

@@ -28,6 +28,7 @@ from jsae.charts.common import (
     KIND_COLORS,
     KIND_ORDER,
     PART_COLORS,
+    REGION_SELECTION,
     kind_colors,
 )
 from jsae.charts.compare import eps_rule, eps_sweep_charts, jacobian_histogram
@@ -63,6 +64,7 @@ __all__ = [
     "EXIT_LABEL",
     "BIN_SELECTION",
     "DENSITY_SELECTION",
+    "REGION_SELECTION",
     "EXIT_BAND_LABEL",
     "EXPERIMENT_COLORS",
     "EXPERIMENT_ORDER",

@@ -1,7 +1,11 @@
 """Jacobian vs effect's charts: the first-order prediction −s·J against the measured diff,
 as a density heatmap (many connections) or one dot per connection (few). Connections whose
 output feature left the top k (``exited``) are drawn in their own colour: they form the
-band diff = −out_act that no derivative sees."""
+band diff = −out_act that no derivative sees.
+
+Both charts can be drilled into: a click on a density cell (``DENSITY_SELECTION``) or a box
+brushed on the scatter (``REGION_SELECTION``) is what ``explore.picked_cell`` /
+``explore.picked_region`` read."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from jsae.charts.common import (
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
     INK,
+    REGION_SELECTION,
 )
 
 POINT_ORDER = [*EXPERIMENT_ORDER, EXIT_LABEL]
@@ -70,20 +75,28 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
     """Predicted change (−s·J) against the measured diff as a 2-D density heatmap
     (``explore.density_grid`` or ``explore.effect_grid`` output), each axis on its own range
     (``attrs["range"]`` for x, ``attrs["y_range"]`` for y), with the part of the y = x line
-    inside both. A click selects a cell (``DENSITY_SELECTION`` on its four edges).
+    inside both. A click selects a cell (``DENSITY_SELECTION`` on its four edges and its
+    ``exited`` flag).
 
     Cells of ``exited`` connections (``explore.effect_grid``) are drawn over the others in
     the exits' colour, their opacity growing with the count, with their own legend entry;
-    the first layer is always the cells of the connections that stayed in the top k."""
+    the first layer is always the cells of the connections that stayed in the top k. The
+    selection is declared once, on that first layer: a point selection listens to clicks on
+    every mark of its layered view (Vega-Lite scopes its events to the view, not the layer),
+    so a click on an exits cell selects that cell with ``exited`` true; declaring it on both
+    layers would record one click twice."""
     x_range = grid.attrs.get("range", (0.0, 1.0))
     y_range = grid.attrs.get("y_range", x_range)
     xs = alt.Scale(domain=list(x_range), nice=False)
     ys = alt.Scale(domain=list(y_range), nice=False)
     picked = alt.selection_point(
-        name=DENSITY_SELECTION, fields=["x_start", "x_end", "y_start", "y_end"], on="click"
+        name=DENSITY_SELECTION,
+        fields=["x_start", "x_end", "y_start", "y_end", "exited"],
+        on="click",
     )
     exited = grid["exited"].to_numpy(dtype=bool) if "exited" in grid else np.zeros(len(grid), bool)
-    stayed = grid[~exited].drop(columns=["exited"], errors="ignore")
+    grid = grid.assign(exited=exited)
+    stayed = grid[~exited]
     heat = _cells(
         stayed,
         xs,
@@ -99,7 +112,7 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
     if not exited.any():
         return alt.layer(heat, *line).properties(height=height, width="container")
     exits = _cells(
-        grid[exited].drop(columns=["exited"]).assign(group=EXIT_LABEL),
+        grid[exited].assign(group=EXIT_LABEL),
         xs,
         ys,
         alt.Color(
@@ -121,7 +134,9 @@ def effect_scatter(
 ) -> alt.LayerChart:
     """Predicted change against measured diff, one dot per connection (for few points),
     coloured by experiment, connections that left the top k (``exited``, when the table
-    has it) in the exits' colour whatever their experiment; with the y = x line."""
+    has it) in the exits' colour whatever their experiment; with the y = x line. Dragging
+    brushes a box (``REGION_SELECTION``, an interval on predicted and diff); the dots
+    outside it fade."""
     lo, hi = value_range
     xs, ys = _square_axes(lo, hi)
     experiment = np.where(
@@ -151,9 +166,10 @@ def effect_scatter(
             "group",
         ]
     ]
+    region = alt.selection_interval(name=REGION_SELECTION, encodings=["x", "y"])
     dots = (
         alt.Chart(data)
-        .mark_circle(size=28, opacity=0.7)
+        .mark_circle(size=28)
         .encode(
             x=alt.X("predicted:Q", scale=xs, title="predicted = −s·J"),
             y=alt.Y("diff:Q", scale=ys, title=DIFF_TITLE),
@@ -173,6 +189,8 @@ def effect_scatter(
                 alt.Tooltip("predicted:Q", format=".4g"),
                 alt.Tooltip("diff:Q", format=".4g"),
             ],
+            opacity=alt.when(region).then(alt.value(0.7)).otherwise(alt.value(0.15)),
         )
+        .add_params(region)
     )
     return alt.layer(dots, _diagonal(lo, hi)).properties(height=height, width="container")
