@@ -118,7 +118,7 @@ def set_histogram(sets) -> None:
     )
     state.display_choices("joint_log")
     log_count = c3.toggle("Log scale", key="joint_log", persist_state="session")
-    value = value or "abs_diff"
+    value = value or explore.DISPLAY_SETTINGS["joint_value"].default
     binned = explore.joint_bins(sets, value, bins=60)
     options = {"value": value, "log_count": bool(log_count)}
     if layout == "facet":
@@ -141,17 +141,18 @@ CURVE_BUTTONS = {
 }
 
 
-def curve_value(key: str, options: tuple[str, ...] = tuple(explore.CURVE_VALUES)) -> str:
-    """What the faithfulness curves draw (the first of ``options`` unless chosen)."""
+def curve_value(key: str) -> str:
+    """What the faithfulness curves draw: the display setting ``key``'s value (its
+    default when the control is cleared)."""
+    options = state.display_choices(key)
     chosen = st.segmented_control(
         "Curve",
         list(options),
         format_func=CURVE_BUTTONS.get,
-        default=options[0],
         key=key,
         persist_state="session",
     )
-    return chosen or options[0]
+    return chosen or explore.DISPLAY_SETTINGS[key].default
 
 
 def curves(joint: JointStatistics) -> None:
@@ -171,7 +172,7 @@ def compare_curves(analyses: Mapping[str, Analysis], titles: Mapping[str, str]) 
     if not joints:
         return
     st.subheader("Removed together: which inputs can go?")
-    y = curve_value("cmp_joint_curve", tuple(explore.COMPARED_VALUES))
+    y = curve_value("cmp_joint_curve")
     frame = explore.curve_frame(joints, explore.COMPARED_ORDERS)
     scores = explore.score_frame(joints)
     st.altair_chart(charts.faithfulness_comparison(frame, scores, y=y), width="stretch")

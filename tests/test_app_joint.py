@@ -292,3 +292,67 @@ def test_jsae_vs_plain_draws_both_pairs_downstream_kl(app, loaded):  # noqa: F81
         assert (all_kept["kept_connections"] == pair.k_in * pair.k_out).all()
     shown = [d.value for d in at.dataframe if "fewer than random" in d.value.columns]
     assert len(shown) == 1 and len(shown[0]) == 2 * 3
+
+
+def y_fields(spec: dict) -> set[str]:
+    """The fields a (layered) spec draws on y."""
+    units = [spec, *spec.get("layer", [])]
+    return {u["encoding"]["y"]["field"] for u in units if "y" in u.get("encoding", {})}
+
+
+def curve_spec(at) -> dict:
+    """The spec of causal sparsity's faithfulness curves (coloured by removal order)."""
+    (spec,) = [
+        s
+        for s in chart_specs(at)
+        if s.get("layer", [{}])[0].get("encoding", {}).get("color", {}).get("field")
+        == "order_label"
+    ]
+    return spec
+
+
+def test_the_joint_sections_choices_come_from_the_link_and_the_url_follows(app):  # noqa: F811
+    """Every control of the joint sections is a display setting: the link's values reach
+    the widgets and the charts, a change goes back into the URL, a bad value warns."""
+    link = {"joint_value": "share", "joint_layout": "facet", "joint_log": "0"}
+    link |= {"joint_curve": "mean_share", "cmp_joint_curve": "mean_abs_diff"}
+    app.query_params.update({**link, "layer": "1", "text": TEXT, "run": "1"})
+    at = app.run()
+    no_problems(at)
+    assert at.button_group(key="joint_value").value == "share"
+    assert at.button_group(key="joint_layout").value == "facet"
+    assert at.toggle(key="joint_log").value is False
+    assert at.button_group(key="joint_curve").value == "mean_share"
+    assert y_fields(curve_spec(at)) == {"mean_share"}
+    for name, raw in link.items():
+        assert at.query_params[name] == raw, name
+    # a change goes into the URL; back at the default it leaves the link
+    at.button_group(key="joint_curve").set_value("mean_abs_diff").run()
+    assert "joint_curve" not in at.query_params
+    assert y_fields(curve_spec(at)) == {"mean_abs_diff"}
+    at.button_group(key="joint_curve").set_value("mean_share").run()
+    assert at.query_params["joint_curve"] == "mean_share"
+    at.toggle(key="joint_log").set_value(True).run()
+    assert "joint_log" not in at.query_params
+    # JSAE vs plain's curve choice, from the link, then changed
+    at.switch_page(PAGES["compare"]).run()
+    no_problems(at)
+    assert at.button_group(key="cmp_joint_curve").value == "mean_abs_diff"
+    comparison = chart_specs(at)[-2]  # above the downstream KL
+    assert y_fields(comparison) == {"mean_abs_diff"}
+    at.button_group(key="cmp_joint_curve").set_value("mean_share").run()
+    assert at.query_params["cmp_joint_curve"] == "mean_share"
+    assert at.query_params["joint_curve"] == "mean_share"  # kept off its page
+
+
+def test_a_bad_joint_choice_in_the_link_warns_and_keeps_the_default(app):  # noqa: F811
+    app.query_params.update({"joint_curve": "area", "cmp_joint_curve": "kl"})
+    at = app.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert (
+        "Ignored joint_curve='area' from the URL: it must be one of mean_abs_diff, mean_share; "
+        "using mean_abs_diff." in warnings
+    )
+    assert any("Ignored cmp_joint_curve='kl'" in w for w in warnings)
+    assert "joint_curve" not in at.query_params and "cmp_joint_curve" not in at.query_params

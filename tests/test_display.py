@@ -20,6 +20,8 @@ NON_DEFAULT = {
     "joint_value": "share",
     "joint_layout": "facet",
     "joint_log": "0",
+    "joint_curve": "mean_share",
+    "cmp_joint_curve": "mean_share",
 }
 
 
@@ -53,6 +55,12 @@ def test_defaults_stay_out_of_the_link_and_are_the_packages():
         ("tol_atol", "-1", "a finite number of at least 0; using 0.01"),
         ("tol_rtol", "nan", "a finite number of at least 0; using 0.1"),
         ("joint_value", "x", "one of abs_diff, share"),
+        ("joint_curve", "area", "one of mean_abs_diff, mean_share; using mean_abs_diff"),
+        (
+            "cmp_joint_curve",
+            "kl",
+            "one of relative_abs_diff, mean_abs_diff, mean_share; using relative_abs_diff",
+        ),
     ],
 )
 def test_a_bad_display_value_warns_and_keeps_the_default(name, raw, said):

@@ -1,5 +1,6 @@
 """The settings that change what a page shows without changing the run: tolerances, bins,
-histogram views, log scales, how many misses. Each is declared once here with its URL
+histogram views, log scales, how many misses, what the joint ablation's histogram and
+curves draw. Each is declared once here with its URL
 name (also its widget's key), its default and what it may be, so that a link carries every
 one of them and the pages, the URL and the tests read the same defaults.
 
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsae.explore.joint import JOINT_VALUES
+from jsae.explore.joint import COMPARED_VALUES, CURVE_VALUES, JOINT_VALUES
 from jsae.stats import Tolerance
 
 Value = str | int | float | bool
@@ -78,6 +79,8 @@ DISPLAY_SETTINGS = {
         DisplaySetting("joint_value", "abs_diff", tuple(JOINT_VALUES)),
         DisplaySetting("joint_layout", "overlay", _VIEWS),
         DisplaySetting("joint_log", True, _TOGGLE),
+        DisplaySetting("joint_curve", next(iter(CURVE_VALUES)), tuple(CURVE_VALUES)),
+        DisplaySetting("cmp_joint_curve", next(iter(COMPARED_VALUES)), tuple(COMPARED_VALUES)),
     )
 }
 """Every display setting by name (the tolerances' defaults are ``jsae.stats.Tolerance``'s)."""
