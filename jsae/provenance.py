@@ -67,6 +67,10 @@ class Provenance:
         model: the model override given with the source (``--model``), if any.
         max_ablated: ``--max-tokens``, the cap on positions ablated; max_prompt_tokens: the
             cap on the tokenized prompt, BOS included (the hosted app's).
+        pairs, pairs_seed: which connections of each token the table keeps
+            (``jsae.sampler.PairSampler.record``: ``all``, ``equal_rank`` or ``random``, and
+            the random sampler's seed, None for the others). A file written before jsae
+            recorded them reads as ``all``.
         jsae_version: the package version that wrote it.
     """
 
@@ -83,6 +87,8 @@ class Provenance:
     model: str | None = None
     max_ablated: int | None = None
     max_prompt_tokens: int | None = None
+    pairs: str = "all"
+    pairs_seed: int | None = None
     jsae_version: str = __version__
 
     def to_json(self) -> str:

@@ -69,6 +69,15 @@ PROMPT_COLUMN = "prompt"
 """A batch's table (``jsae.result.AblationBatch``) starts with this column: each row's prompt,
 as its index in the list given (int32); a token is then (prompt, position)."""
 
+DOCUMENT_COLUMN, WINDOW_COLUMN = "document", "window"
+"""A corpus shard's table (``jsae.corpus``) starts with these: each row's document id (its
+file's path in the corpus, or its row number in a dataset) and its window's number there; a
+token is then (document, window, position)."""
+
+TOKEN_KEYS = (PROMPT_COLUMN, DOCUMENT_COLUMN, WINDOW_COLUMN, "position")
+"""The columns that name a row's token, in order; a table has ``position`` and those of the
+others its kind of run writes."""
+
 DEFAULT_EPS = 0.01
 """ε when none is given: connections with |J| above it are important."""
 

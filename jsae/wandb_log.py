@@ -35,6 +35,7 @@ from jsae.analysis import Analysis
 from jsae.corpus import CorpusRun, CorpusStats, read_manifest
 from jsae.errors import JSAEError, first_line
 from jsae.histogram import experiment_diffs, shared_counts
+from jsae.sampler import PairSampler
 from jsae.stats import Tolerance, importance_ratio, summarize
 from jsae.table import write_table
 
@@ -200,6 +201,7 @@ def log_to_wandb(
         "connections": len(table),
         "prompt_tokens": len(result.prompt.tokens),
         "prompt_dropped": int(result.prompt.dropped),
+        **PairSampler.of(result.provenance).record(),  # as the artifact's provenance says
     }
     with tempfile.TemporaryDirectory(prefix="jsae-wandb-") as tmp:
         parquet = Path(tmp) / "connections.parquet"

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from jsae import explore
 from jsae.cli import build_parser, main
 from jsae.cli.options import resolve_mode
+from jsae.cli.rerun import resolve_settings
 from jsae.stats import Tolerance
 from tests.test_app import (  # noqa: F401
     APP,
@@ -28,10 +29,13 @@ TRICKY = 'It\'s "quoted" — with $HOME, `ticks`\nand a second line; rm -rf /'
 
 
 def parsed(line: str):
-    """``jsae ablate``'s arguments as the real parser reads ``line``."""
+    """``jsae ablate``'s arguments as the real parser reads ``line``, the defaults filled in
+    as the command fills them (``resolve_settings``)."""
     words = shlex.split(line)
     assert words[:2] == ["jsae", "ablate"]
-    return build_parser().parse_args(words[1:])
+    args = build_parser().parse_args(words[1:])
+    resolve_settings(args)
+    return args
 
 
 def assert_cli_names(args, key: explore.RunKey, eps: float, tau: float, tol: Tolerance) -> None:

@@ -3,16 +3,19 @@ notebook's one-connection-at-a-time loop (``tests.reference.notebook_loop``)."""
 
 import math
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from jsae import explore
 from jsae.ablation import ablate
 from jsae.cli import main
 from jsae.errors import InputError
-from jsae.loading import save_source
+from jsae.loading import load_source, save_source
 from jsae.prompt import mlp_inputs, tokenize
+from jsae.provenance import Provenance, read_provenance
 from jsae.sampler import PairSampler, sample_pairs
 from tests.helpers import tiny_model, tiny_pair, tiny_pairs
 from tests.reference import notebook_loop
@@ -154,7 +157,68 @@ def test_the_cli_keeps_the_sampled_connections(source_dir, tmp_path, capsys):
     np.testing.assert_allclose(merged["diff_x"], merged["diff_y"], atol=1e-6)
 
 
-def test_the_cli_refuses_a_sample_with_the_joint_ablation(source_dir, capsys):
+def joint_block(out: str) -> str:
+    """The printed joint ablation: from its heading to the downstream KL's."""
+    start = out.index("removed together (every active output feature")
+    return out[start : out.index("next-token KL", start)]
+
+
+def test_the_joint_ablation_beside_a_sample_uses_every_input(source_dir, tmp_path, capsys):
+    """With --joint the single-connection table is sampled, the joint pass is not: its
+    numbers are those of the run that keeps every connection."""
+    args = ["--joint", "--bootstrap", "0"]
+    everything = cli_table(source_dir, tmp_path / "all.parquet", *args)
+    full = joint_block(capsys.readouterr().out)
+    seeded = cli_table(source_dir, tmp_path / "r.parquet", *args, "--pairs", "random")
+    out = capsys.readouterr().out
+    assert "removed together: every input of every token" in out
+    assert joint_block(out) == full
+    assert keys(seeded) == keys(sample_pairs(everything, PairSampler("random", seed=0)))
+
+
+def test_the_sampler_is_recorded_and_from_reruns_it(source_dir, tmp_path, capsys):
+    first = tmp_path / "r.csv"
+    seeded = cli_table_csv(source_dir, first, "--pairs", "random", "--seed", "5")
+    record = read_provenance(first)
+    assert (record.pairs, record.pairs_seed) == ("random", 5)
+    assert PairSampler.of(record) == PairSampler("random", 5)
+    again = tmp_path / "again.parquet"
+    assert main(["ablate", "--from", str(first), "--no-progress", "--output", str(again)]) == 0
+    assert keys(pd.read_parquet(again)) == keys(seeded)
+    assert read_provenance(again).pairs_seed == 5
+    ranked = tmp_path / "ranked.parquet"
+    argv = ["ablate", "--from", str(first), "--pairs", "equal_rank", "--no-progress"]
+    assert main([*argv, "--output", str(ranked)]) == 0
+    record = read_provenance(ranked)  # a flag beside --from wins; equal-rank has no seed
+    assert (record.pairs, record.pairs_seed) == ("equal_rank", None)
+    everything = tmp_path / "all.parquet"
+    argv = ["ablate", "--from", str(first), "--pairs", "all", "--no-progress"]
+    assert main([*argv, "--output", str(everything)]) == 0
+    record = read_provenance(everything)
+    assert (record.pairs, record.pairs_seed) == ("all", None)
+
+
+def cli_table_csv(source_dir, out, *extra):
     args = ["ablate", "--source", str(source_dir), "--prompt", PROMPT, "--no-progress"]
-    assert main([*args, "--pairs", "random", "--joint"]) == 2
-    assert "--joint and --dataset need every one" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), *extra]) == 0
+    return pd.read_csv(out)
+
+
+def test_the_apps_run_records_its_sampler(source_dir):
+    """What the app's downloads write: ``RunData.provenance`` of a sampled run."""
+    source = load_source(source_dir)
+    key = explore.RunKey(str(source_dir), None, 0, "jsae", "unit", 1.0, PROMPT, "random", 9)
+    data = explore.run_ablation(source, key)
+    record = data.provenance(0.02)
+    assert (record.pairs, record.pairs_seed, record.eps) == ("random", 9, 0.02)
+    written = Provenance.from_json(record.to_json(), "download")
+    assert PairSampler.of(written) == key.sampler
+    everything = explore.run_ablation(source, replace(key, pairs="all"))
+    assert keys(data.table) == keys(sample_pairs(everything.table, key.sampler))
+    assert everything.provenance(0.02).pairs == "all"
+
+
+def test_an_old_record_without_a_sampler_reads_as_all():
+    assert PairSampler.of({}) == PairSampler() == PairSampler.of({"pairs": None})
+    assert PairSampler("random", 3).record() == {"pairs": "random", "pairs_seed": 3}
+    assert PairSampler("equal_rank", 3).record() == {"pairs": "equal_rank", "pairs_seed": None}

@@ -19,6 +19,8 @@ from jsae.analysis import analyse
 from jsae.cli import main
 from jsae.corpus import corpus_stats, run_corpus
 from jsae.errors import JSAEError
+from jsae.provenance import read_provenance
+from jsae.sampler import PairSampler, sample_pairs, sample_result
 from jsae.stats import Tolerance, summarize
 from jsae.wandb_log import (
     WandbLogError,
@@ -277,3 +279,17 @@ def test_cli_checks_for_a_key_before_the_work(offline, tmp_path, capsys, monkeyp
     assert main([*args, "--wandb", "--wandb-mode", "online", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No W&B API key found") and not out.exists()
+
+
+def test_a_sampled_run_records_its_sampler_in_config_and_artifact(offline, result):
+    sampler = PairSampler("random", 4)
+    info = log_to_wandb(sample_result(result, sampler), source_name="tiny")
+    records = read_records(info.dir)
+    (run,) = of_kind(records, "run")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert (config["pairs"], config["pairs_seed"]) == ("random", 4)
+    (artifact,) = [a for a in of_kind(records, "artifact") if a.type == "ablation-connections"]
+    (entry,) = artifact.manifest.contents
+    assert PairSampler.of(read_provenance(entry.local_path)) == sampler
+    staged = pd.read_parquet(entry.local_path)
+    assert len(staged) == len(sample_pairs(result.table, sampler)) < len(result.table)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +47,7 @@ from jsae.loading import (
 )
 from jsae.pair import DEFAULT_KIND, PAIR_KINDS
 from jsae.planted import PLANTED_KINDS
-from jsae.sampler import PAIR_SAMPLER_LABELS, PAIR_SAMPLERS, PairSampler, sample_pairs
+from jsae.sampler import PAIR_SAMPLER_LABELS, PAIR_SAMPLERS, PairSampler, sample_result
 from jsae.stats import Tolerance, summarize
 from jsae.table import DEFAULT_EPS, TABLE_FORMATS, check_eps, table_format, write_table
 from jsae.wandb_log import log_to_wandb
@@ -111,12 +110,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     ab.add_argument(
         "--pairs",
         choices=PAIR_SAMPLERS,
-        default="all",
         help="which connections of each token to keep: "
         + "; ".join(f"{k}: {v}" for k, v in PAIR_SAMPLER_LABELS.items())
-        + " (default: all)",
+        + " (default: all). A random token's draw is seeded by --seed and the token's place "
+        "(its position; with --dataset its document, window and position), so a corpus gives "
+        "the same pairs however it is sharded. --joint still removes every input together: "
+        "the sampler chooses only the single-connection table's rows",
     )
-    ab.add_argument("--seed", type=int, default=0, help="the seed of --pairs random (default: 0)")
+    ab.add_argument(
+        "--seed", type=int, help=f"the seed of --pairs random (default: {PairSampler.seed})"
+    )
     ab.add_argument(
         "--include-bos", action="store_true", default=None, help="also ablate the BOS position"
     )
@@ -251,12 +254,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         include_bos=args.include_bos,
         memory_budget=max(1, int(args.memory_budget_mb * MIB)),
     )
-    sampler = PairSampler(getattr(args, "pairs", "all") or "all", getattr(args, "seed", 0) or 0)
-    if sampler.how != "all" and (args.joint or args.dataset is not None):
-        raise InputError(
-            f"--pairs {sampler.how} keeps some connections of each token, but --joint and "
-            "--dataset need every one; drop --pairs or them."
-        )
+    sampler = PairSampler(args.pairs, args.seed)
     tol = tolerance(args)
     check_wandb(args)
     check_positive(args.max_tokens, "--max-tokens")
@@ -266,7 +264,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.refresh and WANDB_ARTIFACT.match(args.source):  # once, before any worker loads it
         download_wandb_artifact(args.source, refresh=True)
     if args.dataset is not None:
-        return ablate_corpus(args, eps, config, tol)
+        return ablate_corpus(args, eps, config, tol, sampler)
     refuse_corpus_flags(args)
     check_output(args.output)
     text = read_prompt(args) if args.prompt_value is None else args.prompt_value
@@ -293,9 +291,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if result.prompt.notice:
         print(f"note: {result.prompt.notice}", file=sys.stderr)
     if sampler.how != "all":
-        result = replace(result, table=sample_pairs(result.table, sampler).reset_index(drop=True))
-        seed = f", seed {sampler.seed}" if sampler.how == "random" else ""
-        print(f"connections kept: {PAIR_SAMPLER_LABELS[sampler.how]}{seed}")
+        result = sample_result(result, sampler)
+        print(f"connections kept: {sampler.describe()}")
     summary = summarize(result.table, tol)
     s_text = {"unit": "s = 1", "zero": "s = a_i", "scale": f"s = {scale:g}"}[mode]
     print(
@@ -306,6 +303,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     print_summary(summary, tol)
     curves = None
     if args.joint:
+        if sampler.how != "all":
+            print(
+                "removed together: every input of every token (the sampler chose only the rows above)"
+            )
         bar, progress = _progress_bar("removing together", args)
         try:
             curves = prompt_curves(model, pair, result, progress=progress)

@@ -34,6 +34,7 @@ from jsae.corpus import (
 )
 from jsae.errors import InputError
 from jsae.pair import DEFAULT_KIND
+from jsae.sampler import PairSampler
 from jsae.stats import Tolerance
 from jsae.table import TABLE_FORMATS, check_eps
 from jsae.wandb_log import log_corpus_to_wandb
@@ -101,9 +102,14 @@ def refuse_corpus_flags(args: argparse.Namespace) -> None:
 
 
 def ablate_corpus(
-    args: argparse.Namespace, eps: float, config: AblationConfig, tol: Tolerance
+    args: argparse.Namespace,
+    eps: float,
+    config: AblationConfig,
+    tol: Tolerance,
+    sampler: PairSampler | None = None,
 ) -> int:
-    """``jsae ablate --dataset``: run (or resume) the corpus job, then print its summary."""
+    """``jsae ablate --dataset``: run (or resume) the corpus job, then print its summary;
+    the shards keep the connections ``sampler`` chooses (None: all)."""
     if args.output is None:
         raise InputError("--dataset needs --output DIR: the folder for the Parquet shards.")
     if args.output.suffix.lower().lstrip(".") in TABLE_FORMATS:
@@ -134,6 +140,7 @@ def ablate_corpus(
         shard_tokens=args.shard_tokens,
         device=args.device,
         joint=args.joint,
+        sampler=sampler or PairSampler(),
     )
     ray_config = None
     if args.engine == "ray":
@@ -183,6 +190,7 @@ def ablate_corpus(
         f"{len(manifest.shards)} shards"
         + ("" if run.finished else " (not finished: rerun the same command to continue)")
     )
+    print_sampler(cfg)
     stats = corpus_stats(args.output, eps, tol)
     print_corpus_summary(stats)
     print_corpus_joint(args.output, cfg, eps)
@@ -191,6 +199,14 @@ def ablate_corpus(
             log_corpus_to_wandb(args.output, stats, run=run, target=wandb_target(args)).describe()
         )
     return 0
+
+
+def print_sampler(cfg: dict) -> None:
+    """Which connections a run's shards keep, when not all (the manifest records it)."""
+    sampler = PairSampler.of(cfg)
+    if sampler.how != "all":
+        joint = "; removed together: every input" if cfg.get("joint") else ""
+        print(f"connections kept: {sampler.describe()}{joint}")
 
 
 def print_corpus_summary(stats) -> None:
@@ -249,6 +265,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
         f"{manifest.windows:,} windows, {manifest.rows:,} connections, "
         f"{len(manifest.shards)} shards"
     )
+    print_sampler(cfg)
     print_corpus_summary(stats)
     print_corpus_joint(args.output, cfg, eps)
     if args.histogram:

@@ -14,13 +14,15 @@ import sys
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE
 from jsae.provenance import read_provenance
+from jsae.sampler import PairSampler
 from jsae.table import DEFAULT_EPS
 
 
 def resolve_settings(args: argparse.Namespace) -> None:
     """Fill ``args`` from ``--from``'s provenance where a flag was not given, then the
-    defaults: source ``demo``, ε ``DEFAULT_EPS``, BOS left out (the pair kind stays None
-    unless the file names it: the command picks the source's first kind). Sets
+    defaults: source ``demo``, ε ``DEFAULT_EPS``, every connection (``--pairs all``), BOS
+    left out (the pair kind stays None unless the file names it: the command picks the
+    source's first kind). Sets
     ``args.prompt_value`` (the recorded prompt, else None) and ``args.max_prompt_tokens``."""
     args.prompt_value, args.max_prompt_tokens = None, None
     if getattr(args, "from_file", None) is not None:
@@ -39,6 +41,8 @@ def resolve_settings(args: argparse.Namespace) -> None:
             "include_bos": found.include_bos,
             "max_tokens": found.max_ablated,
         }
+        sampler = PairSampler.of(found)
+        filled |= {"pairs": sampler.how, "seed": sampler.seed}
         for name, value in filled.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
@@ -52,6 +56,7 @@ def resolve_settings(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     defaults = {"source": DEMO_SOURCE, "eps": DEFAULT_EPS}
+    defaults |= {"pairs": PairSampler.how, "seed": PairSampler.seed}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

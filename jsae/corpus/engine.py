@@ -7,6 +7,9 @@ MLP's input, ablates every position (BOS left out unless asked) with
 With ``CorpusJob.joint``, each window's joint ablation (``jsae.analysis.joint``) is reduced to
 its exact sums at the job's ε, and a shard's merged sums travel in its Parquet schema metadata
 under ``JOINT_METADATA`` (covered by the shard's SHA-256 like its rows).
+With a ``CorpusJob.sampler`` other than ``all``, a shard keeps only the connections it
+chooses (``jsae.sampler.sampled_rows``, per token, seeded by the token's document, window and
+position); the joint sums are taken before, over every input.
 ``WindowEngine.identity`` is what a rerun must match to resume an output folder.
 """
 
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 
@@ -31,10 +35,13 @@ from jsae.corpus.store import JOINT_METADATA, SHARD_COLUMNS, SHARD_SCHEMA
 from jsae.errors import InputError
 from jsae.loading import DEMO_SOURCE, load_source
 from jsae.prompt import first_ablated, mlp_inputs, token_strings
+from jsae.sampler import sampled_rows
 from jsae.sandwich import Sandwich
-from jsae.table import connection_columns, is_important
+from jsae.table import DOCUMENT_COLUMN, WINDOW_COLUMN, connection_columns, is_important
 
 TARGET_SHARD_ROWS = 2_000_000
+SAMPLED_BY = (WINDOW_COLUMN, "position", "in_feature", "out_feature", "in_act", "out_act")
+"""The columns besides the document a sampler reads."""
 
 
 class WindowEngine:
@@ -93,7 +100,10 @@ class WindowEngine:
             "text_column": corpus.text_column if corpus.kind == "hf" else None,
             "split": corpus.split,
             "dataset_fingerprint": corpus.fingerprint(),
-        } | ({"joint": True} if self.job.joint else {})  # old runs, without the key, resume
+        } | (  # old runs, without these keys, resume
+            ({"joint": True} if self.job.joint else {})
+            | (self.job.sampler.record() if self.job.sampler.how != "all" else {})
+        )
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
@@ -151,6 +161,8 @@ class WindowEngine:
             if progress is not None:
                 progress(len(positions))
         data = {name: np.concatenate(parts) for name, parts in columns.items()}
+        if self.job.sampler.how != "all":
+            data = self._sampled(data, list(documents))
         arrays = {
             "document": pa.DictionaryArray.from_arrays(
                 pa.array(data["document"], pa.int32()), pa.array(list(documents), pa.string())
@@ -168,6 +180,14 @@ class WindowEngine:
         if joint is not None:
             table = table.replace_schema_metadata({JOINT_METADATA: json.dumps(joint.to_dict())})
         return table, tokens_done
+
+    def _sampled(self, data: dict[str, np.ndarray], documents: list[str]) -> dict:
+        """The unit's columns keeping only the rows the job's sampler chooses; each token is
+        named as a shard names it (document id, window, position)."""
+        names = np.asarray(documents, dtype=object)[data[DOCUMENT_COLUMN]]
+        frame = pd.DataFrame({DOCUMENT_COLUMN: names} | {k: data[k] for k in SAMPLED_BY})
+        keep = sampled_rows(frame, self.job.sampler)
+        return {name: values[keep] for name, values in data.items()}
 
     def _token_column(self, ids: np.ndarray, vocab: np.ndarray) -> pa.DictionaryArray:
         """Token strings per row, dictionary-encoded; ``vocab``: the unit's token ids."""

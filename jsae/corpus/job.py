@@ -10,6 +10,7 @@ from jsae.ablation import AblationConfig
 from jsae.errors import InputError, JSAEError
 from jsae.loading import DEMO_SOURCE
 from jsae.pair import DEFAULT_KIND
+from jsae.sampler import PairSampler
 from jsae.table import DEFAULT_EPS, check_eps
 
 ENGINES = ("local", "ray")
@@ -45,6 +46,9 @@ class CorpusJob:
         device: torch device.
         joint: also remove each output feature's inputs together (``jsae.analysis.joint``)
             and keep each shard's exact joint sums at ``eps`` in its Parquet metadata.
+        sampler: which connections of each token the shards keep (``jsae.sampler``; a
+            token's draw depends on its document, window and position, not on the sharding).
+            The joint sums always use every input.
     """
 
     dataset: Path
@@ -62,6 +66,7 @@ class CorpusJob:
     shard_tokens: int | None = None
     device: str = "cpu"
     joint: bool = False
+    sampler: PairSampler = PairSampler()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", Path(self.dataset).expanduser())

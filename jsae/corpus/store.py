@@ -38,16 +38,23 @@ from jsae.corpus.manifest import (
 )
 from jsae.corpus.plan import Unit
 from jsae.errors import first_line, os_reason
-from jsae.table import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
+from jsae.table import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    DOCUMENT_COLUMN,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    WINDOW_COLUMN,
+)
 
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet((\.[^/]+)?\.tmp)?$")
 """A shard file, or a temporary file a writer of one left behind."""
 MANIFEST_TMP_RE = re.compile(r"^manifest\.json(\.[^/]+)?\.tmp$")
-SHARD_COLUMNS = ("document", "window", *COLUMNS)
+SHARD_COLUMNS = (DOCUMENT_COLUMN, WINDOW_COLUMN, *COLUMNS)
 _ARROW_TYPES = {
     # strings repeat over many rows (every connection of a token, every row of a document)
-    **dict.fromkeys(("document", "token"), pa.dictionary(pa.int32(), pa.string())),
-    **dict.fromkeys(("window", *INT_COLUMNS), pa.int32()),
+    **dict.fromkeys((DOCUMENT_COLUMN, "token"), pa.dictionary(pa.int32(), pa.string())),
+    **dict.fromkeys((WINDOW_COLUMN, *INT_COLUMNS), pa.int32()),
     **dict.fromkeys(FLOAT_COLUMNS, pa.float32()),
     **dict.fromkeys(BOOL_COLUMNS, pa.bool_()),
 }

@@ -6,7 +6,7 @@ only re-splits the table), so the app can cache runs by key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -15,7 +15,7 @@ import pandas as pd
 from jsae import ablation
 from jsae.ablation import AblationConfig, AblationResult, ProgressCallback
 from jsae.provenance import Provenance
-from jsae.sampler import PairSampler, sample_pairs
+from jsae.sampler import PairSampler, sample_result
 from jsae.sandwich import Sandwich
 from jsae.table import DEFAULT_EPS, check_eps, split
 
@@ -97,7 +97,8 @@ def run_ablation(
     """Both experiments on ``key.text`` through ``source``'s ``key.kind`` pair at ``key.layer``.
 
     Calls ``jsae.ablation.ablate`` (looked up at call time) and drops the ε split; keeps
-    the connections ``key.sampler`` chooses.
+    the connections ``key.sampler`` chooses (``jsae.sampler.sample_result``: its downloads
+    record the sampler).
     """
     config = AblationConfig(mode=key.mode, scale=float(key.scale))
     result = ablation.ablate(
@@ -110,6 +111,4 @@ def run_ablation(
         max_tokens=max_tokens,
         sandwich=sandwich,
     )
-    if key.pairs != "all":
-        result = replace(result, table=sample_pairs(result.table, key.sampler))
-    return RunData(result, key)
+    return RunData(sample_result(result, key.sampler), key)
