@@ -1,15 +1,24 @@
-"""Chart marks that must read on both themes: every colour literal in a chart's spec (marks,
-strokes, conditions, scale ranges of reference marks) is checked for WCAG contrast against
-Streamlit's light background (#ffffff) and dark background (#0e1117), computed here."""
+"""Chart marks that must read on both themes: every colour of the charts' palette
+(``jsae.charts.palette``), and every colour literal in a chart's spec (marks, strokes,
+conditions, scale ranges), is checked for WCAG contrast against Streamlit's light background
+(#ffffff) and dark background (#0e1117), computed here from the WCAG 2 formula; the colours of
+each categorical scale must stay apart (CIELAB ΔE*76, computed here); and no chart module
+writes a colour of its own outside the palette."""
 
 import json
 import re
+from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from jsae import charts, explore
+from jsae.charts import palette
+from jsae.charts.causal import RANDOM_COLOR
+from jsae.charts.common import OTHER_KIND_COLOR
+from jsae.charts.effect import POINT_COLORS
 
 LIGHT, DARK = "#ffffff", "#0e1117"
 MIN_CONTRAST = 3.0  # WCAG's floor for graphical objects
@@ -32,10 +41,66 @@ def test_the_contrast_formula():
     assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)
 
 
-@pytest.mark.parametrize("colour", [charts.INK, charts.HIGHLIGHT])
-def test_the_theme_free_colours_read_on_both_backgrounds(colour):
+def test_the_backgrounds_are_streamlits():
+    assert (palette.LIGHT_BACKGROUND, palette.DARK_BACKGROUND) == (LIGHT, DARK)
+
+
+@pytest.mark.parametrize("colour", sorted(set(palette.PALETTE.values())), ids=str)
+def test_every_palette_colour_reads_on_both_backgrounds(colour):
     assert contrast(colour, LIGHT) >= MIN_CONTRAST
     assert contrast(colour, DARK) >= MIN_CONTRAST
+
+
+def lab(colour: str) -> np.ndarray:
+    """CIELAB (D65) of a #rrggbb colour: sRGB linearised, to XYZ, to L*a*b*."""
+    rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array(
+        [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+    )
+    xyz = to_xyz @ linear / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+MIN_DELTA_E = 20.0  # well past "just noticeable" (ΔE ≈ 2): categories told apart at a glance
+
+CATEGORIES = {
+    "experiments": charts.EXPERIMENT_COLORS,
+    "pair kinds": [*charts.KIND_COLORS, OTHER_KIND_COLOR, RANDOM_COLOR],
+    "diff parts": list(charts.PART_COLORS.values()),
+    "scatter points": [*POINT_COLORS, charts.INK],
+    "sets removed together": charts.SET_COLORS,
+    "faithfulness orders": list(charts.ORDER_COLORS.values()),
+    "heatmap outline vs exits": [charts.HIGHLIGHT, charts.EXIT_COLOR, charts.INK],
+}
+
+
+@pytest.mark.parametrize(("name", "colours"), list(CATEGORIES.items()))
+def test_every_data_colour_reads_on_both_backgrounds(name, colours):
+    for colour in colours:
+        assert contrast(colour, LIGHT) >= MIN_CONTRAST, (name, colour)
+        assert contrast(colour, DARK) >= MIN_CONTRAST, (name, colour)
+
+
+@pytest.mark.parametrize(("name", "colours"), list(CATEGORIES.items()))
+def test_the_categories_of_a_chart_stay_apart(name, colours):
+    for a, b in combinations(colours, 2):
+        assert np.linalg.norm(lab(a) - lab(b)) >= MIN_DELTA_E, (name, a, b)
+
+
+def test_the_lab_conversion():
+    np.testing.assert_allclose(lab("#ffffff"), [100, 0, 0], atol=0.02)
+    np.testing.assert_allclose(lab("#ff0000"), [53.24, 80.09, 67.20], atol=0.05)
+
+
+def test_no_chart_module_writes_a_colour_of_its_own():
+    """Colour literals live in ``palette.py`` only, so the checks above cover every one."""
+    folder = Path(charts.__file__).parent
+    for path in folder.glob("*.py"):
+        if path.name != "palette.py":
+            found = re.findall(r"#[0-9a-fA-F]{6}\b", path.read_text())
+            assert not found, (path.name, found)
 
 
 def mark_colours(chart) -> set[str]:

@@ -91,7 +91,7 @@ def test_graph_chart(rows):
     assert rules["mark"]["type"] == "rule"
     enc = rules["encoding"]
     assert enc["strokeWidth"]["field"] == "abs_jacobian"
-    assert enc["color"]["condition"]["value"] == "#000000"
+    assert enc["color"]["condition"]["value"] == charts.HIGHLIGHT
     assert enc["color"]["field"] == "diff" and enc["strokeDash"]["field"] == "exit"
     assert spec["params"][0]["name"] == charts.EDGE_SELECTION or any(
         p.get("name") == charts.EDGE_SELECTION for p in rules.get("params", [])

@@ -19,13 +19,14 @@ from jsae.charts.common import (
     binned_bars,
     kind_colors,
 )
+from jsae.charts.palette import BROWN
 from jsae.explore.statistics import CAPTURE_RANKINGS
 
 LABEL_MIN_SHARE = 0.06
 """Segments of the decomposition bar at least this wide carry their percentage."""
 EXIT_BAND_LABEL = "output feature left the top k"
 """The exit band's label: there diff = −out_act, the gate undid the whole activation."""
-RANDOM_COLOR = "#adb5bd"
+RANDOM_COLOR = BROWN
 """The diagonal of a random ranking on the mass-capture chart."""
 
 
@@ -162,7 +163,7 @@ def decomposition_bars(parts: pd.DataFrame, *, height: int = 130) -> alt.LayerCh
                 "label:N",
                 scale=alt.Scale(
                     domain=[labels[p] for p in part_order],
-                    range=[PART_COLORS.get(p, "#868e96") for p in part_order],
+                    range=[PART_COLORS.get(p, INK) for p in part_order],
                 ),
                 # On the right: a legend on top squeezes a short chart's bars to nothing.
                 legend=alt.Legend(title=None),

@@ -1,15 +1,17 @@
 """What every page's charts share: the experiments', pair kinds', exits' and diff parts'
-colours, the y scale, and bars drawn from precomputed bins (``jsae.explore.histogram_bins``)."""
+colours (their roles; the colours themselves are ``jsae.charts.palette``'s), the y scale, and bars drawn from precomputed bins (``jsae.explore.histogram_bins``)."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
 
+from jsae.charts.palette import BLUE, CRIMSON, GOLD, GREEN, GREY, MAGENTA, ORANGE, TEAL, VIOLET
+
 EXPERIMENT_ORDER = ["important", "unimportant"]
-EXPERIMENT_COLORS = ["#e8590c", "#1c7ed6"]
+EXPERIMENT_COLORS = [ORANGE, BLUE]
 KIND_ORDER = ["jsae", "plain"]
-KIND_COLORS = ["#7048e8", "#868e96"]
+KIND_COLORS = [VIOLET, GREY]
 DIFF_TITLE = "diff = out_act after − before"
 BIN_SELECTION = "bin"
 """The point selection of a clicked histogram bar (its experiment, bin_start and bin_end)."""
@@ -19,20 +21,20 @@ whether it counts exited connections)."""
 REGION_SELECTION = "effect_region"
 """The interval selection of a region brushed on the effect scatter (predicted and diff)."""
 EXIT_LABEL = "exited (left the top k)"
-EXIT_COLOR = "#c2255c"
+EXIT_COLOR = CRIMSON
 """Connections whose output feature left the top k, on every chart that shows them apart."""
-PART_COLORS = {"gate": EXIT_COLOR, "predicted": "#2f9e44", "curvature": "#f59f00"}
+PART_COLORS = {"gate": EXIT_COLOR, "predicted": GREEN, "curvature": GOLD}
 """The parts of diff (``jsae.explore.decomposition.PARTS``): exits share the exits' colour."""
 
 
-INK = "#868e96"
+INK = GREY
 """Reference marks (ε rules, the y = x line, the actual-activation dot, capture's oracle
 rule): a mid grey with a contrast of at least 3 on the light theme's white and on the dark
 theme's near-black alike, so the charts need not know the theme."""
-HIGHLIGHT = "#be4bdb"
+HIGHLIGHT = MAGENTA
 """Outlines of what a heatmap marks (the selected cell, the true edges): apart from its
 red–blue scheme, with a contrast of at least 3 on both themes' backgrounds."""
-OTHER_KIND_COLOR = "#0c8599"
+OTHER_KIND_COLOR = TEAL
 
 
 def kind_colors(kinds: list[str]) -> tuple[list[str], list[str]]:

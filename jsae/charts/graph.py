@@ -3,7 +3,8 @@
 ``connection_graph_chart`` draws ``ConnectionGraph.segments()`` and ``.nodes``
 (``jsae.analysis.graph``): input features on the left, output features on the right, one
 rule per edge, its width from |J|, its colour from the measured diff (diverging, centred on
-0), dashed where the output feature left the top k; the selected connection is drawn black.
+0), dashed where the output feature left the top k; the selected connection is drawn in
+the highlight colour (``HIGHLIGHT``: black vanished on the dark theme).
 Clicking an edge selects it (a point selection named ``EDGE_SELECTION`` on ``in_feature``
 and ``out_feature``). ``card_histogram`` draws a card's log-binned activation counts.
 """
@@ -14,11 +15,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from jsae.charts.common import EXIT_LABEL
+from jsae.charts.common import EXIT_LABEL, HIGHLIGHT, INK
+from jsae.charts.palette import VIOLET
 
 EDGE_SELECTION = "edge"
 """The name of the graph's edge selection (what ``st.altair_chart(on_select=...)`` reports)."""
-SELECTED_COLOR = "#000000"
+SELECTED_COLOR = HIGHLIGHT
 ROW_HEIGHT = 22
 
 
@@ -30,7 +32,7 @@ def connection_graph_chart(
     width: int = 520,
 ) -> alt.LayerChart:
     """The graph (``ConnectionGraph.segments()`` and ``.nodes``); ``selected`` =
-    (in_feature, out_feature) is drawn on top in black."""
+    (in_feature, out_feature) is drawn on top in ``HIGHLIGHT``."""
     rows = int(nodes["row"].max()) + 1 if len(nodes) else 1
     height = max(120, ROW_HEIGHT * rows)
     y_scale = alt.Scale(domain=[rows - 0.5, -0.5])
@@ -87,7 +89,7 @@ def connection_graph_chart(
     )
     dots = (
         alt.Chart(nodes)
-        .mark_circle(size=90, color="#495057")
+        .mark_circle(size=90, color=INK)
         .encode(
             x=alt.X("x:Q", scale=x_scale, **axis_free),
             y=alt.Y("row:Q", scale=y_scale, **axis_free),
@@ -117,7 +119,7 @@ def card_histogram(histogram: pd.DataFrame, *, height: int = 120) -> alt.Chart:
     data = histogram[histogram["count"] > 0]
     return (
         alt.Chart(data)
-        .mark_bar(color="#7048e8")
+        .mark_bar(color=VIOLET)
         .encode(
             x=alt.X("left:Q", title="activation", scale=alt.Scale(type="log")),
             x2="right:Q",

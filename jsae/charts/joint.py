@@ -16,6 +16,7 @@ import pandas as pd
 from jsae.analysis import ORDERS, SETS
 from jsae.analysis.downstream import KEEP_ORDERS
 from jsae.charts.common import binned_bars, kind_colors
+from jsae.charts.palette import BLUE, GREEN, GREY, ORANGE
 from jsae.explore.joint import (
     COMPARED_ORDERS,
     COMPARED_VALUES,
@@ -24,13 +25,13 @@ from jsae.explore.joint import (
     ORDER_LABELS,
 )
 
-SET_COLORS = ["#1c7ed6", "#e8590c", "#868e96"]
+SET_COLORS = [BLUE, ORANGE, GREY]
 """``SETS``' colours: unimportant and important as the one-at-a-time experiments', random grey."""
 ORDER_COLORS = {
-    "jacobian": "#1c7ed6",
-    "reverse": "#e8590c",
-    "oracle": "#2f9e44",
-    "random": "#868e96",
+    "jacobian": BLUE,
+    "reverse": ORANGE,
+    "oracle": GREEN,
+    "random": GREY,
 }
 ORDER_DASHES = {"jacobian": [1, 0], "reverse": [1, 0], "oracle": [6, 3], "random": [2, 3]}
 """The references (oracle, random) dashed, the Jacobian's orders solid."""

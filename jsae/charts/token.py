@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.charts.common import EXIT_COLOR, HIGHLIGHT, INK
+from jsae.charts.palette import BLUE, GREEN, ORANGE
 from jsae.explore.margins import LEAVES, REENTERS
 from jsae.explore.order import BY_ACTIVATION, HEATMAP_ORDER_TITLES, HEATMAP_ORDERS
 
@@ -142,11 +143,11 @@ def dose_response_chart(
     has_tangent = jacobian is not None and math.isfinite(jacobian)
     events = [] if steps is None or steps.empty else list(dict.fromkeys(steps["event"]))
     domain = [DOSE_SERIES[0]] + [DOSE_PRE] * has_pre + [DOSE_SERIES[1]] * has_tangent + events
-    palette = {DOSE_SERIES[0]: "#1c7ed6", DOSE_PRE: INK, DOSE_SERIES[1]: "#e8590c"}
-    palette |= {LEAVES: EXIT_COLOR, REENTERS: "#2f9e44"}
+    palette = {DOSE_SERIES[0]: BLUE, DOSE_PRE: INK, DOSE_SERIES[1]: ORANGE}
+    palette |= {LEAVES: EXIT_COLOR, REENTERS: GREEN}
     color = alt.Color(
         "series:N",
-        scale=alt.Scale(domain=domain, range=[palette.get(s, "#868e96") for s in domain]),
+        scale=alt.Scale(domain=domain, range=[palette.get(s, INK) for s in domain]),
         legend=alt.Legend(title=None, orient="top", labelLimit=400, columns=2),  # no overflow
     )
     measured = curve[["in_act", "out_act"]].assign(series=DOSE_SERIES[0])
@@ -209,9 +210,7 @@ def dose_response_chart(
             )
         )
     point = pd.DataFrame({"in_act": [actual_in], "out_act": [actual_out], "label": ["actual"]})
-    layers.append(
-        alt.Chart(point).mark_rule(color="#868e96", strokeDash=[2, 2]).encode(x="in_act:Q")
-    )
+    layers.append(alt.Chart(point).mark_rule(color=INK, strokeDash=[2, 2]).encode(x="in_act:Q"))
     layers.append(
         alt.Chart(point)
         .mark_point(size=90, filled=True, color=INK)
@@ -264,7 +263,7 @@ def margin_chart(
             y=y,
             color=alt.Color(
                 "p_exit:Q",
-                scale=alt.Scale(domain=[0, 1], range=["#ced4da", EXIT_COLOR]),
+                scale=alt.Scale(domain=[0, 1], range=[INK, EXIT_COLOR]),
                 legend=alt.Legend(title="P(exit)", format="%"),
             ),
             stroke=alt.condition("datum.selected", alt.value(HIGHLIGHT), alt.value(None)),
