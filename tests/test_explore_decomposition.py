@@ -119,19 +119,19 @@ def test_effect_grid_counts_exits_apart():
     assert not no_exits["exited"].any() and no_exits["count"].sum() == n
 
 
-def test_miss_display_order_puts_exits_after_diff():
+def test_miss_display_order_puts_the_key_columns_first():
     columns = ["position", "in_feature", "diff", "pre_diff", "exited", "entered", "margin", "miss"]
     order = explore.miss_display_order(pd.DataFrame(columns=["open", *columns]))
     assert order == [
         "open",
+        "diff",
+        "miss",
+        "exited",
         "position",
         "in_feature",
-        "diff",
-        "exited",
-        "entered",
         "pre_diff",
+        "entered",
         "margin",
-        "miss",
     ]
     assert set(explore.MISS_COLUMNS) >= {"exited", "entered", "margin", "gate", "curvature"}
 

@@ -272,12 +272,10 @@ def main() -> None:
     joint.compare_curves(analyses, titles)
     joint.compare_downstream({k: results.with_kind(ctx.run, k) for k in compared}, titles)
 
-    st.subheader("Ablation summaries side by side")
-    cols = st.columns(2)
-    for col, (kind, pair) in zip(cols, stats.items(), strict=True):
-        with col:
-            st.markdown(f"**{titles[kind]}**")
-            results.summary_table(pair.summary, ctx.tolerance)
+    st.subheader("Ablation summaries")
+    for kind, pair in stats.items():  # one under the other: each table needs the full width
+        st.markdown(f"**{titles[kind]}**")
+        results.summary_table(pair.summary, ctx.tolerance)
     downloads(runs, tables, titles, eps)
 
 

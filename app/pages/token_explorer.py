@@ -150,14 +150,16 @@ def margins_section(rows, out_f: int) -> None:
     with right:
         number = st.column_config.NumberColumn
         st.dataframe(
-            margins[["out_feature", "out_pre", "runner_up", "margin", "exits", "connections"]],
+            margins[["out_feature", "margin", "exits", "out_pre", "runner_up", "connections"]],
             hide_index=True,
             width="stretch",
             column_config={
-                "out_pre": number("out_pre", format="%.4g"),
-                "runner_up": number("runner-up", format="%.4g"),
-                "margin": number("margin", format="%.4g"),
+                "out_feature": number("out", help="out_feature"),
+                "margin": number("margin", format="%.3g", help="out_pre − runner-up"),
                 "exits": number("exits", help="Of its connections, how many made it exit."),
+                "out_pre": number("out_pre", format="%.3g"),
+                "runner_up": number("runner-up", format="%.3g"),
+                "connections": number("conn.", help="connections"),
             },
         )
     st.caption(
@@ -217,7 +219,9 @@ def main() -> None:
             )
     with right:
         st.subheader("Top connections")
-        shown = ["in_feature", "out_feature", "jacobian", "predicted", "diff", "important"]
+        # the key columns first, so a narrow column still shows them; short headers, the
+        # full names in their help
+        shown = ["diff", "important", "jacobian", "predicted", "in_feature", "out_feature"]
         top = explore.top_connections(rows, n=25)[shown + ["true_edge"] * (edges is not None)]
         number = st.column_config.NumberColumn
         picked = st.dataframe(
@@ -226,9 +230,13 @@ def main() -> None:
             width="stretch",
             height=420,
             column_config={
-                "jacobian": number(format="%.4g"),
-                "predicted": number(format="%.4g"),
-                "diff": number(format="%.4g"),
+                "diff": number("diff", format="%.3g", help="out_act after − before"),
+                "important": st.column_config.CheckboxColumn("important", help="|J| > ε"),
+                "jacobian": number("J", format="%.3g", help="jacobian: J[out, in]"),
+                "predicted": number("−s·J", format="%.3g", help="predicted: −s·J"),
+                "in_feature": number("in", help="in_feature"),
+                "out_feature": number("out", help="out_feature"),
+                "true_edge": st.column_config.CheckboxColumn("true", help="a true edge"),
             },
             on_select="rerun",
             selection_mode="single-row",

@@ -109,17 +109,17 @@ def miss_links(misses: pd.DataFrame, page: str, params: Mapping[str, str]) -> li
     ]
 
 
-MISS_UP_FRONT = ("exited", "entered")
-"""Columns the misses table shows right after ``diff``: whether the miss is an exit."""
+MISS_UP_FRONT = ("open", "diff", "miss", "exited", "predicted", "jacobian")
+"""The misses table's key columns, shown first so a narrow screen still shows them: the row's
+link, how far it moved, how far from its prediction, whether it is an exit, the prediction
+and J; where it is (position, token, features) and the rest follow."""
 
 
 def miss_display_order(misses: pd.DataFrame) -> list[str]:
-    """The misses table's columns in display order: ``MISS_UP_FRONT`` moved right after
-    ``diff``, the rest as they are."""
-    rest = [c for c in misses.columns if c not in MISS_UP_FRONT]
+    """The misses table's columns in display order: ``MISS_UP_FRONT`` first (those it has),
+    the rest as they are."""
     front = [c for c in MISS_UP_FRONT if c in misses.columns]
-    at = rest.index("diff") + 1 if "diff" in rest else len(rest)
-    return [*rest[:at], *front, *rest[at:]]
+    return [*front, *(c for c in misses.columns if c not in MISS_UP_FRONT)]
 
 
 def miss_labels(misses: pd.DataFrame) -> list[str]:
