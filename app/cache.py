@@ -32,10 +32,17 @@ from jsae.loading.wandb_artifact import cache_root
 from jsae.sandwich import Sandwich
 
 
+def prompt_store() -> explore.PromptStore | explore.MemoryPromptStore:
+    """The long prompts that links name by hash: kept under ``<jsae cache>/prompts``, or in
+    hosted mode in memory only (nothing a visitor types is written to disk)."""
+    return _prompt_store(hosted().enabled)
+
+
 @st.cache_resource(show_spinner=False)
-def prompt_store() -> explore.PromptStore:
-    """The long prompts that links name by hash, kept under ``<jsae cache>/prompts``."""
-    return explore.PromptStore(cache_root() / "prompts")
+def _prompt_store(in_memory: bool) -> explore.PromptStore | explore.MemoryPromptStore:
+    return (
+        explore.MemoryPromptStore() if in_memory else explore.PromptStore(cache_root() / "prompts")
+    )
 
 
 @st.cache_resource(show_spinner=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.cache import prompt_store
 from jsae import explore
 from jsae.errors import JSAEError
 from jsae.hosting import clean_prompt
@@ -116,7 +117,6 @@ def prompt_panel() -> tuple[str, float | None, str | None, bool]:
     if len(text) > explore.MAX_URL_TEXT:
         st.caption(
             f"This prompt is too long for a link (over {explore.MAX_URL_TEXT:,} characters): "
-            "the link names it by its hash and this server keeps the text, so the link opens "
-            "it here, not on another server."
+            f"the link names it by its hash and {prompt_store().note}"
         )
     return text, eps, eps_error, pressed

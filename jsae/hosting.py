@@ -15,7 +15,8 @@ Switched on by configuration, either the environment or ``.streamlit/secrets.tom
   ``WANDB_LOGS_PER_SITE`` over all sessions start per ``WANDB_PERIOD`` (``RateLimiter``).
 
 The environment wins over the secrets file. Nothing here imports Streamlit: the app passes
-``st.secrets`` in as a mapping.
+``st.secrets`` in as a mapping. In hosted mode the app keeps the long prompts that links name
+by hash in memory only (``jsae.explore.MemoryPromptStore``), never on disk.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Hosted mode (JSAE_HOSTED=1), driven with AppTest: the allowlist holds whatever the URL or
 the widgets say, prompts are capped and cleaned, and busy slots are explained."""
 
+import hashlib
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -157,3 +159,28 @@ def test_hosted_numbers_equal_the_package(hosted_app, allowed):
     summary = summarize(split(data.table, 0.01))
     shown = {m.label: m.value for m in at.metric}
     assert shown["Important connections"] == f"{int(summary.loc['important', 'connections']):,}"
+
+
+LONG = " ".join(f"Sentence {i} of a long prompt, past what a link can carry." for i in range(40))
+
+
+def test_a_long_prompt_stays_in_memory_and_its_link_reopens_it(hosted_app, tmp_path, monkeypatch):
+    """Hosted: the long prompt's link works on this server, and nothing a visitor typed is
+    written under the cache folder (where the disk store would put it)."""
+    monkeypatch.setenv("JSAE_CACHE", str(tmp_path / "cache"))
+    assert len(LONG) > explore.MAX_URL_TEXT
+    at = hosted_app.run()
+    at.text_area(key="prompt_text").set_value(LONG).run()
+    at = _run(at)
+    assert not at.exception
+    digest = hashlib.sha256(LONG.encode()).hexdigest()[:16]
+    assert at.query_params["prompt_hash"] == digest
+    assert any("in memory only" in c.value for c in at.caption)
+    written = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not any(LONG[:40] in p.read_text(errors="ignore") for p in written), written
+    assert not (tmp_path / "cache" / "prompts").exists()
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    again.query_params.update(dict(at.query_params))
+    again.run()
+    assert not again.exception
+    assert again.text_area(key="prompt_text").value == LONG

@@ -123,7 +123,7 @@ from jsae.explore.order import (
     SHUFFLED,
     order_connections,
 )
-from jsae.explore.prompt_store import PromptStore, prompt_hash
+from jsae.explore.prompt_store import MemoryPromptStore, PromptStore, prompt_hash
 from jsae.explore.reproduce import Reproduction
 from jsae.explore.runs import RunData, RunKey, run_ablation
 from jsae.explore.settings_note import (
@@ -249,6 +249,7 @@ __all__ = [
     "comparison_gap",
     "chosen_kinds",
     "compared_kinds",
+    "MemoryPromptStore",
     "PromptStore",
     "prompt_hash",
     "Reproduction",

@@ -7,6 +7,11 @@ anyway). The text itself stays on the server, in one small file per prompt under
 (the app's: ``<jsae cache>/prompts``), at most ``max_entries`` of them, the least recently
 written removed first. A link to a prompt the server does not hold (another server's, or
 one removed since) opens the default prompt with a warning saying so.
+
+A hosted demo writes nothing its visitors type to disk: it keeps long prompts in memory
+only (``MemoryPromptStore``), bounded by a count and a total length, the least recently used
+dropped first, and gone when the server restarts. Each store says in ``note`` what a link to
+a long prompt can and cannot do, for the page to show.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 HASH_DIGITS = 16
@@ -30,10 +37,15 @@ def prompt_hash(text: str) -> str:
 class PromptStore:
     """Long prompts by their hash, one ``<hash>.txt`` file each in ``folder``.
 
+    Attributes:
+        note: what a link to a long prompt does with this store, for the page.
+
     Args:
         folder: where the texts live (created on the first ``put``).
         max_entries: how many texts to keep; the oldest written go first.
     """
+
+    note = "this server keeps the text, so the link opens it here, not on another server."
 
     def __init__(self, folder: str | os.PathLike, max_entries: int = 1000) -> None:
         self.folder = Path(folder)
@@ -69,3 +81,52 @@ class PromptStore:
         files = sorted(self.folder.glob("*.txt"), key=lambda p: p.stat().st_mtime)
         for old in files[: max(len(files) - self.max_entries, 0)]:
             old.unlink(missing_ok=True)
+
+
+class MemoryPromptStore:
+    """Long prompts by their hash in this process's memory only (a hosted demo's): at most
+    ``max_entries`` texts and ``max_chars`` characters together, the least recently used
+    dropped first; nothing survives a restart. Safe to share between sessions' threads.
+
+    Args:
+        max_entries: how many texts to keep.
+        max_chars: how many characters all kept texts may hold together.
+    """
+
+    def __init__(self, max_entries: int = 200, max_chars: int = 2_000_000) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    @property
+    def note(self) -> str:
+        return (
+            f"this demo keeps the text in memory only (its last {self.max_entries} long "
+            "prompts, until it restarts), so the link opens it here for a while, not on "
+            "another server or after a restart."
+        )
+
+    def put(self, text: str) -> str | None:
+        """Keep ``text``; its hash, or None when it is longer than the store may hold."""
+        if len(text) > min(MAX_PROMPT_CHARS, self.max_chars):
+            return None
+        key = prompt_hash(text)
+        with self._lock:
+            if key not in self._texts:
+                self._texts[key] = text
+                self._chars += len(text)
+            self._texts.move_to_end(key)
+            while len(self._texts) > self.max_entries or self._chars > self.max_chars:
+                _, old = self._texts.popitem(last=False)
+                self._chars -= len(old)
+        return key
+
+    def get(self, key: str) -> str | None:
+        """The text kept under ``key``, or None."""
+        with self._lock:
+            text = self._texts.get(key or "")
+            if text is not None:
+                self._texts.move_to_end(key)
+        return text
