@@ -101,15 +101,15 @@ def removed_together(key: explore.RunKey, eps: float, analysis: Analysis | None)
 
 
 def set_histogram(sets) -> None:
-    c1, c2, c3, _ = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
-    value = c1.segmented_control(
+    controls = st.container(horizontal=True, wrap=True, gap="small", vertical_alignment="bottom")
+    value = controls.segmented_control(
         "Value",
         state.display_choices("joint_value"),
         format_func={"abs_diff": "|diff|", "share": "Share of j's activation"}.get,
         key="joint_value",
         persist_state="session",
     )
-    layout = c2.segmented_control(
+    layout = controls.segmented_control(
         "View",
         state.display_choices("joint_layout"),
         format_func=results.HIST_LAYOUTS.get,
@@ -117,7 +117,9 @@ def set_histogram(sets) -> None:
         persist_state="session",
     )
     state.display_choices("joint_log")
-    log_count = c3.toggle("Log scale", key="joint_log", persist_state="session")
+    log_count = controls.toggle(
+        "Log", key="joint_log", persist_state="session", help="Count on a log scale."
+    )
     value = value or explore.DISPLAY_SETTINGS["joint_value"].default
     binned = explore.joint_bins(sets, value, bins=60)
     options = {"value": value, "log_count": bool(log_count)}
