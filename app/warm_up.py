@@ -4,9 +4,10 @@
 that first page then waits for ``jsae`` (torch, TransformerLens: about 4 s on a cold
 process) and the default source. ``serve.py`` (what ``make app`` runs) wraps the same
 script in ``st.App`` with ``lifespan`` below, which starts one background thread at server
-start: it imports ``app.frame`` (hence ``jsae``) and loads the default source into
-``app.cache``'s shared cache, while the server already answers. A page opened meanwhile
-paints its title, navigation and loading status as before and waits only for the rest.
+start: it imports ``app.frame`` (hence ``jsae``) and the results pages' modules, and loads
+the default source into ``app.cache``'s shared cache, while the server already answers. A
+page opened meanwhile paints its title, navigation and loading status as before (later: the
+thread holds the interpreter's lock part of the time) and waits only for the rest.
 
 Nothing of the warm-up is required: if it fails (a default source that does not load, say),
 it logs one line and the page loads the source itself and shows the error as usual.
@@ -25,6 +26,9 @@ from streamlit.logger import get_logger
 
 LOG = get_logger(__name__)
 """Streamlit's logger (its ``logger.level`` applies)."""
+WARM_MODULES = ("app.frame", "app.results", "app.joint")
+"""What the first page run imports: the frame (``jsae``: torch, TransformerLens) and what the
+results pages import (Altair's charts)."""
 IMPORTING = threading.Event()
 """Set while the warm-up thread imports the package (a page then waits for that import)."""
 DONE = threading.Event()
@@ -32,12 +36,13 @@ DONE = threading.Event()
 
 
 def warm(source: str | None = None) -> float:
-    """Import ``app.frame`` and load ``source`` (default: the app's default source) into the
+    """Import ``WARM_MODULES`` and load ``source`` (default: the app's default source) into the
     shared cache; the seconds it took. Errors are logged, never raised."""
     start = time.perf_counter()
     IMPORTING.set()
     try:
-        importlib.import_module("app.frame")  # imported here: this is the slow part
+        for module in WARM_MODULES:  # imported here: this is the slow part
+            importlib.import_module(module)
         cache = importlib.import_module("app.cache")
         explore = importlib.import_module("jsae.explore")
     except Exception:  # noqa: BLE001 - the page will import it again and show the error
