@@ -89,11 +89,7 @@ def test_a_selected_density_cell_lists_its_connections(
     loaded,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
-    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 0)  # the density, not the dots
-    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at.switch_page(PAGES["effect"]).run()
-    no_problems(at)
+    at = effect_page(tiny_source, monkeypatch, scatter_max=0)  # the density, not the dots
     assert drill_table(at) is None
     table = expected_table(loaded)
     grid = explore.effect_grid(table, int(at.select_slider(key="effect_bins").value))
@@ -111,14 +107,23 @@ def test_a_selected_density_cell_lists_its_connections(
     y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
     want = table[x_in & y_in]
     assert len(want) == cell["count"]
-    want = want.iloc[np.argsort(-np.abs(want["diff"].to_numpy()), kind="stable")]
-    want = want[list(explore.DRILL_COLUMNS)].head(explore.DRILL_MAX).reset_index(drop=True)
     pd.testing.assert_frame_equal(
         drill_table(at).reset_index(drop=True),
-        want,
+        largest_first_head(want),
         check_dtype=False,
         check_categorical=False,
     )
+
+
+def effect_page(source: str, monkeypatch, *, scatter_max: int) -> AppTest:
+    """Jacobian vs effect after Run on ``source``: the dots when the run has at most
+    ``scatter_max`` connections, else the density."""
+    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, source)
+    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", scatter_max)
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.switch_page(PAGES["effect"]).run()
+    no_problems(at)
+    return at
 
 
 def largest_first_head(want: pd.DataFrame) -> pd.DataFrame:
@@ -132,11 +137,7 @@ def test_an_exits_cell_of_the_density_lists_only_its_exits(
     loaded,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
-    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 0)  # the density, not the dots
-    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at.switch_page(PAGES["effect"]).run()
-    no_problems(at)
+    at = effect_page(tiny_source, monkeypatch, scatter_max=0)  # the density, not the dots
     table = expected_table(loaded)
     grid = explore.effect_grid(table, int(at.select_slider(key="effect_bins").value))
     exits = grid[grid["exited"]]
@@ -184,11 +185,7 @@ def test_a_region_brushed_on_the_scatter_lists_the_connections_inside_it(
     loaded,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setenv(explore.DEFAULT_SOURCE_ENV, tiny_source)
-    monkeypatch.setattr("jsae.explore.effect.SCATTER_MAX", 10_000)  # the dots
-    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at.switch_page(PAGES["effect"]).run()
-    no_problems(at)
+    at = effect_page(tiny_source, monkeypatch, scatter_max=10_000)  # the dots
     table = expected_table(loaded)
     assert explore.draws_dots(table)
     assert drill_table(at) is None  # nothing brushed, no table
