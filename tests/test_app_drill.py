@@ -101,11 +101,7 @@ def test_a_selected_density_cell_lists_its_connections(
     no_problems(at)
     # The reference: a pandas filter of predicted and diff on the cell's edges (each
     # axis's last bin closed), largest |diff| first.
-    x_hi, y_hi = grid.attrs["range"][1], grid.attrs["y_range"][1]
-    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
-    x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
-    y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
-    want = table[x_in & y_in]
+    want = table[in_cell(table, grid, cell)]
     assert len(want) == cell["count"]
     pd.testing.assert_frame_equal(
         drill_table(at).reset_index(drop=True),
@@ -124,6 +120,16 @@ def effect_page(source: str, monkeypatch, *, scatter_max: int) -> AppTest:
     at.switch_page(PAGES["effect"]).run()
     no_problems(at)
     return at
+
+
+def in_cell(table: pd.DataFrame, grid: pd.DataFrame, cell: pd.Series) -> pd.Series:
+    """The reference: the connections whose predicted and diff fall in ``cell``'s edges, by
+    a pandas filter (each axis's last bin closed, the others half-open)."""
+    x_hi, y_hi = grid.attrs["range"][1], grid.attrs["y_range"][1]
+    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
+    x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
+    y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
+    return x_in & y_in
 
 
 def largest_first_head(want: pd.DataFrame) -> pd.DataFrame:
@@ -149,11 +155,7 @@ def test_an_exits_cell_of_the_density_lists_only_its_exits(
     no_problems(at)
     # The reference: a pandas filter of the exits on the cell's edges (each axis's last bin
     # closed).
-    x_hi, y_hi = grid.attrs["range"][1], grid.attrs["y_range"][1]
-    x, y = table["predicted"].astype(np.float64), table["diff"].astype(np.float64)
-    x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
-    y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
-    want = table[x_in & y_in & table["exited"]]
+    want = table[in_cell(table, grid, cell) & table["exited"]]
     assert len(want) == cell["count"]
     pd.testing.assert_frame_equal(
         drill_table(at).reset_index(drop=True),
