@@ -103,12 +103,7 @@ def test_a_selected_density_cell_lists_its_connections(
     # axis's last bin closed), largest |diff| first.
     want = table[in_cell(table, grid, cell)]
     assert len(want) == cell["count"]
-    pd.testing.assert_frame_equal(
-        drill_table(at).reset_index(drop=True),
-        largest_first_head(want),
-        check_dtype=False,
-        check_categorical=False,
-    )
+    assert_lists(at, want)
 
 
 def effect_page(source: str, monkeypatch, *, scatter_max: int) -> AppTest:
@@ -130,6 +125,16 @@ def in_cell(table: pd.DataFrame, grid: pd.DataFrame, cell: pd.Series) -> pd.Seri
     x_in = (x >= cell["x_start"]) & ((x <= x_hi) if cell["x_end"] == x_hi else (x < cell["x_end"]))
     y_in = (y >= cell["y_start"]) & ((y <= y_hi) if cell["y_end"] == y_hi else (y < cell["y_end"]))
     return x_in & y_in
+
+
+def assert_lists(at: AppTest, want: pd.DataFrame) -> None:
+    """The page's table beneath the chart is ``want`` in the reference's order and cap."""
+    pd.testing.assert_frame_equal(
+        drill_table(at).reset_index(drop=True),
+        largest_first_head(want),
+        check_dtype=False,
+        check_categorical=False,
+    )
 
 
 def largest_first_head(want: pd.DataFrame) -> pd.DataFrame:
@@ -157,12 +162,7 @@ def test_an_exits_cell_of_the_density_lists_only_its_exits(
     # closed).
     want = table[in_cell(table, grid, cell) & table["exited"]]
     assert len(want) == cell["count"]
-    pd.testing.assert_frame_equal(
-        drill_table(at).reset_index(drop=True),
-        largest_first_head(want),
-        check_dtype=False,
-        check_categorical=False,
-    )
+    assert_lists(at, want)
     assert any(f"{len(want):,} connections that left the top k" in c.value for c in at.caption)
     # The exits' cells lie on their own band, apart from the others' cells: a box over the
     # whole grid shows that the page keeps the flag (only the exits are listed, not all).
@@ -202,10 +202,5 @@ def test_a_region_brushed_on_the_scatter_lists_the_connections_inside_it(
     no_problems(at)
     want = table[x.between(x_lo, x_hi) & y.between(y_lo, y_hi)]  # pandas: both ends in
     assert (want["predicted"] == x_hi).any() and (want["diff"] == y_lo).any()
-    pd.testing.assert_frame_equal(
-        drill_table(at).reset_index(drop=True),
-        largest_first_head(want),
-        check_dtype=False,
-        check_categorical=False,
-    )
+    assert_lists(at, want)
     assert any(f"{len(want):,} connections with predicted in [" in c.value for c in at.caption)
