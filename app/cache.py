@@ -223,7 +223,7 @@ def get_analysis(key: explore.RunKey, eps: float, tau: float) -> Analysis:
         tau=tau,
         sandwich=get_sandwich(key.source, key.model, key.layer, key.kind),
         true_edges=src.true_edges(key.layer, key.kind),
-        curves=get_curves(key) if key.pairs == "all" else None,  # needs every connection
+        curves=get_curves(key),  # every input of every token, whatever the sampler kept
     )
 
 

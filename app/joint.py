@@ -53,16 +53,14 @@ SCORE_SENTENCE = (
 def removed_together(key: explore.RunKey, eps: float, analysis: Analysis | None) -> None:
     """Causal sparsity's section: what removing whole sets of inputs at once does."""
     st.subheader("Removed together")
-    if key.pairs != "all":
-        st.info(
-            "Removing inputs together needs every connection: choose all k×k under "
-            "Connections in the sidebar.",
-            icon=":material/info:",
-        )
-        return
     if analysis is None or analysis.joint is None:
         return  # the analysis' error is already on the page
     joint = analysis.joint
+    if key.pairs != "all":
+        st.caption(
+            "Every input of every ablated token, whatever the connection sampler kept above "
+            "(as `jsae ablate --joint` with `--pairs`)."
+        )
     st.markdown(
         "Above, one input feature moved at a time. Here each output feature j loses a whole "
         f"set of its inputs at once: all its unimportant ones (|J| ≤ ε = {eps:g}), all its "
@@ -212,9 +210,6 @@ def compare_downstream(keys: Mapping[str, explore.RunKey], titles: Mapping[str, 
     """JSAE vs plain's section: both pairs' next-token KL when their output features keep
     only their top inputs, on one chart, with the areas and N× per pair and order."""
     st.subheader("Downstream: what the model loses with fewer connections")
-    if any(key.pairs != "all" for key in keys.values()):
-        st.info("This needs every connection: choose all k×k.", icon=":material/info:")
-        return
     kls = {}
     for kind, key in keys.items():
         kl = cache.load_downstream(key)
