@@ -27,7 +27,7 @@ def metrics(summary, ratio: float, ratio_ci: tuple[float, float]) -> None:
     total = int(summary.loc["all", "connections"])
     groups = (("important", "Important", "|J| > ε"), ("unimportant", "Unimportant", "|J| ≤ ε"))
     cols = results.metric_row(6)
-    for col, (experiment, label, rule) in zip(cols, groups, strict=False):
+    for col, (experiment, label, rule) in zip(cols[:2], groups, strict=True):
         col.metric(
             f"{label} mean |diff|",
             explore.format_number(summary.loc[experiment, "mean_abs_diff"]),
