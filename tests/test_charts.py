@@ -528,6 +528,15 @@ def test_effect_density_axes_fit_the_predictions_and_cells_are_clickable():
     for layer, flag in ((heat, False), (exits, True)):
         rows = values(spec, layer)
         assert rows and all(set(fields) <= set(r) and r["exited"] is flag for r in rows)
+    # The picked cell, exits or not, is outlined; nothing is while nothing is picked.
+    for layer in (heat, exits):
+        stroke = layer["encoding"]["stroke"]
+        assert stroke["condition"] == {
+            "param": charts.DENSITY_SELECTION,
+            "empty": False,
+            "value": charts.HIGHLIGHT,
+        }
+        assert stroke["value"] is None
     # y = x only where both axes reach: the predictions' range.
     lo, hi = max(predicted.min(), diff.min()), min(predicted.max(), diff.max())
     assert values(spec, line) == [{"predicted": lo, "diff": lo}, {"predicted": hi, "diff": hi}]

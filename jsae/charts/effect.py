@@ -20,6 +20,7 @@ from jsae.charts.common import (
     EXIT_LABEL,
     EXPERIMENT_COLORS,
     EXPERIMENT_ORDER,
+    HIGHLIGHT,
     INK,
     REGION_SELECTION,
 )
@@ -51,11 +52,16 @@ def _visible_diagonal(
     return _diagonal(lo, hi) if lo < hi else None
 
 
-def _cells(data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, **extra) -> alt.Chart:
+def _cells(
+    data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, picked, **extra
+) -> alt.Chart:
+    """Rectangles on the cells' binned edges; the cell ``picked`` selects is outlined in
+    ``HIGHLIGHT`` (nothing is outlined while nothing is selected)."""
     return (
         alt.Chart(data)
-        .mark_rect()
+        .mark_rect(strokeWidth=2)
         .encode(
+            stroke=alt.condition(picked, alt.value(HIGHLIGHT), alt.value(None), empty=False),
             x=alt.X("x_start:Q", bin="binned", scale=xs, title="predicted = −s·J"),
             x2="x_end:Q",
             y=alt.Y("y_start:Q", bin="binned", scale=ys, title=DIFF_TITLE),
@@ -106,6 +112,7 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
             scale=alt.Scale(type="log", scheme="viridis"),
             legend=alt.Legend(title="connections"),
         ),
+        picked,
     ).add_params(picked)
     diagonal = _visible_diagonal(x_range, y_range)
     line = [diagonal] if diagonal is not None else []
@@ -120,6 +127,7 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
             scale=alt.Scale(domain=[EXIT_LABEL], range=[EXIT_COLOR]),
             legend=alt.Legend(title=None, orient="top"),
         ),
+        picked,
         opacity=alt.Opacity("count:Q", scale=alt.Scale(type="log", range=[0.35, 1]), legend=None),
     )
     return (
