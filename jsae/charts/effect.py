@@ -52,9 +52,7 @@ def _visible_diagonal(
     return _diagonal(lo, hi) if lo < hi else None
 
 
-def _cells(
-    data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, picked, **extra
-) -> alt.Chart:
+def _cells(data: pd.DataFrame, xs: alt.Scale, ys: alt.Scale, color, picked, **extra) -> alt.Chart:
     """Rectangles on the cells' binned edges; the cell ``picked`` selects is outlined in
     ``HIGHLIGHT`` (nothing is outlined while nothing is selected)."""
     return (
