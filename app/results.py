@@ -93,12 +93,14 @@ def verdict_box(found: Verdict, *, why: bool = True, truth: tuple[str, ...] = ()
 
 METRIC_WIDTH = 190
 """Pixels per metric in a ``metric_row``: room for a 7-character value at the theme's size."""
+METRIC_GAP, METRIC_GAP_PX = "medium", 32
+"""The gap between a ``metric_row``'s metrics: Streamlit's "medium", 2rem."""
 
 
 def metric_row(n: int) -> list:
     """``n`` boxes for metrics, side by side while they fit and wrapped onto the next line
     when they do not (``st.columns`` would squeeze them until their values are cut off)."""
-    row = st.container(horizontal=True, wrap=True, gap="medium")
+    row = st.container(horizontal=True, wrap=True, gap=METRIC_GAP)
     return [row.container(width=METRIC_WIDTH) for _ in range(n)]
 
 

@@ -15,7 +15,7 @@ from jsae.analysis import Analysis
 from jsae.stats import importance_ratio, summarize
 
 HIST_Y = {"count": "Count", "share": "Share of experiment"}
-VERDICT_WIDTH = 2 * results.METRIC_WIDTH + 16
+VERDICT_WIDTH = 2 * results.METRIC_WIDTH + results.METRIC_GAP_PX
 """Pixels of the verdict's column: two metrics side by side (the chart takes the rest, or
 goes below it on a narrow screen)."""
 
