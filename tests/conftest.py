@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+import jsae.prune_policy
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_grad_state():
@@ -14,6 +16,17 @@ def _seed_and_grad_state():
     grad = torch.is_grad_enabled()
     yield
     torch.set_grad_enabled(grad)
+
+
+@pytest.fixture
+def always(monkeypatch):
+    """Prune every block a bound allows, whatever it costs, never probe and never back off:
+    the pruned paths run on pairs where the cost model would take the full scan."""
+    monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
+    monkeypatch.setattr(jsae.prune_policy, "SCAN_COST", 0.0)
+    monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
+    monkeypatch.setattr(jsae.prune_policy, "WIN", 1.0)
+    monkeypatch.setattr(jsae.prune_policy, "PROBE_TOKENS", 1 << 30)  # no probe: every block
 
 
 def pytest_configure(config):

@@ -26,17 +26,6 @@ ATOL = RTOL = 1e-6  # float32 values computed by differently shaped products
 K = 4
 
 
-@pytest.fixture
-def always(monkeypatch):
-    """Prune every block a bound allows, whatever it costs, never probe and never back off:
-    the pruned paths run on pairs where the cost model would take the full scan."""
-    monkeypatch.setattr(jsae.prune_policy, "GATHERED_COST", 0.0)
-    monkeypatch.setattr(jsae.prune_policy, "SCAN_COST", 0.0)
-    monkeypatch.setattr(jsae.prune_policy, "MAX_SKIP", 0)
-    monkeypatch.setattr(jsae.prune_policy, "WIN", 1.0)
-    monkeypatch.setattr(jsae.prune_policy, "PROBE_TOKENS", 1 << 30)  # no probe: every block
-
-
 def wide(shift: float = 0.0, act_fn: str = "gelu"):
     """A model with d_model 32 and a pair with d_sae 512, k 4 (so that 2k is a small part of
     d_sae, as in real pairs), b_dec applied to the input; ``shift`` lowers every encoder bias."""

@@ -4,7 +4,7 @@ skips, and the cheapest cut of light and heavy rows over every possible cut."""
 import pytest
 import torch
 
-from jsae.prune_policy import MAX_SKIP, Backoff, cost, light_cut
+from jsae.prune_policy import GATHERED_COST, MAX_SKIP, WIN, Backoff, cost, light_cut, pays
 
 
 def test_backoff_skips_one_two_four_blocks_until_a_try_pays():
@@ -35,3 +35,16 @@ def test_light_cut_is_the_cheapest_of_every_cut():
             best = min(best, (value, c), key=lambda b: b[0])
         assert relative == pytest.approx(best[0]) and cut == best[1]
     assert light_cut(torch.full((2, 2), torch.inf), 1024, 16)[1] == torch.inf
+
+
+def test_cost_and_pays_by_hand():
+    """A block whose rows compute a quarter of d_sae gathered (twice a scan's cost per
+    output), a fifth of them heavy, and a bound of a tenth: 0.5 + 0.2 + 0.1 of the full
+    scan. ``pays`` wants strictly less than ``WIN``."""
+    assert cost(256, 1024, 0.2, 0.1) == pytest.approx(GATHERED_COST / 4 + 0.2 + 0.1)
+    assert pays(rows=10, columns=256, heavy=2, d_sae=1024, bound_cost=0.1) == (WIN > 0.8)
+    at_win = (WIN - 0.5) * 1024 / GATHERED_COST  # columns whose cost is WIN with 2 of 4 heavy
+    assert at_win == int(at_win)
+    assert not pays(rows=4, columns=int(at_win), heavy=2, d_sae=1024)
+    assert pays(rows=4, columns=int(at_win) - 1, heavy=2, d_sae=1024)
+    assert not pays(rows=4, columns=0, heavy=2, d_sae=1024, bound_cost=WIN - 0.5)
