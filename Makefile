@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test test-fast lint format docs bench demo browser clean mutate
+.PHONY: setup app serve test test-fast lint format docs bench demo browser clean mutate
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt constraints
 setup: $(STAMP)
 
 app: setup
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+
+# The same app on a server that warms up at start (app/warm_up.py): the first visitor's page is
+# usable sooner, its first paint slower while the warm-up imports (benchmarks/RESULTS.md).
+serve: setup
 	$(BIN)/streamlit run serve.py --server.port $(PORT)
 
 # Debian's Chromium for the real-browser test (Playwright drives it; no browser download).

@@ -1,4 +1,4 @@
-"""The explorer as a server that warms up at start: ``streamlit run serve.py`` (``make app``).
+"""The explorer as a server that warms up at start: ``streamlit run serve.py`` (``make serve``).
 
 The same app as ``streamlit run streamlit_app.py``, wrapped in ``st.App`` so that the
 server imports the package and loads the default source while it already answers

@@ -1,7 +1,7 @@
 """jsae explorer: do the sparse Jacobians of JSAEs reflect real causal sparsity in an MLP?
 
-Run with ``make app`` (``streamlit run serve.py``: the same app, warmed up at server start,
-``app.warm_up``) or ``streamlit run streamlit_app.py``. This file paints first and
+Run with ``make app`` (``streamlit run streamlit_app.py``) or ``make serve`` (``streamlit run
+serve.py``: the same app, warmed up at server start, ``app.warm_up``). This file paints first and
 loads later: the page's settings, the navigation (``app.navigation``), the title and a
 loading status go out before anything imports ``jsae`` (torch and TransformerLens take
 seconds on a cold process); then ``app.frame`` draws what every page shares (sidebar,

@@ -2,7 +2,7 @@
 
 ``streamlit run streamlit_app.py`` imports nothing of ours until a browser opens a page;
 that first page then waits for ``jsae`` (torch, TransformerLens: about 4 s on a cold
-process) and the default source. ``serve.py`` (what ``make app`` runs) wraps the same
+process) and the default source. ``serve.py`` (what ``make serve`` runs) wraps the same
 script in ``st.App`` with ``lifespan`` below, which starts one background thread at server
 start: it imports ``app.frame`` (hence ``jsae``) and the results pages' modules, and loads
 the default source into ``app.cache``'s shared cache, while the server already answers. A

@@ -11,7 +11,7 @@ page counted from the server's start; then from clicking Run on a 195-token prom
 first chart visible (the run computed, no cache).
 
 Each ``--variant NAME=ROOT:SCRIPT`` is a checkout and the script ``streamlit run`` starts
-(default: this checkout's ``serve.py``, what ``make app`` runs); with several, their repeats
+(default: this checkout's ``streamlit_app.py``, what ``make app`` runs); with several, their repeats
 alternate, so before and after are measured side by side in one run:
 
     python benchmarks/bench_app.py
@@ -173,11 +173,11 @@ def main() -> None:
         type=variant,
         action="append",
         help="NAME=ROOT:SCRIPT, a checkout and the script to serve (repeatable; default: "
-        "this checkout's serve.py)",
+        "this checkout's streamlit_app.py)",
     )
     args = parser.parse_args()
     if args.browser:
-        default = [("serve.py", (Path(__file__).resolve().parents[1], "serve.py"))]
+        default = [("app", (Path(__file__).resolve().parents[1], "streamlit_app.py"))]
         browser(args.repeats, args.page, dict(args.variant or default))
     else:
         engine()

@@ -40,10 +40,10 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
-SERVE = "serve.py"
-"""What ``make app`` runs: the app warmed up at server start (``app.warm_up``)."""
 SCRIPT = "streamlit_app.py"
-"""The app's script itself (``streamlit run streamlit_app.py``: nothing warmed up)."""
+"""What ``make app`` runs: the app's script itself (nothing warmed up)."""
+SERVE = "serve.py"
+"""What ``make serve`` runs: the app warmed up at server start (``app.warm_up``)."""
 SERVER_START_S = 90
 RUN_TO_CHART_S = 120
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
@@ -80,9 +80,9 @@ def wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 @contextlib.contextmanager
 def streamlit_server(
-    env: dict[str, str], tmp_path: Path, *, script: str = SERVE, root: Path = ROOT
+    env: dict[str, str], tmp_path: Path, *, script: str = SCRIPT, root: Path = ROOT
 ):
-    """``streamlit run SCRIPT`` (default ``serve.py``, what ``make app`` runs) in ``root`` on a
+    """``streamlit run SCRIPT`` (default ``streamlit_app.py``, what ``make app`` runs) in ``root`` on a
     free loopback port, healthy before it yields (url, process, log path); always stopped
     afterwards."""
     port = free_port()
@@ -118,7 +118,7 @@ def streamlit_server(
 @pytest.fixture
 def server(request, tmp_path):
     """A fresh server on the bundled default (a tiny source when it is missing), running
-    ``serve.py`` unless the test parametrizes it indirectly with another script."""
+    ``streamlit_app.py`` unless the test parametrizes it indirectly with another script."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium with `make browser`")
     pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
@@ -130,7 +130,7 @@ def server(request, tmp_path):
         pairs = {"jsae": {0: tiny_pair(model, 0)}, "plain": {0: tiny_pair(model, 0, kind="plain")}}
         env[explore.DEFAULT_SOURCE_ENV] = str(save_source(tmp_path / "src", model, pairs))
         which = "tiny source (the bundled default is missing)"
-    script = getattr(request, "param", SERVE)
+    script = getattr(request, "param", SCRIPT)
     with streamlit_server(env, tmp_path, script=script) as (url, _proc, log):
         yield url, which, log
 
