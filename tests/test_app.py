@@ -202,6 +202,25 @@ def test_run_shows_the_packages_numbers(app, loaded):
     assert at.query_params["run"] == "1"
 
 
+def test_the_url_names_the_run_before_the_results_are_computed(app, monkeypatch):
+    """A link copied from the address bar while the results fill in reproduces the run:
+    the URL says run=1 by the time the engine is called, not only when the page ends."""
+    st.cache_data.clear()
+    seen = []
+    real = ablation.ablate
+
+    def recording(*args, **kwargs):
+        seen.append(st.query_params.to_dict())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation, "ablate", recording)
+    at = app.run()
+    assert seen == []  # nothing ablated before Run
+    run(at)
+    no_problems(at)
+    assert seen and all(params.get("run") == "1" for params in seen), seen
+
+
 def test_histogram_views(app):
     at = run(app.run())
     at.toggle(key="hist_log").set_value(False).run()

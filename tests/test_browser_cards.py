@@ -36,12 +36,13 @@ def click_another_cell(page, heading: str) -> str:
     heatmap.scroll_into_view_if_needed()
     box = heatmap.bounding_box()
     cards = page.get_by_role("heading", name=CARDS_HEADING)
+    link = page.url  # the URL is written as the page draws: wait for it too
     for share in (0.35, 0.5, 0.65):
         page.mouse.click(box["x"] + share * box["width"], box["y"] + share * box["height"])
         try:
             page.wait_for_function(
-                f"() => location.search.includes('in_feature=') && "
-                f"!document.body.innerText.includes({heading!r})",
+                f"() => location.search.includes('in_feature=') && location.href !== {link!r}"
+                f" && !document.body.innerText.includes({heading!r})",
                 timeout=20_000,
             )
         except NoChange:  # that cell was the selected one: try another
