@@ -5,6 +5,7 @@ conditions, scale ranges), is checked for WCAG contrast against Streamlit's ligh
 each categorical scale must stay apart (CIELAB ΔE*76, computed here); and no chart module
 writes a colour of its own outside the palette."""
 
+import ast
 import json
 import re
 from itertools import combinations
@@ -17,7 +18,7 @@ import pytest
 from jsae import charts, explore
 from jsae.charts import palette
 from jsae.charts.causal import RANDOM_COLOR
-from jsae.charts.common import OTHER_KIND_COLOR
+from jsae.charts.common import DIFF_INTERPOLATE, DIFF_RAMP, OTHER_KIND_COLOR
 from jsae.charts.effect import POINT_COLORS
 
 LIGHT, DARK = "#ffffff", "#0e1117"
@@ -73,6 +74,7 @@ CATEGORIES = {
     "sets removed together": charts.SET_COLORS,
     "faithfulness orders": list(charts.ORDER_COLORS.values()),
     "heatmap outline vs exits": [charts.HIGHLIGHT, charts.EXIT_COLOR, charts.INK],
+    "graph edges vs the picked one": [*DIFF_RAMP, charts.HIGHLIGHT],
 }
 
 
@@ -101,6 +103,24 @@ def test_no_chart_module_writes_a_colour_of_its_own():
         if path.name != "palette.py":
             found = re.findall(r"#[0-9a-fA-F]{6}\b", path.read_text())
             assert not found, (path.name, found)
+
+
+TEXT_CONTRAST = 4.25  # one colour reaches at most about 4.35 on both backgrounds
+
+
+def test_chart_text_reads_on_both_backgrounds():
+    assert contrast(palette.TEXT, LIGHT) >= TEXT_CONTRAST
+    assert contrast(palette.TEXT, DARK) >= TEXT_CONTRAST
+
+
+def test_every_text_mark_names_its_colour():
+    """Vega draws a text mark black unless told: invisible on the dark theme (the graph's
+    node labels and the faithfulness score were)."""
+    folder = Path(charts.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "mark_text":
+                assert "color" in {k.arg for k in node.keywords}, (path.name, node.lineno)
 
 
 def mark_colours(chart) -> set[str]:
@@ -139,3 +159,41 @@ def test_reference_marks_read_on_both_themes(name, chart):
     for colour in colours:
         assert contrast(colour, LIGHT) >= MIN_CONTRAST, (name, colour)
         assert contrast(colour, DARK) >= MIN_CONTRAST, (name, colour)
+
+
+def test_the_graph_edges_read_on_both_themes_at_every_diff():
+    """The edge colour scale is ``DIFF_RAMP`` through 0, interpolated in CIELAB: L* then
+    moves linearly between stops that each read on both backgrounds, so every edge does
+    (the red–blue scheme it replaced was white at 0, invisible on the light theme)."""
+    rng = np.random.default_rng(1)
+    n = 6
+    segments = pd.DataFrame(
+        {
+            "in_feature": np.arange(n),
+            "out_feature": np.arange(n) + 10,
+            "in_row": np.arange(n),
+            "out_row": np.arange(n),
+            "jacobian": rng.normal(size=n),
+            "abs_jacobian": rng.random(n),
+            "diff": [-2.0, -0.5, 0.0, 1e-6, 0.3, 1.0],
+            "exited": [True, False, False, False, False, False],
+        }
+    )
+    nodes = pd.DataFrame(
+        {
+            "side": ["in", "out"],
+            "feature": [0, 10],
+            "row": [0, 0],
+            "x": [0.0, 1.0],
+            "activation": [1.0, 1.0],
+            "label": ["in 0", "out 10"],
+        }
+    )
+    spec = charts.connection_graph_chart(segments, nodes).to_dict()
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert "scheme" not in scale
+    assert scale["domain"] == [-2.0, 0.0, 2.0] and scale["range"] == DIFF_RAMP
+    assert scale["interpolate"] == DIFF_INTERPOLATE == "lab"
+    for colour in scale["range"]:
+        assert contrast(colour, LIGHT) >= MIN_CONTRAST, colour
+        assert contrast(colour, DARK) >= MIN_CONTRAST, colour

@@ -35,6 +35,12 @@ HIGHLIGHT = MAGENTA
 """Outlines of what a heatmap marks (the selected cell, the true edges): apart from its
 red–blue scheme, with a contrast of at least 3 on both themes' backgrounds."""
 OTHER_KIND_COLOR = TEAL
+DIFF_RAMP = [CRIMSON, INK, BLUE]
+"""The connection graph's edge colour by measured diff, for -m, 0 and m: negative crimson,
+zero the reference grey, positive blue, interpolated in CIELAB (``DIFF_INTERPOLATE``). Every
+stop is a mid tone, so L* never leaves them and an edge the Jacobian calls strong but that
+did not move (diff ≈ 0) still reads on white: the red–blue scheme's white centre hid it."""
+DIFF_INTERPOLATE = "lab"
 
 
 def kind_colors(kinds: list[str]) -> tuple[list[str], list[str]]:

@@ -2,9 +2,10 @@
 
 ``connection_graph_chart`` draws ``ConnectionGraph.segments()`` and ``.nodes``
 (``jsae.analysis.graph``): input features on the left, output features on the right, one
-rule per edge, its width from |J|, its colour from the measured diff (diverging, centred on
-0), dashed where the output feature left the top k; the selected connection is drawn in
-the highlight colour (``HIGHLIGHT``: black vanished on the dark theme).
+rule per edge, its width from |J|, its colour from the measured diff (``DIFF_RAMP``:
+diverging through a grey at 0 that reads on both themes), dashed where the output feature
+left the top k; the selected connection is drawn in the highlight colour (``HIGHLIGHT``:
+black vanished on the dark theme).
 Clicking an edge selects it (a point selection named ``EDGE_SELECTION`` on ``in_feature``
 and ``out_feature``). ``card_histogram`` draws a card's log-binned activation counts.
 """
@@ -15,8 +16,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from jsae.charts.common import EXIT_LABEL, HIGHLIGHT, INK
-from jsae.charts.palette import VIOLET
+from jsae.charts.common import DIFF_INTERPOLATE, DIFF_RAMP, EXIT_LABEL, HIGHLIGHT, INK
+from jsae.charts.palette import TEXT, VIOLET
 
 EDGE_SELECTION = "edge"
 """The name of the graph's edge selection (what ``st.altair_chart(on_select=...)`` reports)."""
@@ -69,13 +70,17 @@ def connection_graph_chart(
                 alt.Color(
                     "diff:Q",
                     title="measured diff",
-                    scale=alt.Scale(scheme="redblue", domain=[-m, m]),
+                    scale=alt.Scale(
+                        domain=[-m, 0.0, m], range=DIFF_RAMP, interpolate=DIFF_INTERPOLATE
+                    ),
                 ),
             ),
             strokeDash=alt.StrokeDash(
                 "exit:N",
                 title=None,
                 scale=alt.Scale(domain=["stayed in the top k", EXIT_LABEL], range=[[1, 0], [4, 3]]),
+                # a neutral swatch: the legend otherwise borrows the picked edge's colour
+                legend=alt.Legend(symbolStrokeColor=INK),
             ),
             tooltip=[
                 alt.Tooltip("in_feature:Q", title="in_feature"),
@@ -98,12 +103,12 @@ def connection_graph_chart(
     )
     left = (
         alt.Chart(nodes[nodes["side"] == "in"])
-        .mark_text(align="right", dx=-8, fontSize=11)
+        .mark_text(align="right", dx=-8, fontSize=11, color=TEXT)
         .encode(x=alt.X("x:Q", scale=x_scale), y=alt.Y("row:Q", scale=y_scale), text="label:N")
     )
     right = (
         alt.Chart(nodes[nodes["side"] == "out"])
-        .mark_text(align="left", dx=8, fontSize=11)
+        .mark_text(align="left", dx=8, fontSize=11, color=TEXT)
         .encode(x=alt.X("x:Q", scale=x_scale), y=alt.Y("row:Q", scale=y_scale), text="label:N")
     )
     return alt.layer(rules, dots, left, right).properties(

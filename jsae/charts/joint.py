@@ -16,7 +16,7 @@ import pandas as pd
 from jsae.analysis import ORDERS, SETS
 from jsae.analysis.downstream import KEEP_ORDERS
 from jsae.charts.common import binned_bars, kind_colors
-from jsae.charts.palette import BLUE, GREEN, GREY, ORANGE
+from jsae.charts.palette import BLUE, GREEN, GREY, ORANGE, TEXT
 from jsae.explore.joint import (
     COMPARED_ORDERS,
     COMPARED_VALUES,
@@ -125,7 +125,7 @@ def _score_mark(text: str, y: str) -> alt.Chart:
     """``text`` in the bottom-right corner (at m / k_in = 1, ``y`` = 0)."""
     return (
         alt.Chart(pd.DataFrame({"fraction": [1.0], y: [0.0], "label": [text]}))
-        .mark_text(align="right", baseline="bottom", dx=-4, dy=-4, fontWeight="bold")
+        .mark_text(align="right", baseline="bottom", dx=-4, dy=-4, fontWeight="bold", color=TEXT)
         .encode(x="fraction:Q", y=f"{y}:Q", text="label:N")
     )
 
