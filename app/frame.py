@@ -77,12 +77,8 @@ def draw(page: Any, page_key: str, shown: PageSpec, loading: Any) -> None:
     )
     with link_slot.container():
         url.copy_link(st.session_state[state.CONTEXT].view, page_key)
-    typed = None if eps is not None else str(st.session_state.get("eps", ""))
-    # The URL is written before the page draws (a link copied from the address bar while
-    # the results fill in already says run=1) and again after it, for what the page's
-    # widgets changed (sync_url writes only when the parameters differ).
-    url.sync_url(st.session_state[state.CONTEXT].view, eps_typed=typed)
     try:
         guard.guarded(f"drawing the {shown.title} page", page.run)
     finally:
+        typed = None if eps is not None else str(st.session_state.get("eps", ""))
         url.sync_url(url.view_state(current, eps, page_key), eps_typed=typed)

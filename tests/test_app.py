@@ -202,23 +202,26 @@ def test_run_shows_the_packages_numbers(app, loaded):
     assert at.query_params["run"] == "1"
 
 
-def test_the_url_names_the_run_before_the_results_are_computed(app, monkeypatch):
-    """A link copied from the address bar while the results fill in reproduces the run:
-    the URL says run=1 by the time the engine is called, not only when the page ends."""
-    st.cache_data.clear()
-    seen = []
-    real = ablation.ablate
+@pytest.mark.parametrize("page", list(PAGES))
+def test_a_run_writes_the_url_once(app, page, monkeypatch):
+    """Each change of the query string pushes a browser history entry, so a Run (and the
+    selection the token explorer then picks) writes the URL once: Back undoes the Run."""
+    from streamlit.runtime.state.query_params_proxy import QueryParamsProxy
 
-    def recording(*args, **kwargs):
-        seen.append(st.query_params.to_dict())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ablation, "ablate", recording)
     at = app.run()
-    assert seen == []  # nothing ablated before Run
+    at.switch_page(PAGES[page]).run()
+    writes = []
+    real = QueryParamsProxy.from_dict
+
+    def recording(self, params):
+        writes.append(dict(params))
+        return real(self, params)
+
+    monkeypatch.setattr(QueryParamsProxy, "from_dict", recording)
     run(at)
     no_problems(at)
-    assert seen and all(params.get("run") == "1" for params in seen), seen
+    assert len(writes) == 1, writes
+    assert writes[0]["run"] == "1" and writes[0] == {k: at.query_params[k] for k in at.query_params}
 
 
 def test_histogram_views(app):
