@@ -36,7 +36,7 @@ def click_another_cell(page, heading: str) -> str:
     heatmap.scroll_into_view_if_needed()
     box = heatmap.bounding_box()
     cards = page.get_by_role("heading", name=CARDS_HEADING)
-    link = page.url  # the URL is written as the page draws: wait for it too
+    link = page.url  # the URL is written when the script ends, maybe after the heading
     for share in (0.35, 0.5, 0.65):
         page.mouse.click(box["x"] + share * box["width"], box["y"] + share * box["height"])
         try:
