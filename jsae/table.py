@@ -139,6 +139,15 @@ def is_important(jacobian: ArrayT, eps: float) -> ArrayT:
     return abs(jacobian) > eps  # type: ignore[operator,return-value]
 
 
+def exited_flags(table: pd.DataFrame) -> np.ndarray:
+    """Whether each connection's output feature left the top k (``exited``), all False for a
+    table without the column (one written before the decomposition, or a bare test frame):
+    the one rule the density grid, its cells' drill-down, the scatter and the graph share."""
+    if "exited" in table:
+        return table["exited"].to_numpy(dtype=bool)
+    return np.zeros(len(table), dtype=bool)
+
+
 def split(table: pd.DataFrame, eps: float) -> pd.DataFrame:
     """Set ``important`` = |J| > ε (so |J| <= ε is unimportant). Returns a new frame."""
     eps = check_eps(eps)

@@ -26,6 +26,7 @@ from jsae.table import (
     TABLE_FORMATS,
     connection_columns,
     connections_table,
+    exited_flags,
     is_important,
     split,
     table_bytes,
@@ -62,6 +63,16 @@ def test_split_marks_important_by_the_rule_and_keeps_the_input(run):
     resplit = split(table, 0.05)
     assert resplit["important"].tolist() == [abs(j) > 0.05 for j in table["jacobian"]]
     assert table["important"].tolist() == [abs(j) > 0.01 for j in table["jacobian"]]
+
+
+def test_exited_flags_read_the_column_or_say_none_exited(run):
+    _, _, prompt, connections = run
+    table = connections_table(connections, prompt.strings, 0.01)
+    flags = exited_flags(table)
+    assert flags.dtype == bool
+    np.testing.assert_array_equal(flags, connections.exited.numpy())
+    bare = exited_flags(table.drop(columns=["exited"]))
+    assert bare.dtype == bool and bare.shape == (len(table),) and not bare.any()
 
 
 def test_connections_table_matches_the_engine_row_for_row(run):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from jsae.errors import InputError
-from jsae.table import check_eps, is_important
+from jsae.table import check_eps, exited_flags, is_important
 
 NEEDED = ("position", "in_feature", "out_feature", "in_act", "out_act", "jacobian", "diff")
 EDGE_COLUMNS = (
@@ -111,9 +111,7 @@ def connection_graph(
             "jacobian": kept["jacobian"].to_numpy(dtype=np.float64),
             "abs_jacobian": np.abs(kept["jacobian"].to_numpy(dtype=np.float64)),
             "diff": kept["diff"].to_numpy(dtype=np.float64),
-            "exited": kept["exited"].to_numpy(dtype=bool)
-            if "exited" in kept
-            else np.zeros(len(kept), dtype=bool),
+            "exited": exited_flags(kept),
         },
         columns=list(EDGE_COLUMNS),
     )

@@ -24,6 +24,7 @@ from jsae.charts.common import (
     INK,
     REGION_SELECTION,
 )
+from jsae.table import exited_flags
 
 POINT_ORDER = [*EXPERIMENT_ORDER, EXIT_LABEL]
 POINT_COLORS = [*EXPERIMENT_COLORS, EXIT_COLOR]
@@ -98,7 +99,7 @@ def effect_density(grid: pd.DataFrame, *, height: int = 420) -> alt.LayerChart:
         fields=["x_start", "x_end", "y_start", "y_end", "exited"],
         on="click",
     )
-    exited = grid["exited"].to_numpy(dtype=bool) if "exited" in grid else np.zeros(len(grid), bool)
+    exited = exited_flags(grid)
     grid = grid.assign(exited=exited)
     stayed = grid[~exited]
     heat = _cells(
@@ -148,11 +149,7 @@ def effect_scatter(
     experiment = np.where(
         points["important"].to_numpy(dtype=bool), "important", "unimportant"
     ).astype(object)
-    exited = (
-        points["exited"].to_numpy(dtype=bool)
-        if "exited" in points
-        else np.zeros(len(points), dtype=bool)
-    )
+    exited = exited_flags(points)
     data = points.assign(
         experiment=experiment,
         group=np.where(exited, EXIT_LABEL, experiment),

@@ -28,6 +28,7 @@ import pandas as pd
 
 from jsae.explore.binning import data_range, histogram_bins
 from jsae.histogram import experiment_diffs
+from jsae.table import exited_flags
 
 DRILL_COLUMNS = (
     "position",
@@ -184,12 +185,7 @@ def cell_connections(
         table["diff"].to_numpy(), cell.y_lo, cell.y_hi, cell.y_last
     )
     if cell.exited is not None:
-        exited = (
-            table["exited"].to_numpy(dtype=bool)
-            if "exited" in table
-            else np.zeros(len(table), dtype=bool)
-        )
-        keep &= exited == cell.exited
+        keep &= exited_flags(table) == cell.exited
     return largest_first(table, keep, limit)
 
 

@@ -19,6 +19,7 @@ from jsae.explore.binning import data_range, density_grid
 from jsae.explore.tokens import token_label
 from jsae.explore.view import view_link
 from jsae.stats import Tolerance, within_tolerance
+from jsae.table import exited_flags
 
 SCATTER_MAX = 3000
 """Up to this many connections are drawn as dots; more as a binned density heatmap."""
@@ -78,11 +79,7 @@ def effect_grid(table: pd.DataFrame, bins: int) -> pd.DataFrame:
     ``attrs["y_range"]``."""
     x, y = table["predicted"].to_numpy(), table["diff"].to_numpy()
     x_range, y_range = data_range(x), data_range(y)
-    exited = (
-        table["exited"].to_numpy(dtype=bool)
-        if "exited" in table
-        else np.zeros(len(table), dtype=bool)
-    )
+    exited = exited_flags(table)
     grids = [
         density_grid(
             x[exited == flag], y[exited == flag], bins=bins, value_range=x_range, y_range=y_range
