@@ -113,13 +113,16 @@ def test_a_value_on_an_edge_belongs_to_the_bin_it_starts():
         assert rows["diff"].min() == bar.bin_start
 
 
+def bin_index(values, edges):
+    """Each value's bin by numpy's rule (half-open bins, the last one closed): the reference
+    the density cells' drill-down is checked against."""
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+
+
 def test_each_density_cell_lists_exactly_its_connections(table):
     grid = explore.effect_grid(table, 12)
     x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
     x_edges, y_edges = np.linspace(*x_range, 13), np.linspace(*y_range, 13)
-
-    def bin_index(values, edges):  # numpy's rule: half-open bins, the last one closed
-        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
 
     ix = bin_index(table["predicted"].astype(np.float64), x_edges)
     iy = bin_index(table["diff"].astype(np.float64), y_edges)
@@ -150,9 +153,6 @@ def test_each_density_cell_of_either_layer_lists_exactly_its_connections(table):
     grid = explore.effect_grid(table, 9)
     x_range, y_range = grid.attrs["range"], grid.attrs["y_range"]
     x_edges, y_edges = np.linspace(*x_range, 10), np.linspace(*y_range, 10)
-
-    def bin_index(values, edges):  # numpy's rule: half-open bins, the last one closed
-        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
 
     ix = bin_index(table["predicted"].astype(np.float64), x_edges)
     iy = bin_index(table["diff"].astype(np.float64), y_edges)
