@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.cache import load_run
-from app.graph import fresh_row
+from app.clicks import fresh_row
 from app.guard import guarded
 from app.registry import PAGES, TOKEN_PAGE
 from app.state import AUTORUN, PAIR_REQUEST, SELECTION, TAU, Context, context

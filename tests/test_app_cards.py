@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from app.graph import clicked_edge
+from app.clicks import clicked_edge
 from jsae import charts, explore
 from jsae.analysis.graph import connection_graph
 from jsae.features import FeatureCards, build_command, default_cards_root, feature_cards

@@ -7,8 +7,8 @@ import math
 import streamlit as st
 
 from app import cache, guard, joint, results, state
+from app.clicks import selection_of
 from app.downloads import download_button, show_download_errors
-from app.graph import selection_of
 from app.settings import hosted
 from jsae import charts, explore, wandb_log
 from jsae.analysis import Analysis

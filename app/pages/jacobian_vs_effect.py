@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import results, state, url
 from app.cards import connection_cards
-from app.graph import fresh_row, selection_of
+from app.clicks import fresh_row, selection_of
 from app.registry import TOKEN_PAGE
 from jsae import charts, explore
 from jsae.errors import JSAEError

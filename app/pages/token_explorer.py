@@ -7,8 +7,9 @@ import streamlit as st
 
 from app import cache, guard, results, state
 from app.cards import connection_cards
+from app.clicks import clicked_edge, clicked_row, pick_from_click
 from app.downloads import download_button, show_download_errors
-from app.graph import clicked_edge, clicked_row, graph_section, pick_from_click
+from app.graph import graph_section
 from jsae import charts, dose, explore
 
 SHAPE_BOX = {"linear": st.success, "jumprelu": st.info, "other": st.warning}
