@@ -59,8 +59,9 @@ def graph_section(
     if pick_from_click(position, clicked_edge(event), current, SEEN):
         st.rerun()
     st.caption(
-        "Width: |J|; colour: the measured ablation diff of the output feature (red "
-        "down, blue up); dashed: the output feature left the top k. Click an edge to select "
+        "Width: |J|; colour: the measured ablation diff of the output feature (crimson "
+        "down, blue up, grey unmoved: a wide grey edge is one the Jacobian calls strong that "
+        "did not move); dashed: the output feature left the top k. Click an edge to select "
         "that connection."
     )
     key = data.key
