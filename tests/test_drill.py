@@ -253,6 +253,10 @@ def test_picked_region_ignores_unusable_selections(selection):
 
 
 def test_the_captions_say_what_a_selection_holds():
+    bar = explore.PickedBin("unimportant", -1.5, -1.25)
+    assert explore.bin_text(bar) == "of the unimportant group with diff in [-1.5, -1.25)"
+    last = explore.PickedBin("important", 0.75, 1.0, last=True)
+    assert explore.bin_text(last) == "of the important group with diff in [0.75, 1]"
     cell = explore.PickedCell(0.0, 0.5, -1.0, 1.0, x_last=False, y_last=True, exited=True)
     assert explore.cell_text(cell) == (
         "that left the top k with predicted in [0, 0.5) and diff in [-1, 1]"

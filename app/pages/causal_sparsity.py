@@ -115,9 +115,7 @@ def histogram(table) -> explore.PickedBin | None:
 def bin_table(table, picked: explore.PickedBin) -> None:
     """The connections of the histogram bar clicked (largest |diff| first)."""
     rows, total = explore.bin_connections(table, picked)
-    end = "]" if picked.last else ")"
-    what = f"of the {picked.experiment} group with diff in [{picked.lo:.4g}, {picked.hi:.4g}{end}"
-    results.connection_table(rows, total, "hist_rows", what)
+    results.connection_table(rows, total, "hist_rows", explore.bin_text(picked))
 
 
 def decomposition(table) -> None:

@@ -144,6 +144,13 @@ def bin_connections(
     return largest_first(table, keep, limit)
 
 
+def bin_text(picked: PickedBin) -> str:
+    """What the bar holds, as the table's caption says it (the last bin's closed edge as
+    "]")."""
+    end = "]" if picked.last else ")"
+    return f"of the {picked.experiment} group with diff in [{picked.lo:.4g}, {picked.hi:.4g}{end}"
+
+
 def picked_cell(
     points: Sequence[Mapping] | None,
     x_range: tuple[float, float],
