@@ -52,7 +52,7 @@ def assert_cli_names(args, key: explore.RunKey, eps: float, tau: float, tol: Tol
     assert (args.pairs, args.seed) == (key.pairs, key.seed if key.pairs != "all" else 0)
     assert (args.eps, args.tau, args.atol, args.rtol) == (eps, tau, tol.atol, tol.rtol)
     assert args.prompt == key.text
-    assert args.joint is (key.pairs == "all")  # the page's verdict weighs the joint ablation
+    assert args.joint is True  # the page's verdict weighs the joint ablation, sampled or not
 
 
 @pytest.mark.parametrize(
@@ -129,6 +129,10 @@ def test_the_snippet_gives_the_pages_numbers(tiny_source, monkeypatch, capsys, l
     exec(compile(python, "<reproduce>", "exec"), namespace)  # noqa: S102
     assert snippet_numbers(namespace) == page_numbers(at)
     assert any(namespace["analysis"].verdict.sentence in box for box in boxes(at))
+    # the page removes inputs together on a sampled run too: so does the snippet
+    joint = namespace["analysis"].joint
+    assert joint is not None
+    assert any(explore.format_number(joint.score, 3) in m.value for m in at.metric), joint.score
     assert "ratio important/unimportant:" in capsys.readouterr().out
     ran = namespace["result"].provenance  # what the snippet ran, as the engine records it
     mode, scale = link.get("mode", "unit"), float(link.get("scale", 1.0))

@@ -5,9 +5,9 @@ tolerance).
 
 Both go through the same public calls the app makes: ``load_source``, ``ablate`` split at ε,
 ``jsae.sampler.sample_pairs`` when the view keeps only some connections of each token,
-``analyse`` with the source's true edges and, when every connection is kept, the joint
-ablation's curves (``prompt_curves``; ``--joint`` on the command line), and ``summarize`` at
-the view's tolerance. So the snippet's ``summary`` (mean |diff| of |J| > ε and |J| ≤ ε) and
+``analyse`` with the source's true edges and the joint ablation's curves (``prompt_curves``,
+which removes every input of the ablated tokens whatever the sampler kept; ``--joint`` on the
+command line), and ``summarize`` at the view's tolerance. So the snippet's ``summary`` (mean |diff| of |J| > ε and |J| ≤ ε) and
 ``analysis.statistics.ratio`` are the page's metrics, and the command prints them.
 """
 
@@ -43,11 +43,6 @@ class Reproduction:
     def __post_init__(self) -> None:
         check_eps(self.eps)
 
-    @property
-    def joint(self) -> bool:
-        """Whether the verdict weighs the joint ablation (it needs every connection)."""
-        return self.key.pairs == "all"
-
     def python(self) -> str:
         """A self-contained Python snippet; it leaves ``result``, ``summary`` and
         ``analysis`` behind and prints the summary, the ratio and the verdict."""
@@ -56,13 +51,13 @@ class Reproduction:
         limit = f", max_tokens={self.max_tokens}" if self.max_tokens is not None else ""
         config = f"AblationConfig(mode={key.mode!r}, scale={float(key.scale)!r})"
         names = "AblationConfig, Tolerance, ablate, analyse, load_source, summarize"
-        if self.joint:
-            imports = [f"from jsae import {names}", "from jsae.analysis import prompt_curves"]
-        else:
+        sampled = key.pairs != "all"
+        imports = [f"from jsae import {names}", "from jsae.analysis import prompt_curves"]
+        if sampled:
             imports = [
                 "from dataclasses import replace",
                 "",
-                f"from jsae import {names}",
+                *imports,
                 "from jsae.sampler import PairSampler, sample_pairs",
             ]
         lines = [
@@ -74,15 +69,13 @@ class Reproduction:
             f"text = {key.text!r}",
             f"result = ablate(model, pair, text, eps={float(self.eps)!r}, config={config}{limit})",
         ]
-        if self.joint:
-            curves = "curves=prompt_curves(model, pair, result)"
-        else:
+        if sampled:  # the joint curves still remove every input of the tokens it ablated
             sampler = f"PairSampler({key.pairs!r}, {int(key.seed)})"
             lines.append(f"result = replace(result, table=sample_pairs(result.table, {sampler}))")
-            curves = "curves=None"
         lines += [
             "analysis = analyse(",
-            f"    model, pair, result, tau={float(self.tau)!r}, {curves},",
+            f"    model, pair, result, tau={float(self.tau)!r}, "
+            "curves=prompt_curves(model, pair, result),",
             "    true_edges=source.true_edges(layer, kind),",
             ")",
             f"summary = summarize(result.table, {self._tolerance()})",
@@ -112,9 +105,7 @@ class Reproduction:
         args += ["--rtol", repr(float(self.tolerance.rtol))]
         if self.max_tokens is not None:  # BOS is never ablated: the same tokens are
             args += ["--max-tokens", str(max(1, self.max_tokens - 1))]
-        if self.joint:
-            args.append("--joint")
-        return [*args, "--prompt", key.text]
+        return [*args, "--joint", "--prompt", key.text]
 
     def cli(self) -> str:
         """The ``jsae ablate`` command line, quoted for a POSIX shell."""
