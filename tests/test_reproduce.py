@@ -137,6 +137,7 @@ def test_the_snippet_gives_the_pages_numbers(tiny_source, monkeypatch, capsys, l
     ran = namespace["result"].provenance  # what the snippet ran, as the engine records it
     mode, scale = link.get("mode", "unit"), float(link.get("scale", 1.0))
     assert (ran.layer, ran.kind, ran.mode, ran.step, ran.eps) == (1, "jsae", mode, scale, ran.eps)
+    assert ran.pairs == link.get("pairs", "all")  # sampled as the app samples (sample_result)
     args = parsed(line)
     assert (args.source, args.layer, args.pair, args.prompt) == (tiny_source, 1, "jsae", text)
     assert args.eps == float(link["eps"]) == ran.eps

@@ -4,7 +4,7 @@ source, model, layer, pair kind, mode, scale, sampler and prompt text, and its �
 tolerance).
 
 Both go through the same public calls the app makes: ``load_source``, ``ablate`` split at ε,
-``jsae.sampler.sample_pairs`` when the view keeps only some connections of each token,
+``jsae.sampler.sample_result`` when the view keeps only some connections of each token,
 ``analyse`` with the source's true edges and the joint ablation's curves (``prompt_curves``,
 which removes every input of the ablated tokens whatever the sampler kept; ``--joint`` on the
 command line), and ``summarize`` at the view's tolerance. So the snippet's ``summary`` (mean |diff| of |J| > ε and |J| ≤ ε) and
@@ -54,12 +54,7 @@ class Reproduction:
         sampled = key.pairs != "all"
         imports = [f"from jsae import {names}", "from jsae.analysis import prompt_curves"]
         if sampled:
-            imports = [
-                "from dataclasses import replace",
-                "",
-                *imports,
-                "from jsae.sampler import PairSampler, sample_pairs",
-            ]
+            imports.append("from jsae.sampler import PairSampler, sample_result")
         lines = [
             *imports,
             "",
@@ -71,7 +66,7 @@ class Reproduction:
         ]
         if sampled:  # the joint curves still remove every input of the tokens it ablated
             sampler = f"PairSampler({key.pairs!r}, {int(key.seed)})"
-            lines.append(f"result = replace(result, table=sample_pairs(result.table, {sampler}))")
+            lines.append(f"result = sample_result(result, {sampler})")
         lines += [
             "analysis = analyse(",
             f"    model, pair, result, tau={float(self.tau)!r}, "
